@@ -1,0 +1,160 @@
+"""Distances, flight times, fuel costs and routes with refuel stops (MECHANICS.md §1-3)."""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from domain.enums import FlightMode
+from domain.errors import NoRouteError
+
+MULTIPLIER = {
+    FlightMode.CRUISE: 25.0,
+    FlightMode.BURN: 12.5,
+    FlightMode.DRIFT: 250.0,
+    FlightMode.STEALTH: 30.0,
+}
+FUEL_PER_MARKET_UNIT = 100
+
+
+def round_half_up(value: float) -> int:
+    """The server rounds like JavaScript's Math.round, not like Python's banker's round."""
+    return math.floor(value + 0.5)
+
+
+@dataclass(frozen=True)
+class Place:
+    """A waypoint as the route planner sees it."""
+
+    symbol: str
+    x: int
+    y: int
+    sells_fuel: bool = False
+
+
+def distance(a: Place, b: Place) -> float:
+    return math.hypot(b.x - a.x, b.y - a.y)
+
+
+def travel_seconds(dist: float, speed: int, mode: FlightMode = FlightMode.CRUISE) -> int:
+    """`round(round(max(1, d)) * multiplier / speed + 15)`; orbitals at d=0 count as 1."""
+    if speed <= 0:
+        raise ValueError("engine speed must be positive")
+    return round_half_up(round_half_up(max(1.0, dist)) * MULTIPLIER[mode] / speed + 15)
+
+
+def fuel_cost(dist: float, mode: FlightMode = FlightMode.CRUISE, fuel_capacity: int = 1) -> int:
+    """Fuel a leg burns; ships without a tank (probes) fly for free."""
+    if fuel_capacity == 0:
+        return 0
+    d = round_half_up(dist)
+    if mode is FlightMode.DRIFT:
+        return 1
+    if mode is FlightMode.BURN:
+        return max(2, 2 * d)
+    return max(1, d)
+
+
+def refuel_market_units(fuel_added: int) -> int:
+    """Market FUEL units billed for adding `fuel_added` to the tank."""
+    return math.ceil(fuel_added / FUEL_PER_MARKET_UNIT)
+
+
+@dataclass(frozen=True)
+class Leg:
+    origin: str
+    destination: str
+    mode: FlightMode
+    distance: float
+    fuel: int
+    seconds: int
+    refuel_before: bool = False
+
+
+@dataclass(frozen=True)
+class Route:
+    legs: tuple[Leg, ...]
+
+    @property
+    def seconds(self) -> int:
+        return sum(leg.seconds for leg in self.legs)
+
+    @property
+    def fuel(self) -> int:
+        return sum(leg.fuel for leg in self.legs)
+
+    @property
+    def refuel_stops(self) -> list[str]:
+        return [leg.origin for leg in self.legs if leg.refuel_before]
+
+
+def plan_route(
+    places: Mapping[str, Place],
+    origin: str,
+    destination: str,
+    *,
+    fuel: int,
+    fuel_capacity: int,
+    speed: int,
+    mode: FlightMode = FlightMode.CRUISE,
+) -> Route:
+    """The fastest route, refuelling to full at FUEL markets when a leg exceeds the tank.
+
+    Legs fly in `mode` where the fuel allows and fall back to DRIFT (1 fuel) only where
+    nothing else reaches, so a stranded ship still gets home. Raises NoRouteError.
+    """
+    if origin == destination:
+        return Route(())
+    for symbol in (origin, destination):
+        if symbol not in places:
+            raise NoRouteError(f"unknown waypoint {symbol}")
+    if fuel_capacity == 0:
+        return Route((_leg(places[origin], places[destination], mode, 0, speed),))
+
+    stops = {s for s, p in places.items() if p.sells_fuel} | {origin, destination}
+    # Dijkstra on time; a label is (seconds, tie-break, place, fuel left, legs so far).
+    frontier: list[tuple[int, int, str, int, tuple[Leg, ...]]] = [(0, 0, origin, fuel, ())]
+    best: dict[str, tuple[int, int]] = {}
+    counter = 0
+    while frontier:
+        seconds, _, here, left, legs = heapq.heappop(frontier)
+        if here == destination:
+            return Route(legs)
+        if here in best and best[here][0] <= seconds and best[here][1] >= left:
+            continue
+        best[here] = (seconds, left)
+        can_refuel = places[here].sells_fuel
+        for there in stops - {here}:
+            step = _cheapest_leg(places[here], places[there], mode, fuel_capacity, speed,
+                                 left, can_refuel)
+            if step is None:
+                continue
+            leg, remaining = step
+            counter += 1
+            heapq.heappush(
+                frontier, (seconds + leg.seconds, counter, there, remaining, (*legs, leg))
+            )
+    raise NoRouteError(f"no route from {origin} to {destination} with a {fuel_capacity} fuel tank")
+
+
+def _cheapest_leg(
+    a: Place, b: Place, mode: FlightMode, capacity: int, speed: int, left: int, can_refuel: bool
+) -> tuple[Leg, int] | None:
+    for candidate in (mode, FlightMode.DRIFT):
+        cost = fuel_cost(distance(a, b), candidate, capacity)
+        if cost <= left:
+            return _leg(a, b, candidate, cost, speed), left - cost
+        if can_refuel and cost <= capacity:
+            return _leg(a, b, candidate, cost, speed, refuel=True), capacity - cost
+    return None
+
+
+def _leg(a: Place, b: Place, mode: FlightMode, cost: int, speed: int, refuel: bool = False) -> Leg:
+    d = distance(a, b)
+    return Leg(a.symbol, b.symbol, mode, d, cost, travel_seconds(d, speed, mode), refuel)
+
+
+def nearest(origin: Place, candidates: Iterable[Place]) -> Place | None:
+    return min(candidates, key=lambda p: (distance(origin, p), p.symbol), default=None)

@@ -1,0 +1,78 @@
+import json
+
+from click.testing import CliRunner
+
+from cli import cli
+from tests.conftest import DATA
+
+MARKETS = str(DATA / "X1-AD75" / "markets.json")
+WAYPOINTS = str(DATA / "X1-AD75" / "waypoints.json")
+
+
+def invoke(*args, env=None):
+    return CliRunner().invoke(cli, list(args), env=env or {}, catch_exceptions=False)
+
+
+def test_plan_prints_the_tree():
+    result = invoke("plan", "clothing", "--markets", MARKETS, "--min-supply", "abundant")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "CLOTHING [FABRICATE at X1-AD75-K81, WEAK activity, HIGH supply]"
+    assert lines[1].startswith("└── FABRICS [FABRICATE at X1-AD75-E46")
+    assert lines[2].startswith("    └── FERTILIZERS [BUY at X1-AD75-G50")
+    assert "3 nodes (2 FABRICATE), depth 2; raw materials: FERTILIZERS" in result.output
+
+
+def test_plan_json_with_waypoints_and_origin():
+    result = invoke("plan", "FOOD", "--markets", MARKETS, "--waypoints", WAYPOINTS,
+                    "--from", "X1-AD75-A1", "--json", "--min-supply", "ABUNDANT")
+    assert result.exit_code == 0, result.output
+    tree = json.loads(result.output)
+    assert tree["acquisition_method"] == "FABRICATE" and tree["waypoint"] == "X1-AD75-K81"
+    assert tree["children"][0]["good"] == "FERTILIZERS"
+
+
+def test_bad_input_is_one_line_and_non_zero(tmp_path):
+    result = invoke("plan", "UNOBTAINIUM", "--markets", MARKETS)
+    assert result.exit_code == 1
+    assert result.output.strip() == "Error: no market in X1-AD75 lists UNOBTAINIUM"
+
+    result = invoke("plan", "FOOD", "--markets", str(tmp_path / "missing.json"))
+    assert result.exit_code == 1 and "file not found" in result.output
+
+    result = invoke("plan", "FOOD", "--markets", MARKETS, "--min-supply", "LOTS")
+    assert result.exit_code == 2 and "unknown SupplyLevel 'LOTS'" in result.output
+
+    result = invoke("plan", "FOOD", "--markets", MARKETS, "--from", "X1-AD75-A1")
+    assert result.exit_code == 2 and "not in the waypoints file" in result.output
+
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    result = invoke("plan", "FOOD", "--markets", str(bad))
+    assert result.exit_code == 1 and "cannot read" in result.output
+    bad.write_text('[{"no": "symbol"}]')
+    result = invoke("plan", "FOOD", "--markets", str(bad))
+    assert result.exit_code == 1 and "not a list of markets" in result.output
+
+
+def test_cycle_in_user_map_is_reported(tmp_path):
+    chain = tmp_path / "chain.json"
+    chain.write_text(json.dumps({"IRON": ["IRON_ORE"], "IRON_ORE": ["IRON"]}))
+    markets = tmp_path / "markets.json"
+    markets.write_text(json.dumps([
+        {"symbol": "X1-T-A", "exports": [{"symbol": "IRON"}], "imports": [{"symbol": "IRON_ORE"}],
+         "exchange": [], "tradeGoods": [
+             {"symbol": "IRON", "type": "EXPORT", "supply": "SCARCE", "activity": "WEAK",
+              "tradeVolume": 60, "purchasePrice": 90, "sellPrice": 40}]},
+        {"symbol": "X1-T-B", "exports": [{"symbol": "IRON_ORE"}], "imports": [{"symbol": "IRON"}],
+         "exchange": [], "tradeGoods": [
+             {"symbol": "IRON_ORE", "type": "EXPORT", "supply": "LIMITED", "activity": "WEAK",
+              "tradeVolume": 60, "purchasePrice": 40, "sellPrice": 20}]},
+    ]))
+    result = invoke("plan", "IRON", "--markets", str(markets),
+                    env={"GOODS_SUPPLY_CHAIN_PATH": str(chain)})
+    assert result.exit_code == 1
+    assert result.output.strip() == "Error: cycle in the supply chain: IRON -> IRON_ORE -> IRON"
+    chain.write_text(json.dumps({"IRON": ["NOT_A_GOOD"]}))
+    result = invoke("--supply-chain", str(chain), "plan", "IRON", "--markets", str(markets))
+    assert result.exit_code == 1 and "unknown goods in supply chain: NOT_A_GOOD" in result.output
