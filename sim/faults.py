@@ -1,0 +1,108 @@
+"""Fault injection for drills: throttling, server errors, slowness and a lost ship.
+
+A plan is written as comma-separated items, e.g. `429=0.1,500=0.05,502burst=5:40,lose=30`:
+
+| item | effect |
+|---|---|
+| `429=P` | with probability P, a 429 with the real rate-limit headers and body |
+| `429bare=P` | with probability P, a 429 with neither headers nor JSON (as cloud proxies send) |
+| `500=P` | with probability P, a 500 (code 3000) before the request is processed |
+| `500after=P` | with probability P, the request is processed and then answered with a 500 |
+| `502=P` | with probability P, a 502 from "DDoS protection" |
+| `502burst=N:K` | after K requests, the next N requests all get a 502 |
+| `slow=P:S` | with probability P, the answer waits S seconds |
+| `lose=K` | the ship named by the K-th ship action is lost: it answers 404 from then on |
+| `seed=N` | seed of the random draws, for repeatable drills |
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from dataclasses import dataclass, field
+
+
+class FaultSpecError(ValueError):
+    """The fault plan could not be parsed."""
+
+
+@dataclass
+class FaultPlan:
+    throttle: float = 0.0
+    throttle_bare: float = 0.0
+    error_before: float = 0.0
+    error_after: float = 0.0
+    bad_gateway: float = 0.0
+    burst_size: int = 0
+    burst_after: int = 0
+    slow: float = 0.0
+    slow_seconds: float = 0.0
+    lose_at: int = 0
+    seed: int = 0
+    _rng: random.Random = field(init=False, repr=False, compare=False)
+    _lock: threading.Lock = field(init=False, repr=False, compare=False,
+                                  default_factory=threading.Lock)
+    _requests: int = field(init=False, default=0, compare=False)
+    _ship_actions: int = field(init=False, default=0, compare=False)
+
+    def __post_init__(self):
+        self._rng = random.Random(self.seed)
+
+    @classmethod
+    def parse(cls, spec: str | None) -> FaultPlan:
+        plan: dict = {}
+        for item in filter(None, (s.strip() for s in (spec or "").split(","))):
+            name, _, value = item.partition("=")
+            try:
+                if name in ("429", "429bare", "500", "500after", "502"):
+                    key = {"429": "throttle", "429bare": "throttle_bare", "500": "error_before",
+                           "500after": "error_after", "502": "bad_gateway"}[name]
+                    plan[key] = _probability(value)
+                elif name == "502burst":
+                    size, _, after = value.partition(":")
+                    plan["burst_size"], plan["burst_after"] = int(size), int(after or 0)
+                elif name == "slow":
+                    p, _, seconds = value.partition(":")
+                    plan["slow"], plan["slow_seconds"] = _probability(p), float(seconds or 1)
+                elif name == "lose":
+                    plan["lose_at"] = int(value)
+                elif name == "seed":
+                    plan["seed"] = int(value)
+                else:
+                    raise FaultSpecError(f"unknown fault {name!r}")
+            except ValueError as exc:
+                raise FaultSpecError(f"bad fault item {item!r}: {exc}") from None
+        return cls(**plan)
+
+    def draw(self) -> str | None:
+        """The fault for the next request: 429, 429bare, 500, 500after, 502 or None."""
+        with self._lock:
+            self._requests += 1
+            n = self._requests
+            if self.burst_size and self.burst_after < n <= self.burst_after + self.burst_size:
+                return "502"
+            for name, p in (("429", self.throttle), ("429bare", self.throttle_bare),
+                            ("500", self.error_before), ("500after", self.error_after),
+                            ("502", self.bad_gateway)):
+                if p and self._rng.random() < p:
+                    return name
+            return None
+
+    def delay(self) -> float:
+        with self._lock:
+            return self.slow_seconds if self.slow and self._rng.random() < self.slow else 0.0
+
+    def ship_to_lose(self, ship: str) -> str | None:
+        """Counts ship actions; returns the ship to lose when the K-th one comes."""
+        if not self.lose_at:
+            return None
+        with self._lock:
+            self._ship_actions += 1
+            return ship if self._ship_actions == self.lose_at else None
+
+
+def _probability(value: str) -> float:
+    p = float(value)
+    if not 0 <= p <= 1:
+        raise ValueError("a probability is between 0 and 1")
+    return p

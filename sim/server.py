@@ -1,0 +1,341 @@
+"""The simulator's HTTP front: real paths under /v2, envelopes, rate limits and faults."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from domain.supply_chain import SupplyChain
+from sim.faults import FaultPlan
+from sim.game import Game, SimClock, SimError, iso
+from sim.ratelimit import TwoPoolLimiter
+from sim.universe import Universe, generate_universe, load_universe
+from storage.files import default_supply_chain, trade_goods
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+SHIP = r"/my/ships/(?P<ship>[^/]+)"
+WAYPOINT = r"/systems/(?P<system>[^/]+)/waypoints/(?P<waypoint>[^/]+)"
+
+# An exchange seen by the server: method, spec path, status, request body, response body.
+Exchange = tuple[str, str, int, dict | None, dict | None]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    pattern: re.Pattern
+    spec_path: str
+    auth: str  # "agent", "account" or "optional"
+    handler: Callable
+
+
+def _page(items: list, query: dict) -> tuple[list, dict]:
+    try:
+        page = int(query.get("page", ["1"])[0])
+        limit = int(query.get("limit", ["10"])[0])
+    except ValueError:
+        raise SimError(422, 422, "Request could not be processed due to an invalid payload.",
+                       {"page": ["page and limit must be integers."]}) from None
+    if page < 1 or not 1 <= limit <= 20:
+        raise SimError(422, 422, "Request could not be processed due to an invalid payload.",
+                       {"limit": ["page must be >= 1 and limit between 1 and 20."]})
+    start = (page - 1) * limit
+    return items[start:start + limit], {"total": len(items), "page": page, "limit": limit}
+
+
+def _cooldown(game: Game, agent, match, query, body):
+    """Ships here never extract or jump, so no cooldown is ever running: 204."""
+    game.ship(agent, match["ship"])
+    return 204, None, None
+
+
+def _routes() -> list[Route]:
+    def r(method, path, spec, auth, handler):
+        return Route(method, re.compile(f"^{path}$"), spec, auth, handler)
+
+    s = "/my/ships/{shipSymbol}"
+    w = "/systems/{systemSymbol}/waypoints/{waypointSymbol}"
+    return [
+        r("GET", "/", "/", "optional", lambda g, a, m, q, b: (200, g.status(), None)),
+        r("POST", "/register", "/register", "account",
+          lambda g, a, m, q, b: (201, g.register(b), None)),
+        r("GET", "/my/agent", "/my/agent", "agent",
+          lambda g, a, m, q, b: (200, g.agent_payload(a), None)),
+        r("GET", "/my/ships", "/my/ships", "agent",
+          lambda g, a, m, q, b: (200, *_page(g.list_ships(a), q))),
+        r("POST", "/my/ships", "/my/ships", "agent",
+          lambda g, a, m, q, b: (201, g.purchase_ship(a, b), None)),
+        r("GET", SHIP, s, "agent",
+          lambda g, a, m, q, b: (200, g.ship_payload(g.ship(a, m["ship"])), None)),
+        r("POST", SHIP + "/orbit", s + "/orbit", "agent",
+          lambda g, a, m, q, b: (200, g.orbit(a, m["ship"]), None)),
+        r("POST", SHIP + "/dock", s + "/dock", "agent",
+          lambda g, a, m, q, b: (200, g.dock(a, m["ship"]), None)),
+        r("POST", SHIP + "/navigate", s + "/navigate", "agent",
+          lambda g, a, m, q, b: (200, g.navigate(a, m["ship"], b), None)),
+        r("PATCH", SHIP + "/nav", s + "/nav", "agent",
+          lambda g, a, m, q, b: (200, g.set_flight_mode(a, m["ship"], b), None)),
+        r("GET", SHIP + "/nav", s + "/nav", "agent",
+          lambda g, a, m, q, b: (200, g.nav_payload(g.ship(a, m["ship"])), None)),
+        r("POST", SHIP + "/refuel", s + "/refuel", "agent",
+          lambda g, a, m, q, b: (200, g.refuel(a, m["ship"], b), None)),
+        r("POST", SHIP + "/purchase", s + "/purchase", "agent",
+          lambda g, a, m, q, b: (201, g.purchase(a, m["ship"], b), None)),
+        r("POST", SHIP + "/sell", s + "/sell", "agent",
+          lambda g, a, m, q, b: (201, g.sell(a, m["ship"], b), None)),
+        r("POST", SHIP + "/jettison", s + "/jettison", "agent",
+          lambda g, a, m, q, b: (200, g.jettison(a, m["ship"], b), None)),
+        r("POST", SHIP + "/transfer", s + "/transfer", "agent",
+          lambda g, a, m, q, b: (200, g.transfer(a, m["ship"], b), None)),
+        r("GET", SHIP + "/cargo", s + "/cargo", "agent",
+          lambda g, a, m, q, b: (200, g.cargo_payload(g.ship(a, m["ship"])), None)),
+        r("GET", SHIP + "/cooldown", s + "/cooldown", "agent", _cooldown),
+        r("GET", r"/systems/(?P<system>[^/]+)", "/systems/{systemSymbol}", "optional",
+          lambda g, a, m, q, b: (200, g.system(m["system"]), None)),
+        r("GET", r"/systems/(?P<system>[^/]+)/waypoints", "/systems/{systemSymbol}/waypoints",
+          "optional", lambda g, a, m, q, b: (200, *_page(
+              g.waypoints(m["system"], (q.get("type") or [None])[0], q.get("traits", [])), q))),
+        r("GET", WAYPOINT, w, "optional",
+          lambda g, a, m, q, b: (200, g.waypoint(m["system"], m["waypoint"]), None)),
+        r("GET", WAYPOINT + "/market", w + "/market", "optional",
+          lambda g, a, m, q, b: (200, g.market(a, m["system"], m["waypoint"]), None)),
+        r("GET", WAYPOINT + "/shipyard", w + "/shipyard", "optional",
+          lambda g, a, m, q, b: (200, g.shipyard(a, m["system"], m["waypoint"]), None)),
+        r("GET", "/market/supply-chain", "/market/supply-chain", "agent",
+          lambda g, a, m, q, b: (200, g.supply_chain(), None)),
+    ]
+
+
+ROUTES = _routes()
+
+
+class SimServer:
+    """The simulator on a loopback port; usable in-process (`with SimServer(game) as url`)."""
+
+    def __init__(self, game: Game, host: str = "127.0.0.1", port: int = 0,
+                 rate_limit: bool = True, faults: FaultPlan | None = None,
+                 on_exchange: Callable[[Exchange], None] | None = None):
+        if host not in LOOPBACK:
+            raise ValueError(f"the simulator binds to loopback only, not {host}")
+        self.game = game
+        self.faults = faults or FaultPlan()
+        self.limiter = TwoPoolLimiter() if rate_limit else None
+        self.on_exchange = on_exchange
+        self.request_ids = itertools.count(1)
+        handler = type("Handler", (_Handler,), {"sim": self})
+        self._httpd = ThreadingHTTPServer((host, port), handler)
+        self._httpd.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}/v2"
+
+    def start(self) -> str:
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="sim-http",
+                                        kwargs={"poll_interval": 0.1}, daemon=True)
+        self._thread.start()
+        return self.url
+
+    def serve_forever(self) -> None:
+        self._httpd.serve_forever(poll_interval=0.2)
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        if self._thread:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> str:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    sim: SimServer
+    protocol_version = "HTTP/1.1"
+    server_version = "goods-factory-sim"
+
+    def log_message(self, format, *args):  # requests are not worth a line each
+        pass
+
+    def do_GET(self):
+        self._serve("GET")
+
+    def do_POST(self):
+        self._serve("POST")
+
+    def do_PATCH(self):
+        self._serve("PATCH")
+
+    def do_PUT(self):
+        self._serve("PUT")
+
+    def do_DELETE(self):
+        self._serve("DELETE")
+
+    def _serve(self, method: str) -> None:
+        sim, game = self.sim, self.sim.game
+        parts = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        path = parts.path[3:] if parts.path.startswith("/v2") else None
+        route, match = _find(method, path)
+        spec_path = route.spec_path if route else parts.path
+        body = None
+        delay = sim.faults.delay()
+        if delay:
+            time.sleep(delay)
+        fault = sim.faults.draw()
+        if fault in ("429", "429bare", "500", "502"):
+            return self._fault(fault, method, spec_path)
+        try:
+            if route is None:
+                raise SimError(404, 404, f"Route {method} {parts.path} not found.")
+            body = _json_body(raw) if method in ("POST", "PATCH") else None
+            token = _bearer(self.headers.get("Authorization"))
+            with game.lock:
+                agent = None
+                if route.auth == "account":
+                    game.check_account(token)
+                elif route.auth == "agent" or token:
+                    agent = game.agent_for(token)
+            verdict = self._rate_limit(agent)
+            if verdict is not None and not verdict.allowed:
+                return self._throttled(verdict, method, spec_path, body)
+            with game.lock:
+                status, data, meta = route.handler(game, agent, match, parse_qs(parts.query),
+                                                   body or {})
+                if method == "POST" and "ship" in match:
+                    lost = sim.faults.ship_to_lose(match["ship"])
+                    if lost:
+                        game.lose_ship(lost)
+        except SimError as err:
+            return self._send(err.status, err.body(), method, spec_path, body)
+        if fault == "500after":
+            return self._fault("500", method, spec_path)
+        if route.spec_path == "/":
+            payload = data
+        else:
+            payload = {"data": data} if meta is None else {"data": data, "meta": meta}
+        self._send(status, payload if status != 204 else None, method, spec_path, body,
+                   headers=self._limit_headers(verdict))
+
+    def _rate_limit(self, agent):
+        limiter = self.sim.limiter
+        if limiter is None:
+            return None
+        keys = {"IP Address": self.client_address[0]}
+        if agent is not None:
+            keys["Account"] = agent.symbol
+        return limiter.take(keys)
+
+    def _limit_headers(self, verdict) -> dict:
+        if verdict is None:
+            return {}
+        return {"x-ratelimit-type": verdict.type,
+                "x-ratelimit-limit": str(verdict.per_second),
+                "x-ratelimit-remaining": str(verdict.remaining),
+                "x-ratelimit-reset": iso(time.time() + verdict.reset_in),
+                "x-ratelimit-limit-burst": str(verdict.burst),
+                "x-ratelimit-limit-per-second": str(verdict.per_second)}
+
+    def _throttled(self, verdict, method, spec_path, body) -> None:
+        headers = {**self._limit_headers(verdict), "retry-after": str(verdict.retry_after)}
+        payload = {"error": {"message": "You have reached your API limit.", "code": 429,
+                             "data": {"type": verdict.type, "retryAfter": verdict.retry_after,
+                                      "limitBurst": verdict.burst,
+                                      "limitPerSecond": verdict.per_second, "remaining": 0,
+                                      "reset": headers["x-ratelimit-reset"]}}}
+        self._send(429, payload, method, spec_path, body, headers)
+
+    def _fault(self, fault: str, method: str, spec_path: str) -> None:
+        if fault == "429":
+            verdict_headers = {"x-ratelimit-type": "Account", "x-ratelimit-limit": "2",
+                               "x-ratelimit-remaining": "0",
+                               "x-ratelimit-reset": iso(time.time() + 1),
+                               "x-ratelimit-limit-burst": "30",
+                               "x-ratelimit-limit-per-second": "2", "retry-after": "1"}
+            payload = {"error": {"message": "You have reached your API limit.", "code": 429,
+                                 "data": {"type": "Account", "retryAfter": 1, "limitBurst": 30,
+                                          "limitPerSecond": 2, "remaining": 0,
+                                          "reset": verdict_headers["x-ratelimit-reset"]}}}
+            return self._send(429, payload, method, spec_path, None, verdict_headers)
+        if fault == "429bare":
+            return self._send_raw(429, b"Too Many Requests", "text/plain")
+        if fault == "500":
+            payload = {"error": {"message": "The server did not return a valid response. "
+                                 "Please try again later.", "code": 3000,
+                                 "requestId": f"sim-{next(self.sim.request_ids)}"}}
+            return self._send(500, payload, method, spec_path, None)
+        return self._send_raw(502, b"<html><body>502 Bad Gateway</body></html>", "text/html")
+
+    def _send(self, status: int, payload: dict | None, method: str, spec_path: str,
+              request_body: dict | None, headers: dict | None = None) -> None:
+        if self.sim.on_exchange is not None:
+            self.sim.on_exchange((method, spec_path, status, request_body, payload))
+        raw = b"" if payload is None else json.dumps(payload).encode()
+        self._send_raw(status, raw, "application/json", headers)
+
+    def _send_raw(self, status: int, raw: bytes, content_type: str,
+                  headers: dict | None = None) -> None:
+        self.send_response(status)
+        if raw:
+            self.send_header("Content-Type", f"{content_type}; charset=utf-8")
+        self.send_header("Content-Length", str(len(raw)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        if raw:
+            self.wfile.write(raw)
+
+
+def _find(method: str, path: str | None):
+    if path is None:
+        return None, None
+    for route in ROUTES:
+        if route.method == method:
+            m = route.pattern.match(path or "/")
+            if m:
+                return route, m.groupdict()
+    return None, None
+
+
+def _bearer(header: str | None) -> str | None:
+    if header and header.lower().startswith("bearer "):
+        return header[7:].strip() or None
+    return None
+
+
+def _json_body(raw: bytes) -> dict:
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise SimError(422, 422, "Request could not be processed due to an invalid payload.",
+                       {"body": ["The request body must be a JSON object."]})
+    return body
+
+
+def build_game(seed: int = 1, universe_dir: str | Path | None = None,
+               time_scale: float = 1.0, now=time.time, chain: SupplyChain | None = None,
+               account_token: str | None = None) -> Game:
+    """A game on a generated universe (from `seed`) or a captured one (`universe_dir`)."""
+    chain = chain or default_supply_chain()
+    universe: Universe = (load_universe(universe_dir, chain) if universe_dir
+                          else generate_universe(seed, chain))
+    return Game(universe, chain, SimClock(time_scale, now), trade_goods(), account_token)
