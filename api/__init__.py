@@ -1,0 +1,1 @@
+"""The SpaceTraders HTTP client: typed calls, one shared rate limiter, typed errors."""

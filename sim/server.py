@@ -24,8 +24,19 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 SHIP = r"/my/ships/(?P<ship>[^/]+)"
 WAYPOINT = r"/systems/(?P<system>[^/]+)/waypoints/(?P<waypoint>[^/]+)"
 
-# An exchange seen by the server: method, spec path, status, request body, response body.
-Exchange = tuple[str, str, int, dict | None, dict | None]
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One request and its answer, as the server saw them (for tests and benchmarks)."""
+
+    method: str
+    path: str  # as requested, without /v2 and the query
+    spec_path: str  # the spec's template, e.g. /my/ships/{shipSymbol}/orbit
+    query: dict
+    status: int
+    request: dict | None
+    response: dict | None
 
 
 @dataclass(frozen=True)
@@ -121,13 +132,17 @@ class SimServer:
     """The simulator on a loopback port; usable in-process (`with SimServer(game) as url`)."""
 
     def __init__(self, game: Game, host: str = "127.0.0.1", port: int = 0,
-                 rate_limit: bool = True, faults: FaultPlan | None = None,
+                 rate_limit: bool | TwoPoolLimiter = True, faults: FaultPlan | None = None,
                  on_exchange: Callable[[Exchange], None] | None = None):
         if host not in LOOPBACK:
             raise ValueError(f"the simulator binds to loopback only, not {host}")
         self.game = game
         self.faults = faults or FaultPlan()
-        self.limiter = TwoPoolLimiter() if rate_limit else None
+        if isinstance(rate_limit, TwoPoolLimiter):
+            self.limiter: TwoPoolLimiter | None = rate_limit
+        else:
+            self.limiter = TwoPoolLimiter() if rate_limit else None
+        self.throttled = 0  # requests the rate limit refused (faults not counted)
         self.on_exchange = on_exchange
         self.request_ids = itertools.count(1)
         handler = type("Handler", (_Handler,), {"sim": self})
@@ -166,6 +181,7 @@ class _Handler(BaseHTTPRequestHandler):
     sim: SimServer
     protocol_version = "HTTP/1.1"
     server_version = "goods-factory-sim"
+    disable_nagle_algorithm = True  # headers and body go out at once, not 40 ms apart
 
     def log_message(self, format, *args):  # requests are not worth a line each
         pass
@@ -192,14 +208,15 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length else b""
         path = parts.path[3:] if parts.path.startswith("/v2") else None
         route, match = _find(method, path)
-        spec_path = route.spec_path if route else parts.path
+        self._exchange = (method, path or parts.path,
+                          route.spec_path if route else parts.path, parse_qs(parts.query))
         body = None
         delay = sim.faults.delay()
         if delay:
             time.sleep(delay)
         fault = sim.faults.draw()
         if fault in ("429", "429bare", "500", "502"):
-            return self._fault(fault, method, spec_path)
+            return self._fault(fault)
         try:
             if route is None:
                 raise SimError(404, 404, f"Route {method} {parts.path} not found.")
@@ -213,7 +230,7 @@ class _Handler(BaseHTTPRequestHandler):
                     agent = game.agent_for(token)
             verdict = self._rate_limit(agent)
             if verdict is not None and not verdict.allowed:
-                return self._throttled(verdict, method, spec_path, body)
+                return self._throttled(verdict, body)
             with game.lock:
                 status, data, meta = route.handler(game, agent, match, parse_qs(parts.query),
                                                    body or {})
@@ -222,14 +239,14 @@ class _Handler(BaseHTTPRequestHandler):
                     if lost:
                         game.lose_ship(lost)
         except SimError as err:
-            return self._send(err.status, err.body(), method, spec_path, body)
+            return self._send(err.status, err.body(), body)
         if fault == "500after":
-            return self._fault("500", method, spec_path)
+            return self._fault("500")
         if route.spec_path == "/":
             payload = data
         else:
             payload = {"data": data} if meta is None else {"data": data, "meta": meta}
-        self._send(status, payload if status != 204 else None, method, spec_path, body,
+        self._send(status, payload if status != 204 else None, body,
                    headers=self._limit_headers(verdict))
 
     def _rate_limit(self, agent):
@@ -251,16 +268,17 @@ class _Handler(BaseHTTPRequestHandler):
                 "x-ratelimit-limit-burst": str(verdict.burst),
                 "x-ratelimit-limit-per-second": str(verdict.per_second)}
 
-    def _throttled(self, verdict, method, spec_path, body) -> None:
+    def _throttled(self, verdict, body) -> None:
+        self.sim.throttled += 1
         headers = {**self._limit_headers(verdict), "retry-after": str(verdict.retry_after)}
         payload = {"error": {"message": "You have reached your API limit.", "code": 429,
                              "data": {"type": verdict.type, "retryAfter": verdict.retry_after,
                                       "limitBurst": verdict.burst,
                                       "limitPerSecond": verdict.per_second, "remaining": 0,
                                       "reset": headers["x-ratelimit-reset"]}}}
-        self._send(429, payload, method, spec_path, body, headers)
+        self._send(429, payload, body, headers)
 
-    def _fault(self, fault: str, method: str, spec_path: str) -> None:
+    def _fault(self, fault: str) -> None:
         if fault == "429":
             verdict_headers = {"x-ratelimit-type": "Account", "x-ratelimit-limit": "2",
                                "x-ratelimit-remaining": "0",
@@ -271,20 +289,20 @@ class _Handler(BaseHTTPRequestHandler):
                                  "data": {"type": "Account", "retryAfter": 1, "limitBurst": 30,
                                           "limitPerSecond": 2, "remaining": 0,
                                           "reset": verdict_headers["x-ratelimit-reset"]}}}
-            return self._send(429, payload, method, spec_path, None, verdict_headers)
+            return self._send(429, payload, None, verdict_headers)
         if fault == "429bare":
             return self._send_raw(429, b"Too Many Requests", "text/plain")
         if fault == "500":
             payload = {"error": {"message": "The server did not return a valid response. "
                                  "Please try again later.", "code": 3000,
                                  "requestId": f"sim-{next(self.sim.request_ids)}"}}
-            return self._send(500, payload, method, spec_path, None)
+            return self._send(500, payload, None)
         return self._send_raw(502, b"<html><body>502 Bad Gateway</body></html>", "text/html")
 
-    def _send(self, status: int, payload: dict | None, method: str, spec_path: str,
-              request_body: dict | None, headers: dict | None = None) -> None:
+    def _send(self, status: int, payload: dict | None, request_body: dict | None,
+              headers: dict | None = None) -> None:
         if self.sim.on_exchange is not None:
-            self.sim.on_exchange((method, spec_path, status, request_body, payload))
+            self.sim.on_exchange(Exchange(*self._exchange, status, request_body, payload))
         raw = b"" if payload is None else json.dumps(payload).encode()
         self._send_raw(status, raw, "application/json", headers)
 
