@@ -68,3 +68,61 @@ def sim_factory():
     yield start
     for server in servers:
         server.stop()
+
+
+PG_ENV = "GOODS_FACTORY_TEST_PG"
+PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture(scope="session")
+def pg_database():
+    """A throw-away PostgreSQL database for the session. Never skipped: if PostgreSQL is
+    not there, the tests that need it fail and say so."""
+    import os
+    import uuid
+    from urllib.parse import urlsplit
+
+    import psycopg2
+
+    admin_url = os.environ.get(PG_ENV, PG_DEFAULT)
+    name = f"gf_test_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = psycopg2.connect(admin_url, connect_timeout=5)
+    except psycopg2.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is required for these tests ({PG_ENV}={admin_url}): {exc}")
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    url = urlsplit(admin_url)._replace(path=f"/{name}").geturl()
+    yield url
+    with admin.cursor() as cur:
+        cur.execute(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    f"WHERE datname = '{name}' AND pid <> pg_backend_pid()")
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    admin.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request, tmp_path):
+    """The same test against a fresh SQLite file and a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        return str(tmp_path / "goods-factory.db")
+    import psycopg2
+
+    url = request.getfixturevalue("pg_database")
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    conn.close()
+    return url
+
+
+@pytest.fixture
+def store(db_url):
+    from storage.db import open_database
+    from storage.repositories import Storage
+
+    storage = Storage(open_database(db_url))
+    yield storage
+    storage.close()

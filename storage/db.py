@@ -1,0 +1,75 @@
+"""Opening the database: SQLite (WAL) by default, PostgreSQL for fleets shared by processes."""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import peewee
+from playhouse.db_url import connect
+
+DB_ENV = "GOODS_FACTORY_DB"
+SQLITE_PRAGMAS = {
+    "journal_mode": "wal",  # readers never block the writer
+    "foreign_keys": 1,
+    "busy_timeout": 15_000,  # ms to wait for another writer before failing
+    "synchronous": "normal",  # safe with WAL; a power cut may lose the last commit only
+}
+
+
+class DatabaseError(Exception):
+    """The database cannot be opened or used."""
+
+
+def default_path() -> Path:
+    """`$XDG_DATA_HOME/goods-factory/goods-factory.db` (or under ~/.local/share)."""
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "goods-factory" / "goods-factory.db"
+
+
+def resolve_url(db: str | None) -> str:
+    """The database to use: `--db`, else $GOODS_FACTORY_DB, else the default file."""
+    return db or os.environ.get(DB_ENV) or str(default_path())
+
+
+def describe(url: str) -> str:
+    """The URL without a password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.scheme.startswith("postgres") and parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return parts._replace(netloc=netloc).geturl()
+    return url
+
+
+def open_database(url: str) -> peewee.Database:
+    """A connected database for a `postgresql://` URL, a `sqlite:///` URL or a file path."""
+    scheme = urlsplit(url).scheme
+    try:
+        if scheme in ("postgres", "postgresql"):
+            db = connect(url)
+        else:
+            path = Path(url[len("sqlite:///"):] if scheme == "sqlite" else url).expanduser()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            db = peewee.SqliteDatabase(str(path), pragmas=SQLITE_PRAGMAS)
+        db.connect(reuse_if_open=True)
+    except (peewee.PeeweeException, OSError, ImportError) as exc:
+        raise DatabaseError(f"cannot open database {describe(url)}: {exc}") from None
+    return db
+
+
+def is_sqlite(db: peewee.Database) -> bool:
+    return isinstance(db, peewee.SqliteDatabase)
+
+
+@contextmanager
+def transaction(db: peewee.Database):
+    """One atomic change. SQLite takes the write lock up front (BEGIN IMMEDIATE), so two
+    writers queue on the busy timeout instead of failing when a read turns into a write."""
+    if db.transaction_depth() == 0 and is_sqlite(db):
+        with db.atomic(lock_type="IMMEDIATE") as txn:
+            yield txn
+    else:
+        with db.atomic() as txn:
+            yield txn

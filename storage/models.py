@@ -1,0 +1,138 @@
+"""The tables. Times are naive UTC; the repositories convert at the boundary."""
+
+from __future__ import annotations
+
+import peewee
+
+database = peewee.DatabaseProxy()
+
+
+class BaseModel(peewee.Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class SchemaVersion(BaseModel):
+    version = peewee.IntegerField()
+    applied_at = peewee.DateTimeField()
+
+
+class FactoryRow(BaseModel):
+    id = peewee.CharField(primary_key=True, max_length=64)
+    agent = peewee.CharField(max_length=32)
+    target = peewee.CharField(max_length=64)
+    system = peewee.CharField(max_length=32)
+    status = peewee.CharField(max_length=16, index=True)
+    plan = peewee.TextField()  # the tree in the seed's JSON schema
+    lot = peewee.IntegerField()
+    units_wanted = peewee.IntegerField(null=True)
+    units_acquired = peewee.IntegerField(default=0)
+    min_supply = peewee.CharField(max_length=16)
+    round = peewee.IntegerField(default=0)
+    created_at = peewee.DateTimeField()
+    started_at = peewee.DateTimeField(null=True)
+    finished_at = peewee.DateTimeField(null=True)
+    error = peewee.TextField(null=True)
+    owner = peewee.CharField(max_length=128, null=True)  # host:pid:nonce of the runner
+    heartbeat_at = peewee.DateTimeField(null=True)
+    stop_requested = peewee.BooleanField(default=False)
+
+
+class TaskRow(BaseModel):
+    id = peewee.CharField(primary_key=True, max_length=128)
+    factory = peewee.ForeignKeyField(FactoryRow, backref="tasks", on_delete="CASCADE")
+    round = peewee.IntegerField()
+    node_path = peewee.CharField(max_length=64)
+    kind = peewee.CharField(max_length=16)
+    good = peewee.CharField(max_length=64)
+    source = peewee.CharField(max_length=64)
+    destination = peewee.CharField(max_length=64, null=True)
+    units_target = peewee.IntegerField()
+    depends_on = peewee.TextField(default="[]")  # JSON list of task ids
+    state = peewee.CharField(max_length=16, index=True)
+    ship = peewee.CharField(max_length=64, null=True)
+    last_ship = peewee.CharField(max_length=64, null=True)
+    attempts = peewee.IntegerField(default=0)  # units and credits live in the ledger
+    not_before = peewee.DateTimeField(null=True)
+    inputs_done_at = peewee.DateTimeField(null=True)
+    started_at = peewee.DateTimeField(null=True)
+    finished_at = peewee.DateTimeField(null=True)
+    last_error = peewee.TextField(null=True)
+
+
+class ShipAssignment(BaseModel):
+    """Who a ship works for. The primary key makes two owners impossible."""
+
+    ship = peewee.CharField(primary_key=True, max_length=64)
+    factory = peewee.ForeignKeyField(FactoryRow, null=True, on_delete="CASCADE")
+    task = peewee.CharField(max_length=128, null=True)
+    purpose = peewee.CharField(max_length=16)  # TASK or WATCH
+    owner = peewee.CharField(max_length=128)
+    assigned_at = peewee.DateTimeField()
+
+
+class WaypointRow(BaseModel):
+    symbol = peewee.CharField(primary_key=True, max_length=64)
+    system = peewee.CharField(max_length=32, index=True)
+    type = peewee.CharField(max_length=32)
+    x = peewee.IntegerField()
+    y = peewee.IntegerField()
+    traits = peewee.TextField(default="[]")
+
+
+class MarketGood(BaseModel):
+    """The latest word on one good at one market: its role, and quotes when seen."""
+
+    waypoint = peewee.CharField(max_length=64)
+    system = peewee.CharField(max_length=32, index=True)
+    good = peewee.CharField(max_length=64)
+    type = peewee.CharField(max_length=16)  # EXPORT, IMPORT or EXCHANGE
+    supply = peewee.CharField(max_length=16, null=True)
+    activity = peewee.CharField(max_length=16, null=True)
+    trade_volume = peewee.IntegerField(null=True)
+    purchase_price = peewee.IntegerField(null=True)
+    sell_price = peewee.IntegerField(null=True)
+    observed_at = peewee.DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("waypoint", "good"), True),)
+
+
+class MarketHistory(BaseModel):
+    waypoint = peewee.CharField(max_length=64)
+    good = peewee.CharField(max_length=64)
+    supply = peewee.CharField(max_length=16)
+    activity = peewee.CharField(max_length=16, null=True)
+    trade_volume = peewee.IntegerField()
+    purchase_price = peewee.IntegerField()
+    sell_price = peewee.IntegerField()
+    observed_at = peewee.DateTimeField()
+
+    class Meta:
+        indexes = ((("waypoint", "good", "observed_at"), False),)
+
+
+class LedgerEntry(BaseModel):
+    """Every credit that moves: written INTENDED before the request, CONFIRMED after."""
+
+    agent = peewee.CharField(max_length=32, index=True)
+    factory = peewee.CharField(max_length=64, null=True, index=True)
+    task = peewee.CharField(max_length=128, null=True, index=True)
+    ship = peewee.CharField(max_length=64)
+    waypoint = peewee.CharField(max_length=64)
+    good = peewee.CharField(max_length=64)
+    kind = peewee.CharField(max_length=16)  # PURCHASE, SELL, REFUEL, SHIP or BALANCE
+    units = peewee.IntegerField()
+    state = peewee.CharField(max_length=16, index=True)  # INTENDED, CONFIRMED or FAILED
+    price_per_unit = peewee.IntegerField(null=True)
+    total = peewee.BigIntegerField(null=True)
+    credits_after = peewee.BigIntegerField(null=True)
+    intended_at = peewee.DateTimeField()
+    confirmed_at = peewee.DateTimeField(null=True)
+    server_time = peewee.DateTimeField(null=True)
+    note = peewee.TextField(null=True)
+
+
+TABLES = [SchemaVersion, FactoryRow, TaskRow, ShipAssignment, WaypointRow, MarketGood,
+          MarketHistory, LedgerEntry]

@@ -1,0 +1,499 @@
+"""Repositories: the database in the domain's words. Each method is one transaction."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import peewee
+
+from domain.enums import ActivityLevel, SupplyLevel, TradeType
+from domain.factory import Factory, FactoryStatus, Task, TaskKind, TaskState
+from domain.markets import MarketSnapshot, Quote, system_of
+from domain.navigation import Place
+from domain.plan import PlanNode
+from storage.db import transaction
+from storage.migrations import migrate
+from storage.models import (
+    FactoryRow,
+    LedgerEntry,
+    MarketGood,
+    MarketHistory,
+    ShipAssignment,
+    TaskRow,
+    WaypointRow,
+)
+
+OPEN_STATUSES = (FactoryStatus.PENDING.value, FactoryStatus.ACTIVE.value)
+
+
+def to_db(moment: datetime | None) -> datetime | None:
+    return None if moment is None else moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def from_db(moment: datetime | str | None) -> datetime | None:
+    if moment is None:
+        return None
+    if isinstance(moment, str):  # SQLite hands back what it could not parse
+        moment = datetime.fromisoformat(moment)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+# --- factories and tasks -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FactorySummary:
+    id: str
+    agent: str
+    target: str
+    system: str
+    status: FactoryStatus
+    units_wanted: int | None
+    units_acquired: int
+    credits_spent: int
+    created_at: datetime
+    finished_at: datetime | None
+    owner: str | None
+    heartbeat_at: datetime | None
+    stop_requested: bool
+    error: str | None
+
+
+class FactoryRepository:
+    def __init__(self, db: peewee.Database):
+        self.db = db
+
+    def create(self, factory: Factory, agent: str, owner: str | None, now: datetime) -> None:
+        with transaction(self.db):
+            FactoryRow.create(id=factory.id, agent=agent, owner=owner, heartbeat_at=to_db(now),
+                              **self._factory_fields(factory))
+            self._upsert_tasks(factory.tasks.values())
+
+    def save(self, factory: Factory, tasks: Iterable[Task] = ()) -> None:
+        """Write the factory and the tasks a transition touched, atomically."""
+        with transaction(self.db):
+            FactoryRow.update(**self._factory_fields(factory)).where(
+                FactoryRow.id == factory.id).execute()
+            self._upsert_tasks(tasks)
+
+    def load(self, factory_id: str) -> Factory:
+        """The factory with its tasks; purchase and sale totals come from the ledger."""
+        row = FactoryRow.get_or_none(FactoryRow.id == factory_id)
+        if row is None:
+            raise KeyError(factory_id)
+        factory = Factory(
+            id=row.id, target=row.target, system=row.system,
+            plan=PlanNode.from_dict(json.loads(row.plan)), lot=row.lot,
+            units_wanted=row.units_wanted, min_supply=SupplyLevel.parse(row.min_supply),
+            status=FactoryStatus(row.status), round=row.round,
+            units_acquired=row.units_acquired, created_at=from_db(row.created_at),
+            started_at=from_db(row.started_at), finished_at=from_db(row.finished_at),
+            error=row.error)
+        progress = LedgerRepository(self.db).task_progress(factory_id)
+        for t in TaskRow.select().where(TaskRow.factory == factory_id):
+            bought, delivered, cost, revenue = progress.get(t.id, (0, 0, 0, 0))
+            factory.tasks[t.id] = Task(
+                id=t.id, factory_id=factory_id, round=t.round, node_path=t.node_path,
+                kind=TaskKind(t.kind), good=t.good, source=t.source, destination=t.destination,
+                units_target=t.units_target, depends_on=tuple(json.loads(t.depends_on)),
+                state=TaskState(t.state), ship=t.ship, last_ship=t.last_ship,
+                attempts=t.attempts, units_bought=bought, units_delivered=delivered,
+                cost=cost, revenue=revenue, not_before=from_db(t.not_before),
+                inputs_done_at=from_db(t.inputs_done_at), started_at=from_db(t.started_at),
+                finished_at=from_db(t.finished_at), last_error=t.last_error)
+        factory.credits_spent = LedgerRepository(self.db).factory_spend(factory_id)
+        return factory
+
+    def summary(self, factory_id: str) -> FactorySummary | None:
+        row = FactoryRow.get_or_none(FactoryRow.id == factory_id)
+        return None if row is None else _summary(row)
+
+    def list(self, agent: str | None = None) -> list[FactorySummary]:
+        query = FactoryRow.select().order_by(FactoryRow.created_at)
+        if agent:
+            query = query.where(FactoryRow.agent == agent)
+        return [_summary(r) for r in query]
+
+    def open_ids(self, agent: str | None = None) -> list[str]:
+        query = FactoryRow.select(FactoryRow.id).where(FactoryRow.status.in_(OPEN_STATUSES))
+        if agent:
+            query = query.where(FactoryRow.agent == agent)
+        return [r.id for r in query.order_by(FactoryRow.created_at)]
+
+    def orphaned(self, now: datetime, stale_after: timedelta,
+                 alive: Callable[[str], bool | None], agent: str | None = None) -> list[str]:
+        """Open factories nobody runs: their owner is known dead, or silent too long."""
+        out = []
+        for s in map(self.summary, self.open_ids(agent)):
+            verdict = alive(s.owner) if s.owner else False
+            stale = s.heartbeat_at is None or now - s.heartbeat_at > stale_after
+            if verdict is False or (verdict is None and stale):
+                out.append(s.id)
+        return out
+
+    def take_over(self, factory_id: str, owner: str, previous: str | None,
+                  now: datetime) -> bool:
+        """Become the factory's runner if `previous` still is (compare and set)."""
+        with transaction(self.db):
+            query = FactoryRow.update(owner=owner, heartbeat_at=to_db(now)).where(
+                FactoryRow.id == factory_id,
+                (FactoryRow.owner.is_null() if previous is None
+                 else FactoryRow.owner == previous))
+            return query.execute() == 1
+
+    def heartbeat(self, factory_id: str, owner: str, now: datetime) -> bool:
+        """Refresh the lease; returns whether a stop was requested (by `stop ID`)."""
+        FactoryRow.update(heartbeat_at=to_db(now)).where(
+            FactoryRow.id == factory_id, FactoryRow.owner == owner).execute()
+        row = FactoryRow.get_or_none(FactoryRow.id == factory_id)
+        return bool(row and row.stop_requested)
+
+    def request_stop(self, factory_id: str) -> None:
+        FactoryRow.update(stop_requested=True).where(FactoryRow.id == factory_id).execute()
+
+    def release(self, factory_id: str, owner: str) -> None:
+        """The runner lets go (clean shutdown): resume may take it at once."""
+        FactoryRow.update(owner=None, heartbeat_at=None).where(
+            FactoryRow.id == factory_id, FactoryRow.owner == owner).execute()
+
+    @staticmethod
+    def _factory_fields(f: Factory) -> dict:
+        return {"target": f.target, "system": f.system, "status": f.status.value,
+                "plan": json.dumps(f.plan.to_dict()), "lot": f.lot,
+                "units_wanted": f.units_wanted, "units_acquired": f.units_acquired,
+                "min_supply": f.min_supply.name,
+                "round": f.round, "created_at": to_db(f.created_at),
+                "started_at": to_db(f.started_at), "finished_at": to_db(f.finished_at),
+                "error": f.error}
+
+    @staticmethod
+    def _upsert_tasks(tasks: Iterable[Task]) -> None:
+        rows = [{
+            "id": t.id, "factory": t.factory_id, "round": t.round, "node_path": t.node_path,
+            "kind": t.kind.value, "good": t.good, "source": t.source,
+            "destination": t.destination, "units_target": t.units_target,
+            "depends_on": json.dumps(list(t.depends_on)), "state": t.state.value,
+            "ship": t.ship, "last_ship": t.last_ship, "attempts": t.attempts,
+            "not_before": to_db(t.not_before),
+            "inputs_done_at": to_db(t.inputs_done_at), "started_at": to_db(t.started_at),
+            "finished_at": to_db(t.finished_at), "last_error": t.last_error,
+        } for t in tasks]
+        if rows:
+            mutable = [f for f in TaskRow._meta.sorted_fields if f.name != "id"]
+            TaskRow.insert_many(rows).on_conflict(conflict_target=[TaskRow.id],
+                                                  preserve=mutable).execute()
+
+
+def _summary(row: FactoryRow) -> FactorySummary:
+    spent = LedgerRepository(row._meta.database).factory_spend(row.id)
+    return FactorySummary(row.id, row.agent, row.target, row.system, FactoryStatus(row.status),
+                          row.units_wanted, row.units_acquired, spent,
+                          from_db(row.created_at), from_db(row.finished_at), row.owner,
+                          from_db(row.heartbeat_at), row.stop_requested, row.error)
+
+
+# --- ship assignments ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Assignment:
+    ship: str
+    owner: str
+    factory: str | None
+    task: str | None
+    purpose: str
+
+
+class AssignmentRepository:
+    TASK, WATCH = "TASK", "WATCH"
+
+    def __init__(self, db: peewee.Database):
+        self.db = db
+
+    def claim(self, ship: str, owner: str, now: datetime, factory: str | None = None,
+              task: str | None = None, purpose: str = TASK) -> bool:
+        """Take `ship` unless someone has it; the database's key decides races."""
+        try:
+            with transaction(self.db):
+                ShipAssignment.insert(ship=ship, owner=owner, factory=factory, task=task,
+                                      purpose=purpose, assigned_at=to_db(now)).execute()
+            return True
+        except peewee.IntegrityError:
+            return False
+
+    def reassign(self, ship: str, owner: str, factory: str | None, task: str | None,
+                 purpose: str = TASK) -> bool:
+        """Change the work of a ship this owner already holds."""
+        with transaction(self.db):
+            return ShipAssignment.update(factory=factory, task=task, purpose=purpose).where(
+                ShipAssignment.ship == ship, ShipAssignment.owner == owner).execute() == 1
+
+    def release(self, ship: str, owner: str) -> None:
+        with transaction(self.db):
+            ShipAssignment.delete().where(ShipAssignment.ship == ship,
+                                          ShipAssignment.owner == owner).execute()
+
+    def release_owner(self, owner: str) -> None:
+        with transaction(self.db):
+            ShipAssignment.delete().where(ShipAssignment.owner == owner).execute()
+
+    def release_factory(self, factory: str) -> None:
+        with transaction(self.db):
+            ShipAssignment.delete().where(ShipAssignment.factory == factory).execute()
+
+    def release_dead(self, alive: Callable[[str], bool | None]) -> list[str]:
+        """Free ships whose owner is known dead and whose factory nobody resumed."""
+        freed = [a.ship for a in self.all() if alive(a.owner) is False]
+        if freed:
+            with transaction(self.db):
+                ShipAssignment.delete().where(ShipAssignment.ship.in_(freed)).execute()
+        return freed
+
+    def take_over_factory(self, factory: str, owner: str) -> None:
+        with transaction(self.db):
+            ShipAssignment.update(owner=owner).where(ShipAssignment.factory == factory).execute()
+
+    def all(self) -> list[Assignment]:
+        return [Assignment(a.ship, a.owner, a.factory_id, a.task, a.purpose)
+                for a in ShipAssignment.select()]
+
+    def get(self, ship: str) -> Assignment | None:
+        a = ShipAssignment.get_or_none(ShipAssignment.ship == ship)
+        return None if a is None else Assignment(a.ship, a.owner, a.factory_id, a.task,
+                                                 a.purpose)
+
+
+# --- waypoints and markets -----------------------------------------------------------------
+
+
+class WaypointRepository:
+    def __init__(self, db: peewee.Database):
+        self.db = db
+
+    def save(self, system: str, waypoints: Iterable) -> None:
+        """Cache a system's waypoints (objects with symbol, type, x, y and traits)."""
+        rows = [{"symbol": w.symbol, "system": system, "type": w.type, "x": w.x, "y": w.y,
+                 "traits": json.dumps(sorted(w.traits))} for w in waypoints]
+        with transaction(self.db):
+            WaypointRow.delete().where(WaypointRow.system == system).execute()
+            for chunk in peewee.chunked(rows, 200):
+                WaypointRow.insert_many(chunk).execute()
+
+    def known(self, system: str) -> bool:
+        return WaypointRow.select().where(WaypointRow.system == system).exists()
+
+    def markets(self, system: str) -> list[str]:
+        return [w.symbol for w in WaypointRow.select().where(WaypointRow.system == system)
+                if "MARKETPLACE" in json.loads(w.traits)]
+
+    def places(self, system: str) -> dict[str, Place]:
+        """Positions, with `sells_fuel` for markets known to sell FUEL."""
+        fuel = {g.waypoint for g in MarketGood.select().where(
+            MarketGood.system == system, MarketGood.good == "FUEL",
+            MarketGood.type != TradeType.IMPORT.value)}
+        return {w.symbol: Place(w.symbol, w.x, w.y, w.symbol in fuel)
+                for w in WaypointRow.select().where(WaypointRow.system == system)}
+
+
+class MarketRepository:
+    def __init__(self, db: peewee.Database):
+        self.db = db
+
+    def record(self, snapshot: MarketSnapshot) -> None:
+        """Store a reading: its lists always, its quotes (and their history) when present."""
+        roles = [(g, TradeType.EXPORT) for g in snapshot.exports] + \
+                [(g, TradeType.IMPORT) for g in snapshot.imports] + \
+                [(g, TradeType.EXCHANGE) for g in snapshot.exchange]
+        observed = to_db(snapshot.observed_at)
+        with transaction(self.db):
+            for good, role in roles:
+                fields = {"type": role.value}
+                q = snapshot.quote(good)
+                if q is not None and observed is not None:
+                    fields.update(supply=q.supply.name,
+                                  activity=q.activity.name if q.activity else None,
+                                  trade_volume=q.trade_volume, purchase_price=q.purchase_price,
+                                  sell_price=q.sell_price, observed_at=observed)
+                    MarketHistory.create(waypoint=snapshot.waypoint, good=good,
+                                         supply=q.supply.name, activity=fields["activity"],
+                                         trade_volume=q.trade_volume,
+                                         purchase_price=q.purchase_price,
+                                         sell_price=q.sell_price, observed_at=observed)
+                MarketGood.insert(waypoint=snapshot.waypoint, system=snapshot.system, good=good,
+                                  **fields).on_conflict(
+                    conflict_target=[MarketGood.waypoint, MarketGood.good],
+                    update=fields).execute()
+
+    def snapshots(self, system: str, fresh_since: datetime | None = None
+                  ) -> list[MarketSnapshot]:
+        """What is known of each market of `system`; quotes older than `fresh_since` are
+        left out, so the planner asks for them again."""
+        by_market: dict[str, list[MarketGood]] = {}
+        for row in MarketGood.select().where(MarketGood.system == system).order_by(
+                MarketGood.waypoint, MarketGood.good):
+            by_market.setdefault(row.waypoint, []).append(row)
+        out = []
+        for waypoint, rows in by_market.items():
+            quotes, seen = {}, []
+            for r in rows:
+                observed = from_db(r.observed_at)
+                if r.supply and observed and (fresh_since is None or observed >= fresh_since):
+                    quotes[r.good] = Quote(r.good, TradeType(r.type), SupplyLevel.parse(r.supply),
+                                           ActivityLevel.parse_optional(r.activity),
+                                           r.trade_volume, r.purchase_price, r.sell_price)
+                    seen.append(observed)
+
+            def role(t: TradeType, rows=rows) -> frozenset[str]:
+                return frozenset(r.good for r in rows if r.type == t.value)
+
+            out.append(MarketSnapshot(waypoint, role(TradeType.EXPORT), role(TradeType.IMPORT),
+                                      role(TradeType.EXCHANGE), quotes,
+                                      min(seen) if seen else None))
+        return out
+
+    def snapshot(self, waypoint: str) -> MarketSnapshot | None:
+        found = [m for m in self.snapshots(system_of(waypoint)) if m.waypoint == waypoint]
+        return found[0] if found else None
+
+    def history(self, waypoint: str, good: str) -> list[tuple[datetime, SupplyLevel, int]]:
+        return [(from_db(h.observed_at), SupplyLevel.parse(h.supply), h.purchase_price)
+                for h in MarketHistory.select().where(
+                    MarketHistory.waypoint == waypoint, MarketHistory.good == good
+                ).order_by(MarketHistory.observed_at)]
+
+
+# --- the ledger ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LedgerRecord:
+    id: int
+    agent: str
+    factory: str | None
+    task: str | None
+    ship: str
+    waypoint: str
+    good: str
+    kind: str
+    units: int
+    state: str
+    price_per_unit: int | None
+    total: int | None
+    credits_after: int | None
+    intended_at: datetime
+    server_time: datetime | None
+
+    @property
+    def signed_total(self) -> int:
+        """Credits this entry moved: negative for spending."""
+        if self.state != LedgerRepository.CONFIRMED or self.total is None:
+            return 0
+        return self.total if self.kind in ("SELL", "BALANCE") else -self.total
+
+
+class LedgerRepository:
+    INTENDED, CONFIRMED, FAILED = "INTENDED", "CONFIRMED", "FAILED"
+    SPENDING = ("PURCHASE", "REFUEL", "SHIP")
+
+    def __init__(self, db: peewee.Database):
+        self.db = db
+
+    def intend(self, *, agent: str, ship: str, waypoint: str, good: str, kind: str,
+               units: int, now: datetime, factory: str | None = None,
+               task: str | None = None) -> int:
+        """Write down a trade before sending it, so a crash cannot hide it."""
+        with transaction(self.db):
+            return LedgerEntry.create(agent=agent, ship=ship, waypoint=waypoint, good=good,
+                                      kind=kind, units=units, state=self.INTENDED,
+                                      intended_at=to_db(now), factory=factory, task=task).id
+
+    def confirm(self, entry: int, *, units: int, price_per_unit: int, total: int,
+                credits_after: int | None, server_time: datetime | None, now: datetime) -> None:
+        with transaction(self.db):
+            LedgerEntry.update(state=self.CONFIRMED, units=units, price_per_unit=price_per_unit,
+                               total=total, credits_after=credits_after,
+                               server_time=to_db(server_time), confirmed_at=to_db(now)).where(
+                LedgerEntry.id == entry).execute()
+
+    def fail(self, entry: int, note: str, now: datetime) -> None:
+        with transaction(self.db):
+            LedgerEntry.update(state=self.FAILED, note=note, confirmed_at=to_db(now)).where(
+                LedgerEntry.id == entry).execute()
+
+    def record_balance(self, agent: str, credits: int, now: datetime) -> None:
+        """The agent's credits as the server reported them: the ledger's opening line."""
+        with transaction(self.db):
+            LedgerEntry.create(agent=agent, ship="", waypoint="", good="", kind="BALANCE",
+                               units=0, state=self.CONFIRMED, total=credits,
+                               credits_after=credits, intended_at=to_db(now),
+                               confirmed_at=to_db(now))
+
+    def entries(self, agent: str | None = None, factory: str | None = None,
+                state: str | None = None, ship: str | None = None) -> list[LedgerRecord]:
+        query = LedgerEntry.select().order_by(LedgerEntry.id)
+        for field, value in ((LedgerEntry.agent, agent), (LedgerEntry.factory, factory),
+                             (LedgerEntry.state, state), (LedgerEntry.ship, ship)):
+            if value is not None:
+                query = query.where(field == value)
+        return [LedgerRecord(e.id, e.agent, e.factory, e.task, e.ship, e.waypoint, e.good,
+                             e.kind, e.units, e.state, e.price_per_unit, e.total,
+                             e.credits_after, from_db(e.intended_at), from_db(e.server_time))
+                for e in query]
+
+    def pending(self, agent: str | None = None, ship: str | None = None) -> list[LedgerRecord]:
+        return self.entries(agent=agent, state=self.INTENDED, ship=ship)
+
+    def matched_server_times(self, ship: str) -> set[datetime]:
+        """Server timestamps already matched to entries of `ship` (reconciliation)."""
+        return {from_db(e.server_time) for e in LedgerEntry.select(LedgerEntry.server_time)
+                .where(LedgerEntry.ship == ship, LedgerEntry.server_time.is_null(False))}
+
+    def task_progress(self, factory: str) -> dict[str, tuple[int, int, int, int]]:
+        """task -> (units bought, units delivered, cost, revenue), from confirmed trades."""
+        out: dict[str, list[int]] = {}
+        for e in LedgerEntry.select().where(LedgerEntry.factory == factory,
+                                            LedgerEntry.state == self.CONFIRMED,
+                                            LedgerEntry.task.is_null(False)):
+            row = out.setdefault(e.task, [0, 0, 0, 0])
+            if e.kind == "PURCHASE":
+                row[0] += e.units
+                row[2] += e.total or 0
+            elif e.kind == "SELL":
+                row[1] += e.units
+                row[3] += e.total or 0
+        return {k: (v[0], v[1], v[2], v[3]) for k, v in out.items()}
+
+    def expected_credits(self, agent: str) -> int | None:
+        """The agent's credits as the ledger accounts for them: the last balance read from
+        the server plus every confirmed entry since. None before any balance."""
+        total = None
+        for e in self.entries(agent=agent):
+            total = e.total if e.kind == "BALANCE" else (
+                None if total is None else total + e.signed_total)
+        return total
+
+    def factory_spend(self, factory: str) -> int:
+        """Credits a factory spent net of sales: goods, fuel and all."""
+        return -sum(e.signed_total for e in self.entries(factory=factory))
+
+
+# --- all of it -----------------------------------------------------------------------------
+
+
+class Storage:
+    """The repositories over one database, with its schema brought up to date."""
+
+    def __init__(self, db: peewee.Database):
+        self.db = db
+        self.version = migrate(db)
+        self.factories = FactoryRepository(db)
+        self.assignments = AssignmentRepository(db)
+        self.waypoints = WaypointRepository(db)
+        self.markets = MarketRepository(db)
+        self.ledger = LedgerRepository(db)
+
+    def close(self) -> None:
+        self.db.close()

@@ -1,0 +1,301 @@
+"""Storage on SQLite and on PostgreSQL: the same tests run against both."""
+
+import multiprocessing
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+from datetime import UTC, datetime, timedelta
+
+import peewee
+import pytest
+
+from actors.recovery import settle_ledger
+from api.client import Client
+from api.ratelimit import RateLimiter
+from domain.enums import SupplyLevel
+from domain.factory import Factory, FactoryStatus, TaskState
+from domain.navigation import Place
+from domain.plan import resolve
+from storage.db import DatabaseError, default_path, describe, open_database, resolve_url
+from storage.migrations import MIGRATIONS, current_version, migrate
+from storage.repositories import Storage
+from tests.builders import market
+from tests.conftest import ROOT, Raw
+from tests.test_plan import AC_CHAIN, ac_markets
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def new_factory(fid="f-1", units=None):
+    plan = resolve("ADVANCED_CIRCUITRY", AC_CHAIN, ac_markets())
+    return Factory(id=fid, target="ADVANCED_CIRCUITRY", system="X1-T1", plan=plan, lot=40,
+                   units_wanted=units, min_supply=SupplyLevel.MODERATE, created_at=T0)
+
+
+def test_schema_is_migrated_once_and_versioned(store):
+    assert store.version == len(MIGRATIONS) == current_version(store.db)
+    assert migrate(store.db) == store.version, "a second run changes nothing"
+    tables = set(store.db.get_tables())
+    assert {"factory_row", "task_row", "ship_assignment", "ledger_entry", "market_good",
+            "market_history", "waypoint_row", "schema_version"} <= tables
+
+
+def test_sqlite_runs_in_wal_with_foreign_keys(tmp_path):
+    db = open_database(str(tmp_path / "x" / "gf.db"))
+    assert db.execute_sql("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute_sql("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert db.execute_sql("PRAGMA busy_timeout").fetchone()[0] == 15000
+    db.close()
+
+
+def test_where_the_database_lives(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    monkeypatch.delenv("GOODS_FACTORY_DB", raising=False)
+    assert default_path() == tmp_path / "goods-factory" / "goods-factory.db"
+    assert resolve_url(None) == str(tmp_path / "goods-factory" / "goods-factory.db")
+    monkeypatch.setenv("GOODS_FACTORY_DB", "postgresql://u:secret@h/db")
+    assert resolve_url(None) == "postgresql://u:secret@h/db"
+    assert resolve_url("/x.db") == "/x.db"
+    assert describe("postgresql://u:secret@h/db") == "postgresql://u:***@h/db"
+    with pytest.raises(DatabaseError, match="cannot open database postgresql://u:\\*\\*\\*@"):
+        open_database("postgresql://u:secret@127.0.0.1:1/db")
+
+
+def test_factory_round_trip(store):
+    f = new_factory()
+    f.start(T0)
+    store.factories.create(f, agent="AGENT", owner="host:1:a", now=T0)
+    loaded = store.factories.load("f-1")
+    assert loaded.plan.to_dict() == f.plan.to_dict()
+    assert loaded.status is FactoryStatus.ACTIVE and loaded.started_at == T0
+    assert set(loaded.tasks) == set(f.tasks)
+    for tid, task in f.tasks.items():
+        again = loaded.tasks[tid]
+        assert (again.kind, again.state, again.depends_on, again.source, again.destination,
+                again.units_target) == (task.kind, task.state, task.depends_on, task.source,
+                                        task.destination, task.units_target)
+    with pytest.raises(KeyError):
+        store.factories.load("nope")
+
+
+def test_each_transition_is_saved_with_its_tasks(store):
+    f = new_factory()
+    f.start(T0)
+    store.factories.create(f, agent="AGENT", owner="o", now=T0)
+    leaf = f.assignable(T0)[0]
+    f.assign(leaf.id, "S-1", T0)
+    later = T0 + timedelta(seconds=30)
+    task = f.fail_task(leaf.id, T0, "4203 fuel", later)
+    store.factories.save(f, [task])
+    again = store.factories.load("f-1").tasks[leaf.id]
+    assert (again.state, again.attempts, again.last_ship, again.not_before, again.last_error) \
+        == (TaskState.READY, 1, "S-1", later, "4203 fuel")
+
+
+def test_task_progress_and_spending_come_from_the_ledger(store):
+    f = new_factory()
+    f.start(T0)
+    store.factories.create(f, agent="AGENT", owner="o", now=T0)
+    leaf = f.assignable(T0)[0]
+    ledger = store.ledger
+    for kind, units, total in (("PURCHASE", 30, 900), ("PURCHASE", 10, 320), ("SELL", 25, 2500)):
+        entry = ledger.intend(agent="AGENT", ship="S-1", waypoint=leaf.source, good=leaf.good,
+                              kind=kind, units=units, now=T0, factory="f-1", task=leaf.id)
+        ledger.confirm(entry, units=units, price_per_unit=total // units, total=total,
+                       credits_after=None, server_time=T0, now=T0)
+    lost = ledger.intend(agent="AGENT", ship="S-1", waypoint=leaf.source, good=leaf.good,
+                         kind="PURCHASE", units=5, now=T0, factory="f-1", task=leaf.id)
+    ledger.fail(lost, "did not happen", T0)
+    refuel = ledger.intend(agent="AGENT", ship="S-1", waypoint=leaf.source, good="FUEL",
+                           kind="REFUEL", units=2, now=T0, factory="f-1")
+    ledger.confirm(refuel, units=2, price_per_unit=72, total=144, credits_after=None,
+                   server_time=None, now=T0)
+    task = store.factories.load("f-1").tasks[leaf.id]
+    assert (task.units_bought, task.units_delivered, task.cost, task.revenue) == (
+        40, 25, 1220, 2500)
+    assert store.factories.load("f-1").credits_spent == 1220 + 144 - 2500
+    assert store.factories.summary("f-1").credits_spent == 1220 + 144 - 2500
+    assert [e.state for e in ledger.entries(agent="AGENT")].count("FAILED") == 1
+
+
+def test_ledger_accounts_for_the_agents_credits(store):
+    ledger = store.ledger
+    assert ledger.expected_credits("A") is None
+    ledger.record_balance("A", 175_000, T0)
+    e = ledger.intend(agent="A", ship="S", waypoint="W", good="IRON", kind="PURCHASE",
+                      units=10, now=T0)
+    ledger.confirm(e, units=10, price_per_unit=50, total=500, credits_after=174_500,
+                   server_time=T0, now=T0)
+    ledger.intend(agent="A", ship="S", waypoint="W", good="IRON", kind="SELL", units=10, now=T0)
+    assert ledger.expected_credits("A") == 174_500
+    assert len(ledger.pending("A")) == 1 and ledger.pending("A", ship="T") == []
+    assert ledger.matched_server_times("S") == {T0}
+
+
+def test_lease_heartbeat_stop_and_orphans(store):
+    f = new_factory()
+    f.start(T0)
+    store.factories.create(f, agent="A", owner="host:1:a", now=T0)
+    assert store.factories.heartbeat("f-1", "host:1:a", T0) is False
+    store.factories.request_stop("f-1")
+    assert store.factories.heartbeat("f-1", "host:1:a", T0) is True
+    assert store.factories.orphaned(T0, timedelta(seconds=60), lambda owner: True) == []
+    assert store.factories.orphaned(T0, timedelta(seconds=60), lambda owner: False) == ["f-1"]
+    later = T0 + timedelta(minutes=5)
+    assert store.factories.orphaned(later, timedelta(seconds=60), lambda owner: None) == ["f-1"]
+    assert store.factories.orphaned(T0, timedelta(seconds=60), lambda owner: None) == []
+    assert not store.factories.take_over("f-1", "host:2:b", "someone-else", later)
+    assert store.factories.take_over("f-1", "host:2:b", "host:1:a", later)
+    assert store.factories.summary("f-1").owner == "host:2:b"
+    store.factories.release("f-1", "host:2:b")
+    assert store.factories.summary("f-1").owner is None
+    assert store.factories.take_over("f-1", "host:3:c", None, later)
+    assert [s.id for s in store.factories.list("A")] == ["f-1"] == store.factories.open_ids()
+    f.complete(later)
+    store.factories.save(f)
+    assert store.factories.open_ids() == []
+
+
+def test_one_owner_per_ship(store):
+    a = store.assignments
+    f = new_factory()
+    store.factories.create(f, agent="A", owner="p1", now=T0)
+    assert a.claim("S-1", "p1", T0, factory="f-1", task="t1")
+    assert not a.claim("S-1", "p2", T0), "taken"
+    assert a.get("S-1").owner == "p1"
+    assert a.reassign("S-1", "p1", None, None, purpose="WATCH")
+    assert not a.reassign("S-1", "p2", None, None)
+    assert a.get("S-1").purpose == "WATCH"
+    a.release("S-1", "p2")
+    assert a.get("S-1") is not None, "only the owner releases"
+    a.release("S-1", "p1")
+    assert a.get("S-1") is None
+    a.claim("S-2", "dead", T0, factory="f-1")
+    a.claim("S-3", "alive", T0)
+    assert a.release_dead(lambda owner: owner != "dead") == ["S-2"]
+    a.claim("S-4", "old", T0, factory="f-1")
+    a.take_over_factory("f-1", "new")
+    assert a.get("S-4").owner == "new"
+    a.release_factory("f-1")
+    assert a.get("S-4") is None
+    a.release_owner("alive")
+    assert a.all() == []
+
+
+def test_markets_keep_lists_quotes_and_history(store):
+    m = store.markets
+    listed = market("X1-T1-A1", exports=["IRON"], imports=["IRON_ORE"], exchange=["FUEL"],
+                    quotes=False)
+    m.record(listed)
+    snap = m.snapshot("X1-T1-A1")
+    assert snap.exports == {"IRON"} and snap.exchange == {"FUEL"} and not snap.has_quotes
+    quoted = market("X1-T1-A1", exports=["IRON"], imports=["IRON_ORE"], exchange=["FUEL"],
+                    IRON=("HIGH", "STRONG", 85))
+    m.record(type(quoted)(**{**quoted.__dict__, "observed_at": T0}))
+    m.record(listed)  # a later read without a ship there keeps the last quotes
+    snap = m.snapshot("X1-T1-A1")
+    assert snap.quote("IRON").supply is SupplyLevel.HIGH and snap.observed_at == T0
+    assert m.snapshots("X1-T1", fresh_since=T0 + timedelta(seconds=1))[0].quotes == {}
+    later = market("X1-T1-A1", exports=["IRON"], imports=["IRON_ORE"], exchange=["FUEL"],
+                   IRON=("LIMITED", "STRONG", 95))
+    m.record(type(later)(**{**later.__dict__, "observed_at": T0 + timedelta(minutes=1)}))
+    assert [(s, p) for _, s, p in m.history("X1-T1-A1", "IRON")] == [
+        (SupplyLevel.HIGH, 85), (SupplyLevel.LIMITED, 95)]
+    assert m.snapshot("X1-T1-ZZ") is None
+
+
+def test_waypoints_and_fuel_places(store):
+    class W:
+        def __init__(self, symbol, x, traits):
+            self.symbol, self.type, self.x, self.y, self.traits = symbol, "PLANET", x, 0, traits
+
+    store.waypoints.save("X1-T1", [W("X1-T1-A1", 0, {"MARKETPLACE"}), W("X1-T1-B2", 50, set())])
+    store.markets.record(market("X1-T1-A1", exchange=["FUEL"], quotes=False))
+    assert store.waypoints.known("X1-T1") and not store.waypoints.known("X1-T9")
+    assert store.waypoints.markets("X1-T1") == ["X1-T1-A1"]
+    assert store.waypoints.places("X1-T1") == {"X1-T1-A1": Place("X1-T1-A1", 0, 0, True),
+                                               "X1-T1-B2": Place("X1-T1-B2", 50, 0, False)}
+
+
+def _race(url, ships, barrier, results):
+    storage = Storage(open_database(url))
+    order = list(ships)
+    random.Random(os.getpid()).shuffle(order)
+    barrier.wait()
+    won = [s for s in order if storage.assignments.claim(s, f"p{os.getpid()}",
+                                                         datetime.now(UTC))]
+    results.put(won)
+    storage.close()
+
+
+def test_two_processes_racing_for_ships_never_share_one(db_url):
+    Storage(open_database(db_url)).close()  # schema first
+    ships = [f"RACE-{i}" for i in range(40)]
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=_race, args=(db_url, ships, barrier, results))
+             for _ in range(2)]
+    for p in procs:
+        p.start()
+    won = [results.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(30)
+    assert all(p.exitcode == 0 for p in procs)
+    assert not set(won[0]) & set(won[1]), "no ship has two owners"
+    assert sorted(won[0] + won[1]) == sorted(ships), "every ship has one"
+
+
+KILLED_MID_PURCHASE = textwrap.dedent("""
+    import os, signal, sys
+    from datetime import UTC, datetime
+    from api.client import Client
+    from api.ratelimit import RateLimiter
+    from storage.db import open_database
+    from storage.repositories import Storage
+    url, base, token, ship = sys.argv[1:]
+    store = Storage(open_database(url))
+    client = Client(base, token=token, limiter=RateLimiter.unlimited())
+    entry = store.ledger.intend(agent="KILLED", ship=ship, waypoint=client.ship(ship).nav.waypoint,
+                                good="FUEL", kind="PURCHASE", units=7, now=datetime.now(UTC))
+    client.purchase(ship, "FUEL", 7)
+    os.kill(os.getpid(), signal.SIGKILL)  # dies between "intended" and "confirmed"
+""")
+
+
+def test_killed_between_intended_and_confirmed_then_reconciled(db_url, sim_factory):
+    server = sim_factory(seed=5)
+    raw = Raw(server.url)
+    reg = raw.register("KILLED")
+    ship = reg["ships"][0]["symbol"]
+    store = Storage(open_database(db_url))
+    store.ledger.record_balance("KILLED", reg["agent"]["credits"], datetime.now(UTC))
+    proc = subprocess.run([sys.executable, "-c", KILLED_MID_PURCHASE, db_url, server.url,
+                           reg["token"], ship], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    pending = store.ledger.pending("KILLED")
+    assert len(pending) == 1 and pending[0].units == 7
+    never_sent = store.ledger.intend(agent="KILLED", ship=ship, waypoint=pending[0].waypoint,
+                                     good="FUEL", kind="PURCHASE", units=3,
+                                     now=datetime.now(UTC))
+    client = Client(server.url, token=reg["token"], limiter=RateLimiter.unlimited())
+    settled = settle_ledger(store.ledger, client, "KILLED", datetime.now(UTC))
+    assert sorted(s.outcome for s in settled) == ["CONFIRMED", "FAILED"]
+    entries = {e.id: e for e in store.ledger.entries(agent="KILLED")}
+    assert entries[never_sent].state == "FAILED"
+    confirmed = entries[pending[0].id]
+    assert confirmed.state == "CONFIRMED" and confirmed.total == 7 * confirmed.price_per_unit
+    assert store.ledger.expected_credits("KILLED") == client.agent().credits
+    assert client.cargo(ship).held("FUEL") == 7, "bought once, not twice"
+    assert settle_ledger(store.ledger, client, "KILLED", datetime.now(UTC)) == []
+    store.close()
+
+
+def test_integrity_errors_surface_outside_claims(store):
+    f = new_factory()
+    store.factories.create(f, agent="A", owner="o", now=T0)
+    with pytest.raises(peewee.IntegrityError):
+        store.factories.create(f, agent="A", owner="o", now=T0)
