@@ -67,6 +67,7 @@ class Task:
     attempts: int = 0
     units_bought: int = 0
     units_delivered: int = 0
+    units_lost: int = 0  # bought, then gone with a lost ship
     cost: int = 0
     revenue: int = 0
     not_before: datetime | None = None
@@ -78,7 +79,7 @@ class Task:
     @property
     def units_held(self) -> int:
         """Units bought for this task and not yet delivered (they are in the ship's hold)."""
-        return self.units_bought - self.units_delivered
+        return self.units_bought - self.units_delivered - self.units_lost
 
     @property
     def keeps_goods(self) -> bool:
@@ -94,7 +95,7 @@ class Factory:
     id: str
     target: str
     system: str
-    plan: PlanNode
+    plan: PlanNode | None  # None until the coordinator has planned it
     lot: int
     units_wanted: int | None = None  # None: one collection of whatever is available
     min_supply: SupplyLevel = SupplyLevel.MODERATE
@@ -111,9 +112,12 @@ class Factory:
 
     # --- lifecycle -------------------------------------------------------------------
 
-    def start(self, now: datetime) -> list[Task]:
-        """PENDING -> ACTIVE, with the first round of tasks."""
+    def start(self, now: datetime, plan: PlanNode | None = None) -> list[Task]:
+        """PENDING -> ACTIVE with `plan` (or the one given at creation): the first round."""
         self._require(FactoryStatus.PENDING, "start")
+        self.plan = plan or self.plan
+        if self.plan is None:
+            raise InvalidTransition(f"cannot start factory {self.id} without a plan")
         self.status = FactoryStatus.ACTIVE
         self.started_at = now
         return self._new_round()
@@ -219,7 +223,7 @@ class Factory:
         task.last_ship, task.ship = task.ship, None
         touched = [task]
         if task.node_path == "0":
-            self.units_acquired += task.units_bought
+            self.units_acquired += task.units_held
             remaining = self.wanted_remaining()
             if remaining is None or remaining == 0:
                 self.complete(now)
@@ -266,12 +270,12 @@ class Factory:
             task.not_before = retry_at
         return task
 
-    def release(self, task_id: str) -> Task:
-        """Take a task off a ship that is gone or stopping, without counting an attempt.
-
-        Units bought but still held are written off: they left with the ship.
-        """
+    def release(self, task_id: str, ship_lost: bool = False) -> Task:
+        """Take a task off a ship that is gone or busy elsewhere, without counting an
+        attempt. If the ship is lost, what it held for the task is written off."""
         task = self._task(task_id, TaskState.RUNNING, "release")
+        if ship_lost:
+            task.units_lost += task.units_held
         task.last_ship, task.ship = task.ship, None
         task.state = TaskState.READY
         return task

@@ -27,9 +27,9 @@ ROLE = {TradeType.EXPORT: 1.0, TradeType.IMPORT: 1.6, TradeType.EXCHANGE: 1.25}
 SPREAD = {TradeType.EXPORT: 2.05, TradeType.IMPORT: 2.05, TradeType.EXCHANGE: 1.06}
 PRODUCTION_RATE = {ActivityLevel.WEAK: 0.15, ActivityLevel.GROWING: 0.25,
                    ActivityLevel.STRONG: 0.35, ActivityLevel.RESTRICTED: 0.15}
-EXPORT_DRAIN = 0.02  # share of the surplus above target that NPC buyers take per tick
+EXPORT_DRAIN = 0.001  # share of the surplus above target that NPC buyers take per tick
 IMPORT_INFLOW = 0.10  # share of the gap below target that NPC sellers fill per tick
-IMPORT_USE = 0.02  # share of the surplus above target that the market consumes per tick
+IMPORT_USE = 0.001  # share of the surplus above target that the market consumes per tick
 EXCHANGE_DRIFT = 0.05
 VOLUME_GROWTH_AFTER = 5  # traded volumes before the trade volume grows
 TRANSACTIONS_SHOWN = 20

@@ -12,6 +12,7 @@ A plan is written as comma-separated items, e.g. `429=0.1,500=0.05,502burst=5:40
 | `502burst=N:K` | after K requests, the next N requests all get a 502 |
 | `slow=P:S` | with probability P, the answer waits S seconds |
 | `lose=K` | the ship named by the K-th ship action is lost: it answers 404 from then on |
+| `lose=ACTION:K` | the same, counting only one action (`purchase`, `sell`, `navigate`, …) |
 | `seed=N` | seed of the random draws, for repeatable drills |
 """
 
@@ -38,6 +39,7 @@ class FaultPlan:
     slow: float = 0.0
     slow_seconds: float = 0.0
     lose_at: int = 0
+    lose_action: str | None = None
     seed: int = 0
     _rng: random.Random = field(init=False, repr=False, compare=False)
     _lock: threading.Lock = field(init=False, repr=False, compare=False,
@@ -65,7 +67,8 @@ class FaultPlan:
                     p, _, seconds = value.partition(":")
                     plan["slow"], plan["slow_seconds"] = _probability(p), float(seconds or 1)
                 elif name == "lose":
-                    plan["lose_at"] = int(value)
+                    action, _, count = value.rpartition(":")
+                    plan["lose_at"], plan["lose_action"] = int(count), action or None
                 elif name == "seed":
                     plan["seed"] = int(value)
                 else:
@@ -92,9 +95,9 @@ class FaultPlan:
         with self._lock:
             return self.slow_seconds if self.slow and self._rng.random() < self.slow else 0.0
 
-    def ship_to_lose(self, ship: str) -> str | None:
+    def ship_to_lose(self, ship: str, action: str) -> str | None:
         """Counts ship actions; returns the ship to lose when the K-th one comes."""
-        if not self.lose_at:
+        if not self.lose_at or self.lose_action not in (None, action):
             return None
         with self._lock:
             self._ship_actions += 1

@@ -235,7 +235,7 @@ class _Handler(BaseHTTPRequestHandler):
                 status, data, meta = route.handler(game, agent, match, parse_qs(parts.query),
                                                    body or {})
                 if method == "POST" and "ship" in match:
-                    lost = sim.faults.ship_to_lose(match["ship"])
+                    lost = sim.faults.ship_to_lose(match["ship"], path.rsplit("/", 1)[-1])
                     if lost:
                         game.lose_ship(lost)
         except SimError as err:

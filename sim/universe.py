@@ -194,13 +194,14 @@ class _Generator:
         self._add_trait(yard, "SHIPYARD")
         for good in sorted(self.starved):  # one dedicated, unfed exporter each
             self._market(self._waypoint("ORBITAL_STATION", ["INDUSTRIAL"]), exports=[good],
-                         imports=list(self.chain.inputs(good)), starved=True)
+                         imports=list(self.chain.inputs(good)), exchange=["FUEL"],
+                         starved=True)
         for group in self._export_groups():
             imports = sorted({i for g in group for i in self.chain.inputs(g)} - set(group))
             kind = "ASTEROID" if all(set(self.chain.inputs(g)) <= RAW_INPUTS for g in group) \
                 else self.rng.choice(["PLANET", "MOON", "ORBITAL_STATION"])
             self._market(self._waypoint(kind, ["INDUSTRIAL"]), exports=group, imports=imports,
-                         exchange=["FUEL"] if self.rng.random() < 0.85 else [])
+                         exchange=["FUEL"])  # every captured market trades FUEL
         raw = sorted(g for g in self.chain.goods if set(self.chain.inputs(g)) <= RAW_INPUTS
                      and g not in self.starved)
         for _ in range(2):  # exchanges for raw goods, like the real asteroid bases

@@ -24,7 +24,7 @@ class FactoryRow(BaseModel):
     target = peewee.CharField(max_length=64)
     system = peewee.CharField(max_length=32)
     status = peewee.CharField(max_length=16, index=True)
-    plan = peewee.TextField()  # the tree in the seed's JSON schema
+    plan = peewee.TextField(null=True)  # the tree in the seed's JSON schema, once planned
     lot = peewee.IntegerField()
     units_wanted = peewee.IntegerField(null=True)
     units_acquired = peewee.IntegerField(default=0)
@@ -54,6 +54,7 @@ class TaskRow(BaseModel):
     ship = peewee.CharField(max_length=64, null=True)
     last_ship = peewee.CharField(max_length=64, null=True)
     attempts = peewee.IntegerField(default=0)  # units and credits live in the ledger
+    units_lost = peewee.IntegerField(default=0)  # ...except units gone with a lost ship
     not_before = peewee.DateTimeField(null=True)
     inputs_done_at = peewee.DateTimeField(null=True)
     started_at = peewee.DateTimeField(null=True)

@@ -86,7 +86,7 @@ class FactoryRepository:
             raise KeyError(factory_id)
         factory = Factory(
             id=row.id, target=row.target, system=row.system,
-            plan=PlanNode.from_dict(json.loads(row.plan)), lot=row.lot,
+            plan=PlanNode.from_dict(json.loads(row.plan)) if row.plan else None, lot=row.lot,
             units_wanted=row.units_wanted, min_supply=SupplyLevel.parse(row.min_supply),
             status=FactoryStatus(row.status), round=row.round,
             units_acquired=row.units_acquired, created_at=from_db(row.created_at),
@@ -101,6 +101,7 @@ class FactoryRepository:
                 units_target=t.units_target, depends_on=tuple(json.loads(t.depends_on)),
                 state=TaskState(t.state), ship=t.ship, last_ship=t.last_ship,
                 attempts=t.attempts, units_bought=bought, units_delivered=delivered,
+                units_lost=t.units_lost,
                 cost=cost, revenue=revenue, not_before=from_db(t.not_before),
                 inputs_done_at=from_db(t.inputs_done_at), started_at=from_db(t.started_at),
                 finished_at=from_db(t.finished_at), last_error=t.last_error)
@@ -162,7 +163,7 @@ class FactoryRepository:
     @staticmethod
     def _factory_fields(f: Factory) -> dict:
         return {"target": f.target, "system": f.system, "status": f.status.value,
-                "plan": json.dumps(f.plan.to_dict()), "lot": f.lot,
+                "plan": json.dumps(f.plan.to_dict()) if f.plan else None, "lot": f.lot,
                 "units_wanted": f.units_wanted, "units_acquired": f.units_acquired,
                 "min_supply": f.min_supply.name,
                 "round": f.round, "created_at": to_db(f.created_at),
@@ -177,7 +178,7 @@ class FactoryRepository:
             "destination": t.destination, "units_target": t.units_target,
             "depends_on": json.dumps(list(t.depends_on)), "state": t.state.value,
             "ship": t.ship, "last_ship": t.last_ship, "attempts": t.attempts,
-            "not_before": to_db(t.not_before),
+            "units_lost": t.units_lost, "not_before": to_db(t.not_before),
             "inputs_done_at": to_db(t.inputs_done_at), "started_at": to_db(t.started_at),
             "finished_at": to_db(t.finished_at), "last_error": t.last_error,
         } for t in tasks]
@@ -438,10 +439,10 @@ class LedgerRepository:
                              (LedgerEntry.state, state), (LedgerEntry.ship, ship)):
             if value is not None:
                 query = query.where(field == value)
-        return [LedgerRecord(e.id, e.agent, e.factory, e.task, e.ship, e.waypoint, e.good,
-                             e.kind, e.units, e.state, e.price_per_unit, e.total,
-                             e.credits_after, from_db(e.intended_at), from_db(e.server_time))
-                for e in query]
+        return [_record(e) for e in query]
+
+    def get(self, entry: int) -> LedgerRecord:
+        return _record(LedgerEntry.get_by_id(entry))
 
     def pending(self, agent: str | None = None, ship: str | None = None) -> list[LedgerRecord]:
         return self.entries(agent=agent, state=self.INTENDED, ship=ship)
@@ -478,6 +479,12 @@ class LedgerRepository:
     def factory_spend(self, factory: str) -> int:
         """Credits a factory spent net of sales: goods, fuel and all."""
         return -sum(e.signed_total for e in self.entries(factory=factory))
+
+
+def _record(e: LedgerEntry) -> LedgerRecord:
+    return LedgerRecord(e.id, e.agent, e.factory, e.task, e.ship, e.waypoint, e.good, e.kind,
+                        e.units, e.state, e.price_per_unit, e.total, e.credits_after,
+                        from_db(e.intended_at), from_db(e.server_time))
 
 
 # --- all of it -----------------------------------------------------------------------------

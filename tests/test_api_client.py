@@ -171,8 +171,11 @@ def test_game_errors_come_back_typed_from_the_server(sim_factory):
     with pytest.raises(errors.NotInOrbitError):
         client.navigate(frigate, server.game.universe.start_probe_at)
     client.orbit(frigate)
-    client.navigate(frigate, next(iter(server.game.universe.markets.keys() - {
-        reg.agent.headquarters, server.game.universe.start_probe_at})))
+    places = server.game.places
+    here = places[reg.agent.headquarters]
+    nearest = min((w for w in server.game.universe.markets if places[w].x != here.x),
+                  key=lambda w: abs(places[w].x - here.x) + abs(places[w].y - here.y))
+    client.navigate(frigate, nearest)
     with pytest.raises(errors.ShipInTransitError) as transit:
         client.dock(frigate)
     assert transit.value.seconds_to_arrival > 0

@@ -44,7 +44,7 @@ def test_bad_input_is_one_line_and_non_zero(tmp_path):
     assert result.exit_code == 2 and "unknown SupplyLevel 'LOTS'" in result.output
 
     result = invoke("plan", "FOOD", "--markets", MARKETS, "--from", "X1-AD75-A1")
-    assert result.exit_code == 2 and "not in the waypoints file" in result.output
+    assert result.exit_code == 2 and "is not a known waypoint" in result.output
 
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")

@@ -32,3 +32,14 @@ def test_sim_serve_refuses_bad_settings():
     out = subprocess.run([sys.executable, "-m", "cli", "sim", "serve", "--faults", "429=5"],
                          cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert out.returncode == 1 and "bad fault item '429=5'" in out.stderr
+
+
+def test_demo_produces_a_depth_two_good_end_to_end(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "cli", "--log-format", "json", "--db",
+                          str(tmp_path / "demo.db"), "demo", "--no-rate-limit",
+                          "--time-scale", "250"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "bought DEMO" in out.stdout and "(SHIP_LIGHT_SHUTTLE) for 88,853 credits" in out.stdout
+    assert "completed: acquired" in out.stdout and "CLOTHING" in out.stdout
+    assert "Status: COMPLETED" in out.stdout and "└── FABRICS [FABRICATE at" in out.stdout

@@ -156,8 +156,21 @@ def test_release_returns_the_task_without_an_attempt():
     f = make()
     f.start(T0)
     f.assign(tid("0.1.0"), "S1", T0)
+    f.record_purchase(tid("0.1.0"), 10, 100)
     task = f.release(tid("0.1.0"))
     assert task.state is TaskState.READY and task.attempts == 0 and task.ship is None
+    assert task.units_held == 10, "a ship busy elsewhere still holds the goods"
+    f.assign(tid("0.1.0"), "S1", T0)
+    task = f.release(tid("0.1.0"), ship_lost=True)
+    assert task.units_held == 0 and task.units_lost == 10, "a lost ship took them along"
+
+
+def test_planless_factory_starts_with_the_plan_it_is_given():
+    f = make()
+    plan, f.plan = f.plan, None
+    with pytest.raises(InvalidTransition, match="without a plan"):
+        f.start(T0)
+    assert len(f.start(T0, plan)) == 9 and f.plan is plan
 
 
 def test_guards():

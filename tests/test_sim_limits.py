@@ -113,6 +113,17 @@ def test_lose_the_ship_of_the_kth_action(sim_factory):
     assert raw.get(f"/my/ships/{ships[0]}").status_code == 200
 
 
+def test_lose_the_ship_of_the_kth_purchase(sim_factory):
+    server = sim_factory(faults=FaultPlan.parse("lose=purchase:2"))
+    raw = Raw(server.url)
+    ship = raw.register()["ships"][0]["symbol"]
+    raw.post(f"/my/ships/{ship}/dock")
+    assert raw.post(f"/my/ships/{ship}/purchase", {"symbol": "FUEL", "units": 1}).ok
+    assert raw.get(f"/my/ships/{ship}").status_code == 200
+    assert raw.post(f"/my/ships/{ship}/purchase", {"symbol": "FUEL", "units": 1}).ok
+    assert raw.get(f"/my/ships/{ship}").status_code == 404
+
+
 def test_slow_answers(sim_factory):
     server = sim_factory(faults=FaultPlan.parse("slow=1:0.2"))
     start = time.monotonic()

@@ -1,0 +1,133 @@
+"""What the process knows of its ships and its credits, shared by every actor.
+
+The server is the truth: these are caches refreshed from every answer the ships get,
+guarded by a lock because every actor thread reads them.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from api.models import Cargo, Nav, Ship
+
+
+@dataclass(frozen=True)
+class ShipInfo:
+    symbol: str
+    role: str
+    cargo_capacity: int
+    speed: int
+    fuel_capacity: int
+    waypoint: str
+    status: str
+    arrival: datetime | None
+    cargo_free: int = 0
+    busy: bool = False  # running a job in this process
+    lost: bool = False
+
+    @property
+    def is_hauler(self) -> bool:
+        return self.cargo_capacity > 0
+
+    def present_at(self, waypoint: str, now: datetime) -> bool:
+        """At the waypoint and not flying: its market shows prices."""
+        arrived = self.status != "IN_TRANSIT" or (self.arrival is not None and now >= self.arrival)
+        return not self.lost and self.waypoint == waypoint and arrived
+
+
+class Fleet:
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._ships: dict[str, ShipInfo] = {}
+
+    def update(self, ship: Ship) -> ShipInfo:
+        info = ShipInfo(ship.symbol, ship.role, ship.cargo.capacity, ship.speed,
+                        ship.fuel.capacity, ship.nav.waypoint, ship.nav.status, ship.nav.arrival,
+                        ship.cargo.free)
+        with self._lock:
+            old = self._ships.get(ship.symbol)
+            if old is not None:
+                info = replace(info, busy=old.busy)
+            self._ships[ship.symbol] = info
+        return info
+
+    def moved(self, symbol: str, nav: Nav) -> None:
+        with self._lock:
+            if symbol in self._ships:
+                self._ships[symbol] = replace(self._ships[symbol], waypoint=nav.waypoint,
+                                              status=nav.status, arrival=nav.arrival)
+
+    def loaded(self, symbol: str, cargo: Cargo) -> None:
+        with self._lock:
+            if symbol in self._ships:
+                self._ships[symbol] = replace(self._ships[symbol], cargo_free=cargo.free)
+
+    def get(self, symbol: str) -> ShipInfo | None:
+        with self._lock:
+            return self._ships.get(symbol)
+
+    def all(self) -> list[ShipInfo]:
+        with self._lock:
+            return list(self._ships.values())
+
+    def take(self, symbol: str) -> bool:
+        """Mark a ship busy in this process; False if it already is, or is gone."""
+        with self._lock:
+            info = self._ships.get(symbol)
+            if info is None or info.busy or info.lost:
+                return False
+            self._ships[symbol] = replace(info, busy=True)
+            return True
+
+    def free(self, symbol: str) -> None:
+        with self._lock:
+            if symbol in self._ships:
+                self._ships[symbol] = replace(self._ships[symbol], busy=False)
+
+    def mark_lost(self, symbol: str) -> None:
+        with self._lock:
+            if symbol in self._ships:
+                self._ships[symbol] = replace(self._ships[symbol], lost=True, busy=False)
+
+    def present_at(self, waypoint: str, now: datetime) -> bool:
+        with self._lock:
+            return any(s.present_at(waypoint, now) for s in self._ships.values())
+
+
+class Wallet:
+    """The agent's credits, with holds so two ships cannot both spend the same reserve."""
+
+    def __init__(self, credits: int | None = None):
+        self._lock = threading.Lock()
+        self._credits = credits
+        self._held = 0
+
+    @property
+    def credits(self) -> int | None:
+        with self._lock:
+            return self._credits
+
+    def set(self, credits: int) -> None:
+        with self._lock:
+            self._credits = credits
+
+    def affordable(self, price: int, reserve: int) -> int:
+        """Units at `price` that can be bought without dipping below `reserve`."""
+        with self._lock:
+            if self._credits is None or price <= 0:
+                return 0
+            return max(0, (self._credits - self._held - reserve) // price)
+
+    @contextmanager
+    def hold(self, amount: int):
+        """Set `amount` aside while a purchase is in flight."""
+        with self._lock:
+            self._held += amount
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._held -= amount
