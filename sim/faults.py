@@ -13,6 +13,8 @@ A plan is written as comma-separated items, e.g. `429=0.1,500=0.05,502burst=5:40
 | `slow=P:S` | with probability P, the answer waits S seconds |
 | `lose=K` | the ship named by the K-th ship action is lost: it answers 404 from then on |
 | `lose=ACTION:K` | the same, counting only one action (`purchase`, `sell`, `navigate`, …) |
+| `on=ACTION` | inject the probabilistic faults above only into requests ending in ACTION |
+| `times=N` | inject at most N of them |
 | `seed=N` | seed of the random draws, for repeatable drills |
 """
 
@@ -40,12 +42,15 @@ class FaultPlan:
     slow_seconds: float = 0.0
     lose_at: int = 0
     lose_action: str | None = None
+    only_on: str | None = None
+    times: int | None = None
     seed: int = 0
     _rng: random.Random = field(init=False, repr=False, compare=False)
     _lock: threading.Lock = field(init=False, repr=False, compare=False,
                                   default_factory=threading.Lock)
     _requests: int = field(init=False, default=0, compare=False)
     _ship_actions: int = field(init=False, default=0, compare=False)
+    _injected: int = field(init=False, default=0, compare=False)
 
     def __post_init__(self):
         self._rng = random.Random(self.seed)
@@ -71,23 +76,32 @@ class FaultPlan:
                     plan["lose_at"], plan["lose_action"] = int(count), action or None
                 elif name == "seed":
                     plan["seed"] = int(value)
+                elif name == "on":
+                    plan["only_on"] = value
+                elif name == "times":
+                    plan["times"] = int(value)
                 else:
                     raise FaultSpecError(f"unknown fault {name!r}")
             except ValueError as exc:
                 raise FaultSpecError(f"bad fault item {item!r}: {exc}") from None
         return cls(**plan)
 
-    def draw(self) -> str | None:
+    def draw(self, path: str = "") -> str | None:
         """The fault for the next request: 429, 429bare, 500, 500after, 502 or None."""
         with self._lock:
             self._requests += 1
             n = self._requests
             if self.burst_size and self.burst_after < n <= self.burst_after + self.burst_size:
                 return "502"
+            if self.only_on and not path.endswith(self.only_on):
+                return None
+            if self.times is not None and self._injected >= self.times:
+                return None
             for name, p in (("429", self.throttle), ("429bare", self.throttle_bare),
                             ("500", self.error_before), ("500after", self.error_after),
                             ("502", self.bad_gateway)):
                 if p and self._rng.random() < p:
+                    self._injected += 1
                     return name
             return None
 

@@ -214,7 +214,7 @@ class _Handler(BaseHTTPRequestHandler):
         delay = sim.faults.delay()
         if delay:
             time.sleep(delay)
-        fault = sim.faults.draw()
+        fault = sim.faults.draw(parts.path)
         if fault in ("429", "429bare", "500", "502"):
             return self._fault(fault)
         try:

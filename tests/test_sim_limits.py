@@ -75,6 +75,12 @@ def test_fault_plan_parsing():
             FaultPlan.parse(bad)
 
 
+def test_faults_only_on_one_action_and_only_so_often():
+    plan = FaultPlan.parse("500=1,on=purchase,times=2")
+    assert plan.draw("/v2/my/ships/A-1/sell") is None
+    assert [plan.draw("/v2/my/ships/A-1/purchase") for _ in range(3)] == ["500", "500", None]
+
+
 def test_burst_of_502_then_normal():
     plan = FaultPlan.parse("502burst=3:2")
     assert [plan.draw() for _ in range(7)] == [None, None, "502", "502", "502", None, None]
