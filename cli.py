@@ -261,10 +261,11 @@ def create_factory(runtime: Runtime, storage: Storage, chain: SupplyChain, targe
         missing = sorted(set(opts.ships) - {s.symbol for s in runtime.fleet.all()})
         if missing:
             raise click.ClickException(f"no such ship: {', '.join(missing)}")
-    haulers = runtime.idle_haulers()
+    haulers = [s for s in runtime.idle_haulers() if s.cargo_free > 0]
     if not haulers:
         raise click.ClickException("no idle ships: every hauler of the agent is working for "
-                                   "another factory (see `goods-factory list`)")
+                                   "another factory or has a full hold (see `goods-factory "
+                                   "list`)")
     system = opts.system or system_of(runtime.agent.headquarters)
     lot = opts.lot or min(s.cargo_capacity for s in haulers)
     factory = Factory(id=f"f-{uuid.uuid4().hex[:8]}", target=target, system=system, plan=None,
@@ -595,12 +596,15 @@ def sim() -> None:
 @click.option("--faults", default="", help="fault plan, e.g. '429=0.1,500=0.05,lose=30'")
 @click.option("--account-token", envvar="SPACETRADERS_ACCOUNT_TOKEN",
               help="accept only this account token for /register (default: any)")
-def sim_serve(host, port, time_scale, seed, universe_dir, rate_limit, faults, account_token):
+@click.option("--starting-credits", default=175_000, show_default=True,
+              type=click.IntRange(min=0), help="credits of new agents (benchmarks need more)")
+def sim_serve(host, port, time_scale, seed, universe_dir, rate_limit, faults, account_token,
+              starting_credits):
     """Serve the simulator until interrupted."""
     try:
         plan = FaultPlan.parse(faults)
         game = build_game(seed=seed, universe_dir=universe_dir, time_scale=time_scale,
-                          account_token=account_token)
+                          account_token=account_token, starting_credits=starting_credits)
         server = SimServer(game, host=host, port=port, rate_limit=rate_limit, faults=plan)
     except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc

@@ -86,12 +86,20 @@ class Coordinator:
         self.parked: dict[str, str] = {}  # waypoint -> probe parked there to watch
         self.warned: dict[str, datetime] = {}
         self.last_heartbeat: datetime | None = None
+        self._places: dict | None = None
         self.finished = False
         self.log = log.bind(factory=factory_id)
 
     @property
     def assignments(self) -> AssignmentRepository:
         return self.storage.assignments
+
+    @property
+    def places(self) -> dict:
+        """The system's waypoints, read once: positions and FUEL markets do not change."""
+        if not self._places:  # empty until the waypoints have been read
+            self._places = self.storage.waypoints.places(self.factory.system)
+        return self._places
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -163,9 +171,8 @@ class Coordinator:
             self._know_markets(f.system)
             fresh = now - timedelta(seconds=self.settings.market_max_age)
             markets = self.storage.markets.snapshots(f.system, fresh_since=fresh)
-            places = self.storage.waypoints.places(f.system)
             plan = resolve(f.target, self.chain, markets, min_supply=f.min_supply,
-                           origin=places.get(self._origin()), places=places)
+                           origin=self.places.get(self._origin()), places=self.places)
         except NeedsMarketData as need:
             self._survey(need.waypoints, now)
             return
@@ -248,6 +255,7 @@ class Coordinator:
             ship = self._pick(task.source, "hauler", avoid=task.last_ship, task=task.id,
                               room=task.units_target - task.units_held)
             if ship is None:
+                self._note_no_ship(task, now)
                 return
             self._save([f.assign(task.id, ship, now)])
             self.log.info("task.assigned", task=task.id, good=task.good, ship=ship,
@@ -255,6 +263,14 @@ class Coordinator:
                           units=task.units_target)
             self.dispatch(ship, self._job(task), self.notify)
             working += 1
+
+    def _note_no_ship(self, task: Task, now: datetime) -> None:
+        """Say so, once in a while, when ready work finds no hauler with room in its hold."""
+        last = self.warned.get("no-ship")
+        if last is None or (now - last).total_seconds() >= self.settings.warn_after / 10:
+            self.warned["no-ship"] = now
+            self.log.warning("task.no_ship", task=task.id, good=task.good,
+                             reason="every usable hauler is busy or has a full hold")
 
     def _job(self, task: Task) -> Job:
         f = self.factory
@@ -271,7 +287,7 @@ class Coordinator:
         """The idle ship we may use that reaches `waypoint` first, claimed here and in the
         database. `kind` is "hauler", "probe" or "any"; the ship to `avoid` goes last; a
         hauler needs a free hold, and one with `room` for the whole lot goes first."""
-        places = self.storage.waypoints.places(self.factory.system)
+        places = self.places
         target = places.get(waypoint)
 
         def eta(s: ShipInfo) -> int:
@@ -379,7 +395,14 @@ class Coordinator:
         elif isinstance(message, ShipLost):
             self.log.warning("ship.lost", ship=ship, task=task_id)
             self.fleet.mark_lost(ship)
-            self._save([f.release(task_id, ship_lost=True)])
+            task = f.release(task_id, ship_lost=True)
+            touched = [task]
+            if task.kind is TaskKind.COLLECT and task.units_lost:
+                self.log.warning("production.refeed", task=task_id, good=task.good,
+                                 reason="the made goods were lost with the ship")
+                self.unwatch(task_id)
+                touched = f.refeed(task_id)
+            self._save(touched)
         elif isinstance(message, JobFailed):
             if message.fatal:
                 self._fail(message.error, now)

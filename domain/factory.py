@@ -61,6 +61,7 @@ class Task:
     destination: str | None  # None: keep the goods (the target)
     units_target: int
     depends_on: tuple[str, ...] = ()
+    feed: int = 0  # 0, or n for the n-th re-feed of a node whose output was lost
     state: TaskState = TaskState.BLOCKED
     ship: str | None = None
     last_ship: str | None = None
@@ -270,6 +271,23 @@ class Factory:
             task.not_before = retry_at
         return task
 
+    def refeed(self, task_id_: str) -> list[Task]:
+        """The output bought for this collect task left with a lost ship, and its
+        exporter used up the inputs making it: deliver its inputs again."""
+        task = self.tasks[task_id_]
+        if task.kind is not TaskKind.COLLECT or task.state is not TaskState.READY:
+            raise InvalidTransition(f"task {task_id_} is not a collect task ready to re-feed")
+        node = self.plan.find(task.node_path)
+        feed = 1 + max(t.feed for t in self.tasks.values() if t.round == task.round)
+        fresh = [t for child in node.children for t in _subtree_tasks(
+            self, child, node, task.round, feed, self.lot)]
+        self.tasks.update((t.id, t) for t in fresh)
+        task.depends_on = tuple(task_id(self.id, task.round, c.path, feed)
+                                for c in node.children)
+        task.state = TaskState.BLOCKED
+        task.inputs_done_at = None
+        return [task, *fresh]
+
     def release(self, task_id: str, ship_lost: bool = False) -> Task:
         """Take a task off a ship that is gone or busy elsewhere, without counting an
         attempt. If the ship is lost, what it held for the task is written off."""
@@ -308,8 +326,7 @@ class Factory:
         return task
 
     def _parent_of(self, task: Task) -> Task:
-        parent_path = task.node_path.rsplit(".", 1)[0]
-        return self.tasks[task_id(self.id, task.round, parent_path)]
+        return next(t for t in self.tasks.values() if task.id in t.depends_on)
 
     def _require(self, status: FactoryStatus, verb: str) -> None:
         if self.status is not status:
@@ -318,33 +335,30 @@ class Factory:
             )
 
 
-def task_id(factory_id: str, round_: int, node_path: str) -> str:
-    return f"{factory_id}/r{round_}/{node_path}"
+def task_id(factory_id: str, round_: int, node_path: str, feed: int = 0) -> str:
+    return f"{factory_id}/r{round_}/{node_path}" + (f"~{feed}" if feed else "")
 
 
 def build_tasks(factory: Factory, round_: int) -> list[Task]:
     """One task per plan node. Inputs are fed in equal lots; the root asks for what is left."""
     remaining = factory.wanted_remaining()
     root_units = factory.lot if remaining is None else remaining
+    return _subtree_tasks(factory, factory.plan, None, round_, 0, root_units)
+
+
+def _subtree_tasks(factory: Factory, top: PlanNode, above: PlanNode | None, round_: int,
+                   feed: int, top_units: int) -> list[Task]:
     tasks = []
-    for node, parent in factory.plan.walk():
+    for node, parent in top.walk():
+        parent = parent or above
         kind = TaskKind.SOURCE if node.method is Acquisition.BUY else TaskKind.COLLECT
-        deps = tuple(task_id(factory.id, round_, c.path) for c in node.children)
-        tasks.append(
-            Task(
-                id=task_id(factory.id, round_, node.path),
-                factory_id=factory.id,
-                round=round_,
-                node_path=node.path,
-                kind=kind,
-                good=node.good,
-                source=node.waypoint or "",
-                destination=parent.waypoint if parent else None,
-                units_target=root_units if parent is None else factory.lot,
-                depends_on=deps,
-                state=TaskState.BLOCKED if deps else TaskState.READY,
-            )
-        )
+        deps = tuple(task_id(factory.id, round_, c.path, feed) for c in node.children)
+        tasks.append(Task(
+            id=task_id(factory.id, round_, node.path, feed), factory_id=factory.id,
+            round=round_, node_path=node.path, kind=kind, good=node.good,
+            source=node.waypoint or "", destination=parent.waypoint if parent else None,
+            units_target=top_units if node is top else factory.lot, depends_on=deps,
+            state=TaskState.BLOCKED if deps else TaskState.READY, feed=feed))
     return tasks
 
 

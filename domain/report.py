@@ -24,8 +24,9 @@ def duration(seconds: float) -> str:
 
 
 def node_task(factory: Factory, node: PlanNode) -> Task | None:
-    """The task of this node in the current round."""
-    return next((t for t in factory.current_tasks() if t.node_path == node.path), None)
+    """The task of this node in the current round (its latest feed, if it was re-fed)."""
+    tasks = [t for t in factory.current_tasks() if t.node_path == node.path]
+    return max(tasks, key=lambda t: t.feed, default=None)
 
 
 def waiting_seconds(task: Task, now: datetime) -> float | None:

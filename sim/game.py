@@ -101,19 +101,21 @@ class AgentState:
     account_id: str
     faction: str
     headquarters: str
-    credits: int = STARTING_CREDITS
+    credits: int
     ships: list[str] = field(default_factory=list)
     next_ship: int = 1
 
 
 class Game:
     def __init__(self, universe: Universe, chain: SupplyChain, clock: SimClock,
-                 trade_goods: dict[str, dict], account_token: str | None = None):
+                 trade_goods: dict[str, dict], account_token: str | None = None,
+                 starting_credits: int = STARTING_CREDITS):
         self.universe = universe
         self.chain = chain
         self.clock = clock
         self.trade_goods = trade_goods
         self.account_token = account_token
+        self.starting_credits = starting_credits  # the real game's 175,000 unless benchmarking
         self.lock = threading.RLock()
         self.reset_id = iso(clock.now())
         self.agents: dict[str, AgentState] = {}
@@ -176,7 +178,8 @@ class Game:
         if symbol in self.agents:
             raise SimError(409, 4111, f"Cannot register agent. Agent symbol {symbol} has "
                            "already been claimed.", {"agentSymbol": symbol})
-        agent = AgentState(symbol, secrets.token_hex(12), faction, self.universe.headquarters)
+        agent = AgentState(symbol, secrets.token_hex(12), faction, self.universe.headquarters,
+                           credits=self.starting_credits)
         self.agents[symbol] = agent
         token = _token(symbol, self.reset_id)
         self.tokens[token] = symbol

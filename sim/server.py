@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from domain.supply_chain import SupplyChain
 from sim.faults import FaultPlan
-from sim.game import Game, SimClock, SimError, iso
+from sim.game import STARTING_CREDITS, Game, SimClock, SimError, iso
 from sim.ratelimit import TwoPoolLimiter
 from sim.universe import Universe, generate_universe, load_universe
 from storage.files import default_supply_chain, trade_goods
@@ -291,18 +291,23 @@ class _Handler(BaseHTTPRequestHandler):
                                           "reset": verdict_headers["x-ratelimit-reset"]}}}
             return self._send(429, payload, None, verdict_headers)
         if fault == "429bare":
+            self._record(429, None, None)
             return self._send_raw(429, b"Too Many Requests", "text/plain")
         if fault == "500":
             payload = {"error": {"message": "The server did not return a valid response. "
                                  "Please try again later.", "code": 3000,
                                  "requestId": f"sim-{next(self.sim.request_ids)}"}}
             return self._send(500, payload, None)
+        self._record(502, None, None)
         return self._send_raw(502, b"<html><body>502 Bad Gateway</body></html>", "text/html")
+
+    def _record(self, status: int, request_body: dict | None, payload: dict | None) -> None:
+        if self.sim.on_exchange is not None:
+            self.sim.on_exchange(Exchange(*self._exchange, status, request_body, payload))
 
     def _send(self, status: int, payload: dict | None, request_body: dict | None,
               headers: dict | None = None) -> None:
-        if self.sim.on_exchange is not None:
-            self.sim.on_exchange(Exchange(*self._exchange, status, request_body, payload))
+        self._record(status, request_body, payload)
         raw = b"" if payload is None else json.dumps(payload).encode()
         self._send_raw(status, raw, "application/json", headers)
 
@@ -351,9 +356,11 @@ def _json_body(raw: bytes) -> dict:
 
 def build_game(seed: int = 1, universe_dir: str | Path | None = None,
                time_scale: float = 1.0, now=time.time, chain: SupplyChain | None = None,
-               account_token: str | None = None) -> Game:
+               account_token: str | None = None, starting_credits: int = STARTING_CREDITS
+               ) -> Game:
     """A game on a generated universe (from `seed`) or a captured one (`universe_dir`)."""
     chain = chain or default_supply_chain()
     universe: Universe = (load_universe(universe_dir, chain) if universe_dir
                           else generate_universe(seed, chain))
-    return Game(universe, chain, SimClock(time_scale, now), trade_goods(), account_token)
+    return Game(universe, chain, SimClock(time_scale, now), trade_goods(), account_token,
+                starting_credits)

@@ -50,6 +50,7 @@ class TaskRow(BaseModel):
     destination = peewee.CharField(max_length=64, null=True)
     units_target = peewee.IntegerField()
     depends_on = peewee.TextField(default="[]")  # JSON list of task ids
+    feed = peewee.IntegerField(default=0)
     state = peewee.CharField(max_length=16, index=True)
     ship = peewee.CharField(max_length=64, null=True)
     last_ship = peewee.CharField(max_length=64, null=True)

@@ -173,6 +173,26 @@ def test_planless_factory_starts_with_the_plan_it_is_given():
     assert len(f.start(T0, plan)) == 9 and f.plan is plan
 
 
+def test_refeed_delivers_the_inputs_of_a_lost_collect_again():
+    f = make()
+    f.start(T0)
+    run(f, tid("0.0.1.0"))
+    f.supply_ready(tid("0.0.1"))
+    f.assign(tid("0.0.1"), "S1", T0)
+    f.record_purchase(tid("0.0.1"), 40, 4000)
+    task = f.release(tid("0.0.1"), ship_lost=True)
+    touched = f.refeed(task.id)
+    fresh = tid("0.0.1.0") + "~1"
+    assert [t.id for t in touched] == [tid("0.0.1"), fresh]
+    assert task.state is TaskState.BLOCKED and task.depends_on == (fresh,)
+    assert f.tasks[fresh].state is TaskState.READY and f.tasks[fresh].feed == 1
+    assert f.tasks[fresh].destination == task.source
+    run(f, fresh)
+    assert task.state is TaskState.WAITING, "the new delivery unblocks it"
+    with pytest.raises(InvalidTransition, match="not a collect task ready"):
+        f.refeed(fresh)
+
+
 def test_guards():
     f = make()
     with pytest.raises(InvalidTransition, match="factory f1 is PENDING"):
