@@ -40,7 +40,7 @@ from api.errors import (
     ShipInTransitError,
     TradeVolumeError,
 )
-from api.models import Cargo, Fuel, MarketReading, Nav
+from api.models import Cargo, Fuel, MarketReading, Nav, TradeResult, Transaction
 from api.ratelimit import Priority
 from domain.errors import NoRouteError
 from domain.markets import MarketSnapshot, system_of
@@ -257,10 +257,7 @@ class ShipWorker:
         except ApiError as exc:
             ledger.fail(entry, str(exc), self.clock())
             raise
-        tx = result.transaction
-        ledger.confirm(entry, units=tx.units, price_per_unit=tx.price_per_unit, total=tx.total,
-                       credits_after=result.credits, server_time=tx.timestamp, now=self.clock())
-        self.wallet.set(result.credits)
+        tx = self._confirm(entry, result)
         self.fuel = result.fuel
         self.report(Refuelled(self.symbol, self.factory, tx.total))
         self.log.info("ship.refuel", waypoint=self.nav.waypoint, units=tx.units, total=tx.total)
@@ -357,15 +354,21 @@ class ShipWorker:
         except ApiError as exc:
             ledger.fail(entry, str(exc), self.clock())
             raise
-        tx = result.transaction
-        ledger.confirm(entry, units=tx.units, price_per_unit=tx.price_per_unit, total=tx.total,
-                       credits_after=result.credits, server_time=tx.timestamp, now=self.clock())
-        self.wallet.set(result.credits)
+        tx = self._confirm(entry, result)
         self._set_cargo(result.cargo)
         self.report(Traded(self.symbol, job.task or "", kind, tx.units, tx.total))
         self.log.info("trade." + kind.lower(), good=good, units=tx.units,
                       price=tx.price_per_unit, total=tx.total, waypoint=waypoint)
         return tx.units
+
+    def _confirm(self, entry: int, result: TradeResult) -> Transaction:
+        """The server answered: write the bill down and believe its credit balance."""
+        tx = result.transaction
+        self.storage.ledger.confirm(entry, units=tx.units, price_per_unit=tx.price_per_unit,
+                                    total=tx.total, credits_after=result.credits,
+                                    server_time=tx.timestamp, now=self.clock())
+        self.wallet.set(result.credits)
+        return tx
 
     def _is_lost(self) -> bool:
         try:

@@ -13,10 +13,10 @@ import heapq
 import itertools
 import threading
 import time
-from dataclasses import dataclass
 from enum import IntEnum
 
 from api.errors import Cancelled
+from domain.ratelimit import Pool
 
 
 class Priority(IntEnum):
@@ -27,34 +27,14 @@ class Priority(IntEnum):
     REFRESH = 2  # market refreshes and surveys
 
 
-@dataclass
-class _Pool:
-    size: int
-    window: float
-    points: int = 0
-    resets_at: float | None = None
-
-    def __post_init__(self):
-        self.points = self.size
-
-    def refresh(self, now: float) -> None:
-        if self.resets_at is not None and now >= self.resets_at:
-            self.points, self.resets_at = self.size, None
-
-    def take(self, now: float) -> None:
-        if self.resets_at is None:
-            self.resets_at = now + self.window
-        self.points -= 1
-
-
 class RateLimiter:
     MAX_WAIT_SLICE = 0.5  # waiters look at their stop event at least this often
 
     def __init__(self, per_second: int = 2, burst: int = 30, burst_window: float = 60.0,
                  margin: float = 0.05, clock=time.monotonic):
         self._clock = clock
-        self._static = _Pool(per_second, 1.0 + margin)
-        self._burst = _Pool(burst, burst_window + margin)
+        self._static = Pool(per_second, 1.0 + margin)
+        self._burst = Pool(burst, burst_window + margin)
         self._paused_until = 0.0
         self._cond = threading.Condition()
         self._queue: list[tuple[int, int]] = []

@@ -12,25 +12,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-
-@dataclass
-class _Pool:
-    size: int
-    window: float
-    points: int = 0
-    resets_at: float | None = None
-
-    def __post_init__(self):
-        self.points = self.size
-
-    def refresh(self, now: float) -> None:
-        if self.resets_at is not None and now >= self.resets_at:
-            self.points, self.resets_at = self.size, None
-
-    def take(self, now: float) -> None:
-        if self.resets_at is None:
-            self.resets_at = now + self.window
-        self.points -= 1
+from domain.ratelimit import Pool
 
 
 @dataclass(frozen=True)
@@ -52,12 +34,12 @@ class TwoPoolLimiter:
                  now=time.monotonic):
         self.per_second, self.burst, self.burst_window = per_second, burst, burst_window
         self._now = now
-        self._pools: dict[str, tuple[_Pool, _Pool]] = {}
+        self._pools: dict[str, tuple[Pool, Pool]] = {}
         self._lock = threading.Lock()
 
-    def _pools_for(self, key: str) -> tuple[_Pool, _Pool]:
+    def _pools_for(self, key: str) -> tuple[Pool, Pool]:
         if key not in self._pools:
-            self._pools[key] = (_Pool(self.per_second, 1.0), _Pool(self.burst, self.burst_window))
+            self._pools[key] = (Pool(self.per_second, 1.0), Pool(self.burst, self.burst_window))
         return self._pools[key]
 
     def take(self, keys: dict[str, str]) -> Verdict:
