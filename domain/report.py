@@ -58,6 +58,17 @@ def task_note(task: Task | None, now: datetime) -> str:
     return f"{ICONS[task.state]} {task.state.value}{detail}"
 
 
+def money(factory: Factory) -> str:
+    """Spending, income from the inputs sold to exporters, and what is left: the net."""
+    f = factory
+    received = sum(t.revenue for t in f.tasks.values())
+    spent = f.credits_spent + received
+    per_unit = f" ({f.credits_spent / f.units_acquired:,.0f} per unit)" if f.units_acquired \
+        else ""
+    return (f"spent {spent:,} credits on goods and fuel, got {received:,} back for the "
+            f"inputs delivered: net {f.credits_spent:,}{per_unit}")
+
+
 def render_status(factory: Factory, now: datetime) -> str:
     f = factory
     lines = [f"Factory: {f.id}",
@@ -69,8 +80,7 @@ def render_status(factory: Factory, now: datetime) -> str:
         lines.append(f"Progress: {done}/{len(nodes)} nodes completed")
     wanted = "whatever one load brings" if f.units_wanted is None else f"{f.units_wanted} wanted"
     lines.append(f"Quantity acquired: {f.units_acquired} ({wanted})")
-    lines.append(f"Credits spent: {f.credits_spent:,}" + (
-        f" ({f.credits_spent / f.units_acquired:,.0f} per unit)" if f.units_acquired else ""))
+    lines.append(f"Credits: {money(f)}")
     if f.error:
         lines.append(f"Error: {f.error}")
     if f.plan is None:
@@ -117,10 +127,7 @@ def outcome_line(factory: Factory) -> str:
     """One line for the end of `produce`."""
     f = factory
     if f.status is FactoryStatus.COMPLETED:
-        per_unit = f" ({f.credits_spent / f.units_acquired:,.0f} per unit)" \
-            if f.units_acquired else ""
-        return (f"factory {f.id} completed: acquired {f.units_acquired} {f.target} for "
-                f"{f.credits_spent:,} credits{per_unit}")
+        return f"factory {f.id} completed: acquired {f.units_acquired} {f.target}; {money(f)}"
     if f.status is FactoryStatus.FAILED:
         return f"factory {f.id} failed: {f.error}"
     return f"factory {f.id} is {f.status.value}"

@@ -204,6 +204,9 @@ def test_status_report_of_a_finished_factory(world):
     text = render_status(f, datetime.now(UTC))
     assert "Status: COMPLETED" in text and "Progress: 3/3 nodes completed" in text
     assert "✅ DONE" in text and "FERTILIZERS [BUY at" in text
+    received = sum(t.revenue for t in f.tasks.values())
+    assert received > 0 and (f"got {received:,} back for the inputs delivered: net "
+                             f"{f.credits_spent:,}") in text
     data = status_dict(f, datetime.now(UTC))
     assert data["tree"]["task"]["state"] == "DONE"
     assert data["tree"]["children"][0]["children"][0]["task"]["units_delivered"] > 0
