@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from domain.markets import MarketSnapshot
-from domain.navigation import Place
 
 
 def parse_time(raw: str | None) -> datetime | None:
@@ -92,10 +91,6 @@ class Ship:
     speed: int
     frame: str
 
-    @property
-    def is_probe(self) -> bool:
-        return self.cargo.capacity == 0
-
     @classmethod
     def from_api(cls, d: dict) -> Ship:
         return cls(d["symbol"], d["registration"]["role"], Nav.from_api(d["nav"]),
@@ -152,13 +147,6 @@ class Waypoint:
     x: int
     y: int
     traits: frozenset[str]
-
-    @property
-    def is_market(self) -> bool:
-        return "MARKETPLACE" in self.traits
-
-    def place(self, sells_fuel: bool = False) -> Place:
-        return Place(self.symbol, self.x, self.y, sells_fuel)
 
     @classmethod
     def from_api(cls, d: dict) -> Waypoint:

@@ -82,10 +82,6 @@ class RateLimiter:
             self._paused_until = max(self._paused_until, self._clock() + seconds)
             self._cond.notify_all()
 
-    def paused_for(self) -> float:
-        with self._cond:
-            return max(0.0, self._paused_until - self._clock())
-
     def _wait(self, now: float) -> float:
         """Seconds until a request may go (0 or less: now)."""
         if now < self._paused_until:

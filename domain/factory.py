@@ -10,7 +10,6 @@ this module decides; every method takes `now` and does no I/O.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -360,10 +359,6 @@ def _subtree_tasks(factory: Factory, top: PlanNode, above: PlanNode | None, roun
             units_target=top_units if node is top else factory.lot, depends_on=deps,
             state=TaskState.BLOCKED if deps else TaskState.READY, feed=feed))
     return tasks
-
-
-def tasks_for_node(tasks: Iterable[Task], node_path: str) -> list[Task]:
-    return sorted((t for t in tasks if t.node_path == node_path), key=lambda t: t.round)
 
 
 def backoff(attempts: int, now: datetime, base: float = 5.0, cap: float = 300.0) -> datetime:

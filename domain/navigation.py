@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from domain.enums import FlightMode
@@ -154,7 +154,3 @@ def _cheapest_leg(
 def _leg(a: Place, b: Place, mode: FlightMode, cost: int, speed: int, refuel: bool = False) -> Leg:
     d = distance(a, b)
     return Leg(a.symbol, b.symbol, mode, d, cost, travel_seconds(d, speed, mode), refuel)
-
-
-def nearest(origin: Place, candidates: Iterable[Place]) -> Place | None:
-    return min(candidates, key=lambda p: (distance(origin, p), p.symbol), default=None)

@@ -38,7 +38,7 @@ def test_typed_calls_and_pagination(sim_factory):
     ships = client.ships()
     assert len(ships) == 25 and client.calls["ships"] - before == 2, "two pages of 20"
     assert len({s.symbol for s in ships}) == 25
-    probe = next(s for s in ships if s.is_probe)
+    probe = next(s for s in ships if s.cargo.capacity == 0)
     assert probe.role == "SATELLITE" and probe.speed == 9 and probe.fuel.capacity == 0
     frigate = client.ship(reg.ships[0].symbol)
     assert frigate.cargo.capacity == 40 and frigate.nav.status == "DOCKED"
@@ -327,9 +327,13 @@ def test_pause_holds_everyone():
     now = [0.0]
     limiter = RateLimiter(clock=lambda: now[0])
     limiter.pause(5)
-    assert limiter.paused_for() == 5
+    stop = threading.Event()
+    waiter = threading.Thread(target=limiter.acquire, kwargs={"stop": stop})
+    waiter.start()
+    waiter.join(0.3)
+    assert waiter.is_alive() and limiter.granted == 0, "held back while paused"
     now[0] = 5.0
-    limiter.acquire()
+    waiter.join(5)
     assert limiter.granted == 1
 
 

@@ -10,7 +10,6 @@ from domain.factory import (
     TaskState,
     backoff,
     task_id,
-    tasks_for_node,
 )
 from domain.plan import resolve
 from tests.test_plan import AC_CHAIN, ac_markets
@@ -111,7 +110,7 @@ def test_units_wanted_starts_new_rounds_until_held():
     touched = run(f, root.id, bought=30)
     assert f.status is FactoryStatus.ACTIVE and f.round == 2 and f.units_acquired == 30
     assert f.root_task().units_target == 20 and f.root_task() in touched
-    assert len(tasks_for_node(f.tasks.values(), "0")) == 2
+    assert sorted(t.round for t in f.tasks.values() if t.node_path == "0") == [1, 2]
     for t in list(f.current_tasks()):
         t.state = TaskState.DONE if t.node_path != "0" else TaskState.READY
     run(f, f.root_task().id, bought=20)

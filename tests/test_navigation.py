@@ -10,7 +10,6 @@ from domain.navigation import (
     Place,
     distance,
     fuel_cost,
-    nearest,
     plan_route,
     refuel_market_units,
     round_half_up,
@@ -100,12 +99,6 @@ def test_probe_goes_straight():
     places = _line(0, 5000)
     route = plan_route(places, "W0", "W5000", fuel=0, fuel_capacity=0, speed=9)
     assert len(route.legs) == 1 and route.fuel == 0
-
-
-def test_nearest():
-    places = _line(0, 10, 50)
-    assert nearest(places["W0"], [places["W50"], places["W10"]]).symbol == "W10"
-    assert nearest(places["W0"], []) is None
 
 
 @given(st.lists(st.integers(-800, 800), min_size=2, max_size=8, unique=True),
