@@ -193,7 +193,7 @@ class Coordinator:
         """Waypoints and every market's lists, cached: they never change within a reset."""
         if not self.storage.waypoints.known(system):
             self.storage.waypoints.save(system, self.client.waypoints(system))
-        known = {m.waypoint for m in self.storage.markets.snapshots(system)}
+        known = self.storage.markets.known_waypoints(system)
         for waypoint in self.storage.waypoints.markets(system):
             if waypoint not in known:
                 reading = self.client.market(waypoint, priority=Priority.REFRESH)
@@ -207,7 +207,9 @@ class Coordinator:
                 continue
             ship = self._pick(waypoint, "any", avoid=self.visit_failed.get(waypoint))
             if ship is None:
-                self.log.info("survey.waiting_for_ships", waypoint=waypoint)
+                if f"survey:{waypoint}" not in self.warned:
+                    self.warned[f"survey:{waypoint}"] = now
+                    self.log.info("survey.waiting_for_ships", waypoint=waypoint)
                 return
             self.visits[waypoint] = ship
             self.log.info("survey.visit", waypoint=waypoint, ship=ship)

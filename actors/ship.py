@@ -128,7 +128,7 @@ class ShipWorker:
             self._dock()
             bought, reason = self._buy(job, job.units - held)
             held += bought
-            if held < job.units:
+            if 0 < held < job.units:
                 self.log.info("trade.stopped_buying", good=good, held=held, wanted=job.units,
                               reason=reason)
             if held == 0:
@@ -181,10 +181,8 @@ class ShipWorker:
             try:
                 nav, fuel = self.client.navigate(self.symbol, destination)
             except OutcomeUnknown:
-                nav = self.client.nav(self.symbol)  # did it leave?
-                if nav.waypoint == destination:
-                    self._set_nav(nav)
-                    self.fuel = self.client.ship(self.symbol).fuel
+                self._refresh()  # did it leave?
+                if self.nav.waypoint == destination:
                     return
                 continue
             except ShipInTransitError as exc:

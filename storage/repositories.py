@@ -330,6 +330,11 @@ class MarketRepository:
                     conflict_target=[MarketGood.waypoint, MarketGood.good],
                     update=fields).execute()
 
+    def known_waypoints(self, system: str) -> set[str]:
+        """Markets whose lists are stored (they never change within a reset)."""
+        return {r.waypoint for r in MarketGood.select(MarketGood.waypoint).where(
+            MarketGood.system == system).distinct()}
+
     def snapshots(self, system: str, fresh_since: datetime | None = None
                   ) -> list[MarketSnapshot]:
         """What is known of each market of `system`; quotes older than `fresh_since` are

@@ -192,6 +192,7 @@ def test_markets_keep_lists_quotes_and_history(store):
     m.record(listed)
     snap = m.snapshot("X1-T1-A1")
     assert snap.exports == {"IRON"} and snap.exchange == {"FUEL"} and not snap.has_quotes
+    assert m.known_waypoints("X1-T1") == {"X1-T1-A1"} and m.known_waypoints("X1-T2") == set()
     quoted = market("X1-T1-A1", exports=["IRON"], imports=["IRON_ORE"], exchange=["FUEL"],
                     IRON=("HIGH", "STRONG", 85))
     m.record(type(quoted)(**{**quoted.__dict__, "observed_at": T0}))
