@@ -40,6 +40,7 @@ from storage.repositories import Storage
 USER_ERRORS: tuple[type[Exception], ...] = (DomainError, DataFileError, DatabaseError, ApiError)
 RATE_LIMIT_ENV = "GOODS_FACTORY_RATE_LIMIT"
 EXIT_INTERRUPTED = 130
+LEASE = timedelta(seconds=60)  # a runner silent for longer has died or hung
 log = structlog.get_logger("cli")
 
 
@@ -370,8 +371,7 @@ def resume(obj: Context, progress_every):
     runtime = _runtime(client, storage, obj.chain(), opts)
     now = datetime.now(UTC)
     try:
-        ids = storage.factories.orphaned(now, timedelta(seconds=60), owner_alive,
-                                         agent=runtime.agent.symbol)
+        ids = storage.factories.orphaned(now, LEASE, owner_alive, agent=runtime.agent.symbol)
         taken = []
         for factory_id in ids:
             previous = storage.factories.summary(factory_id).owner
@@ -452,7 +452,7 @@ def stop(obj: Context, factory_id):
         raise click.ClickException(f"no factory {factory_id}")
     if summary.status.finished:
         raise click.ClickException(f"factory {factory_id} is already {summary.status.value}")
-    if summary.owner and owner_alive(summary.owner) is not False:
+    if factory_id not in storage.factories.orphaned(datetime.now(UTC), LEASE, owner_alive):
         storage.factories.request_stop(factory_id)
         click.echo(f"stop requested: the process running {factory_id} will stop it")
         return

@@ -150,8 +150,17 @@ class Coordinator:
                 self.settings.heartbeat_every:
             return False
         self.last_heartbeat = now
-        if not self.storage.factories.heartbeat(self.id, self.owner, now):
+        lease = self.storage.factories.heartbeat(self.id, self.owner, now)
+        if lease == "ok":
             return False
+        if lease == "lost":  # another process resumed it: hand over, touch nothing
+            self.log.error("factory.lease_lost")
+            for task in self.factory.running():
+                if task.ship:
+                    self.cancel(task.ship)
+            self.finished = True
+            self.on_finished(self.id)
+            return True
         self.log.info("factory.stop_requested")
         for task in self.factory.running():
             if task.ship:

@@ -127,12 +127,12 @@ class FactoryRepository:
 
     def orphaned(self, now: datetime, stale_after: timedelta,
                  alive: Callable[[str], bool | None], agent: str | None = None) -> list[str]:
-        """Open factories nobody runs: their owner is known dead, or silent too long."""
+        """Open factories nobody runs: their owner is known dead, or silent too long (a
+        live pid may be a reused one, or a hung process: the lease says who runs it)."""
         out = []
         for s in map(self.summary, self.open_ids(agent)):
-            verdict = alive(s.owner) if s.owner else False
             stale = s.heartbeat_at is None or now - s.heartbeat_at > stale_after
-            if verdict is False or (verdict is None and stale):
+            if not s.owner or alive(s.owner) is False or stale:
                 out.append(s.id)
         return out
 
@@ -146,12 +146,15 @@ class FactoryRepository:
                  else FactoryRow.owner == previous))
             return query.execute() == 1
 
-    def heartbeat(self, factory_id: str, owner: str, now: datetime) -> bool:
-        """Refresh the lease; returns whether a stop was requested (by `stop ID`)."""
-        FactoryRow.update(heartbeat_at=to_db(now)).where(
+    def heartbeat(self, factory_id: str, owner: str, now: datetime) -> str:
+        """Refresh the lease. Returns "stop" when `stop ID` asked for it, "lost" when another
+        process has taken the factory over, else "ok"."""
+        held = FactoryRow.update(heartbeat_at=to_db(now)).where(
             FactoryRow.id == factory_id, FactoryRow.owner == owner).execute()
+        if not held:
+            return "lost"
         row = FactoryRow.get_or_none(FactoryRow.id == factory_id)
-        return bool(row and row.stop_requested)
+        return "stop" if row and row.stop_requested else "ok"
 
     def request_stop(self, factory_id: str) -> None:
         FactoryRow.update(stop_requested=True).where(FactoryRow.id == factory_id).execute()

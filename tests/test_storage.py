@@ -139,13 +139,16 @@ def test_lease_heartbeat_stop_and_orphans(store):
     f = new_factory()
     f.start(T0)
     store.factories.create(f, agent="A", owner="host:1:a", now=T0)
-    assert store.factories.heartbeat("f-1", "host:1:a", T0) is False
+    assert store.factories.heartbeat("f-1", "host:1:a", T0) == "ok"
     store.factories.request_stop("f-1")
-    assert store.factories.heartbeat("f-1", "host:1:a", T0) is True
+    assert store.factories.heartbeat("f-1", "host:1:a", T0) == "stop"
+    assert store.factories.heartbeat("f-1", "host:9:z", T0) == "lost"
     assert store.factories.orphaned(T0, timedelta(seconds=60), lambda owner: True) == []
     assert store.factories.orphaned(T0, timedelta(seconds=60), lambda owner: False) == ["f-1"]
     later = T0 + timedelta(minutes=5)
     assert store.factories.orphaned(later, timedelta(seconds=60), lambda owner: None) == ["f-1"]
+    assert store.factories.orphaned(later, timedelta(seconds=60), lambda owner: True) == \
+        ["f-1"], "a live pid that stopped heartbeating may be a reused one"
     assert store.factories.orphaned(T0, timedelta(seconds=60), lambda owner: None) == []
     assert not store.factories.take_over("f-1", "host:2:b", "someone-else", later)
     assert store.factories.take_over("f-1", "host:2:b", "host:1:a", later)
