@@ -210,3 +210,27 @@ def test_status_report_of_a_finished_factory(world):
     data = status_dict(f, datetime.now(UTC))
     assert data["tree"]["task"]["state"] == "DONE"
     assert data["tree"]["children"][0]["children"][0]["task"]["units_delivered"] > 0
+
+
+def test_a_runner_whose_factory_is_taken_over_lets_go(world):
+    import threading
+    import time
+
+    storage, result = world.storage, {}
+    runner = threading.Thread(target=lambda: result.update(
+        code=world.produce("ADVANCED_CIRCUITRY")[0]))
+    runner.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        rows = storage.factories.list()
+        if rows and any(t.state is TaskState.RUNNING
+                        for t in storage.factories.load(rows[-1].id).tasks.values()):
+            break
+        time.sleep(0.05)
+    summary = storage.factories.list()[-1]
+    assert storage.factories.take_over(summary.id, "elsewhere:1:x", summary.owner,
+                                       datetime.now(UTC))
+    runner.join(30)
+    assert not runner.is_alive() and result["code"] == 1
+    after = storage.factories.summary(summary.id)
+    assert after.owner == "elsewhere:1:x" and after.status is FactoryStatus.ACTIVE
