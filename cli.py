@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 import structlog
 
-from actors.coordinator import Settings
+from actors.coordinator import Settings, read_system
 from actors.logs import add_secret, configure
 from actors.runtime import Runtime, owner_alive
 from api.client import Client
@@ -475,9 +475,7 @@ def markets(obj: Context, system, good, refresh):
         client = obj.client()
         system = system or system_of(client.agent().headquarters)
     if refresh:
-        storage.waypoints.save(system, client.waypoints(system))
-        for waypoint in storage.waypoints.markets(system):
-            storage.markets.record(client.market(waypoint).snapshot)
+        read_system(client, storage, system, again=True)
     snapshots = storage.markets.snapshots(system)
     if not snapshots:
         raise click.ClickException(f"nothing stored for {system}: use --refresh")

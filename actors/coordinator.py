@@ -56,6 +56,17 @@ class Settings:
     heartbeat_every: float = 5.0
 
 
+def read_system(client: Client, storage: Storage, system: str, again: bool = False) -> None:
+    """Store the system's waypoints and every market's lists (and quotes, where a ship is).
+    They never change within a reset, so only what is missing is read, unless `again`."""
+    if again or not storage.waypoints.known(system):
+        storage.waypoints.save(system, client.waypoints(system))
+    known = set() if again else storage.markets.known_waypoints(system)
+    for waypoint in storage.waypoints.markets(system):
+        if waypoint not in known:
+            storage.markets.record(client.market(waypoint, priority=Priority.REFRESH).snapshot)
+
+
 class Coordinator:
     def __init__(self, factory_id: str, *, storage: Storage, client: Client, fleet: Fleet,
                  chain: SupplyChain, settings: Settings, owner: str, agent: str,
@@ -177,7 +188,7 @@ class Coordinator:
         if self.visits:
             return  # a survey is under way
         try:
-            self._know_markets(f.system)
+            read_system(self.client, self.storage, f.system)
             fresh = now - timedelta(seconds=self.settings.market_max_age)
             markets = self.storage.markets.snapshots(f.system, fresh_since=fresh)
             plan = resolve(f.target, self.chain, markets, min_supply=f.min_supply,
@@ -197,16 +208,6 @@ class Coordinator:
         """Where distances are measured from when sellers tie: our first hauler."""
         ships = [s for s in self.fleet.all() if s.is_hauler and not s.lost]
         return ships[0].waypoint if ships else None
-
-    def _know_markets(self, system: str) -> None:
-        """Waypoints and every market's lists, cached: they never change within a reset."""
-        if not self.storage.waypoints.known(system):
-            self.storage.waypoints.save(system, self.client.waypoints(system))
-        known = self.storage.markets.known_waypoints(system)
-        for waypoint in self.storage.waypoints.markets(system):
-            if waypoint not in known:
-                reading = self.client.market(waypoint, priority=Priority.REFRESH)
-                self.storage.markets.record(reading.snapshot)
 
     def _survey(self, waypoints: frozenset[str], now: datetime) -> None:
         """Send ships (probes first) to read markets the planner needs quotes from."""

@@ -338,13 +338,15 @@ class MarketRepository:
         return {r.waypoint for r in MarketGood.select(MarketGood.waypoint).where(
             MarketGood.system == system).distinct()}
 
-    def snapshots(self, system: str, fresh_since: datetime | None = None
-                  ) -> list[MarketSnapshot]:
-        """What is known of each market of `system`; quotes older than `fresh_since` are
-        left out, so the planner asks for them again."""
+    def snapshots(self, system: str, fresh_since: datetime | None = None,
+                  waypoint: str | None = None) -> list[MarketSnapshot]:
+        """What is known of each market of `system` (or of one `waypoint`); quotes older
+        than `fresh_since` are left out, so the planner asks for them again."""
+        query = MarketGood.select().where(MarketGood.system == system)
+        if waypoint is not None:
+            query = query.where(MarketGood.waypoint == waypoint)
         by_market: dict[str, list[MarketGood]] = {}
-        for row in MarketGood.select().where(MarketGood.system == system).order_by(
-                MarketGood.waypoint, MarketGood.good):
+        for row in query.order_by(MarketGood.waypoint, MarketGood.good):
             by_market.setdefault(row.waypoint, []).append(row)
         out = []
         for waypoint, rows in by_market.items():
@@ -366,7 +368,7 @@ class MarketRepository:
         return out
 
     def snapshot(self, waypoint: str) -> MarketSnapshot | None:
-        found = [m for m in self.snapshots(system_of(waypoint)) if m.waypoint == waypoint]
+        found = self.snapshots(system_of(waypoint), waypoint=waypoint)
         return found[0] if found else None
 
     def history(self, waypoint: str, good: str) -> list[tuple[datetime, SupplyLevel, int]]:

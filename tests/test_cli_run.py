@@ -106,6 +106,9 @@ def test_produce_then_look_at_it(live):
     assert json.loads(live.invoke("list", "--json").output)[0]["id"] == data["id"]
     markets = live.invoke("markets", "--good", "CLOTHING")
     assert markets.exit_code == 0 and "CLOTHING" in markets.output and "export" in markets.output
+    refreshed = live.invoke("markets", "--refresh", "--good", "FUEL")
+    assert refreshed.exit_code == 0
+    assert refreshed.output.count("\n  FUEL ") == len(live.server.game.universe.markets)
     plan = live.invoke("plan", "CLOTHING")
     assert plan.exit_code == 0 and plan.output.startswith("CLOTHING [")
     assert live.invoke("status", "f-nope").output.strip() == "Error: no factory f-nope"
