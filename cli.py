@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import sys
@@ -352,8 +353,9 @@ def _factor(raw: str) -> float | None:
     except ValueError:
         raise click.BadParameter(f"{raw!r} is not a number or 'none'",
                                  param_hint="--max-price-factor") from None
-    if value <= 0:
-        raise click.BadParameter("must be positive", param_hint="--max-price-factor")
+    if not math.isfinite(value) or value <= 0:
+        raise click.BadParameter(f"must be a positive number or 'none', not {raw!r}",
+                                 param_hint="--max-price-factor")
     return value
 
 

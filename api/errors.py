@@ -30,6 +30,19 @@ class RateLimitedError(RetryableError):
     """429: the request was not processed."""
 
 
+class ProtocolError(RetryableError):
+    """A 2xx answer whose body is not what the API promises: HTML, malformed or truncated
+    JSON, or JSON of the wrong shape. A read may be sent again; a trade never is."""
+
+    def __init__(self, what: str, problem: str, body: bytes | str | None, *,
+                 status: int | None = None):
+        raw = body.decode("utf-8", "replace") if isinstance(body, bytes) else (body or "")
+        preview = " ".join(raw.split())[:80]
+        super().__init__(f"{what}: answered {status} with a body the API does not promise "
+                         f"({problem}): {preview!r}", status=status)
+        self.preview = preview
+
+
 class OutcomeUnknown(ApiError):
     """A state-changing request failed in a way that leaves open whether it happened.
 

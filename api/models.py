@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -10,6 +11,29 @@ from domain.markets import MarketSnapshot
 
 def parse_time(raw: str | None) -> datetime | None:
     return datetime.fromisoformat(raw.replace("Z", "+00:00")) if raw else None
+
+
+def text(d: Mapping, key: str) -> str:
+    """A field that must be a non-empty string; anything else is a malformed body."""
+    value = d[key]
+    if not isinstance(value, str) or not value:
+        raise TypeError(f"{key} must be a non-empty string, not {value!r}")
+    return value
+
+
+def number(d: Mapping, key: str) -> int:
+    """A field that must be an integer (JSON numbers only: "12" is not a number)."""
+    value = d[key]
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        raise TypeError(f"{key} must be an integer, not {value!r}")
+    return int(value)
+
+
+def items(d: Mapping, key: str) -> list:
+    value = d.get(key) or []
+    if not isinstance(value, list):
+        raise TypeError(f"{key} must be a list, not {type(value).__name__}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -21,7 +45,8 @@ class Agent:
 
     @classmethod
     def from_api(cls, d: dict) -> Agent:
-        return cls(d["symbol"], d["headquarters"], int(d["credits"]), int(d["shipCount"]))
+        return cls(text(d, "symbol"), text(d, "headquarters"), number(d, "credits"),
+                   number(d, "shipCount"))
 
 
 @dataclass(frozen=True)
@@ -37,7 +62,11 @@ class Nav:
     @classmethod
     def from_api(cls, d: dict) -> Nav:
         route = d.get("route") or {}
-        return cls(d["systemSymbol"], d["waypointSymbol"], d["status"], d["flightMode"],
+        status = text(d, "status")
+        if status not in ("IN_TRANSIT", "IN_ORBIT", "DOCKED"):
+            raise ValueError(f"unknown nav status {status!r}")
+        return cls(text(d, "systemSymbol"), text(d, "waypointSymbol"), status,
+                   text(d, "flightMode"),
                    (route.get("origin") or {}).get("symbol", d["waypointSymbol"]),
                    parse_time(route.get("departureTime")), parse_time(route.get("arrival")))
 
@@ -59,7 +88,7 @@ class Fuel:
 
     @classmethod
     def from_api(cls, d: dict) -> Fuel:
-        return cls(int(d["current"]), int(d["capacity"]))
+        return cls(number(d, "current"), number(d, "capacity"))
 
 
 @dataclass(frozen=True)
@@ -77,8 +106,8 @@ class Cargo:
 
     @classmethod
     def from_api(cls, d: dict) -> Cargo:
-        return cls(int(d["capacity"]), int(d["units"]),
-                   {i["symbol"]: int(i["units"]) for i in d.get("inventory", [])})
+        return cls(number(d, "capacity"), number(d, "units"),
+                   {text(i, "symbol"): number(i, "units") for i in items(d, "inventory")})
 
 
 @dataclass(frozen=True)
@@ -93,9 +122,9 @@ class Ship:
 
     @classmethod
     def from_api(cls, d: dict) -> Ship:
-        return cls(d["symbol"], d["registration"]["role"], Nav.from_api(d["nav"]),
+        return cls(text(d, "symbol"), text(d["registration"], "role"), Nav.from_api(d["nav"]),
                    Fuel.from_api(d["fuel"]), Cargo.from_api(d["cargo"]),
-                   int(d["engine"]["speed"]), d["frame"]["symbol"])
+                   number(d["engine"], "speed"), text(d["frame"], "symbol"))
 
 
 @dataclass(frozen=True)
@@ -111,9 +140,9 @@ class Transaction:
 
     @classmethod
     def from_api(cls, d: dict) -> Transaction:
-        return cls(d["waypointSymbol"], d["shipSymbol"], d["tradeSymbol"], d["type"],
-                   int(d["units"]), int(d["pricePerUnit"]), int(d["totalPrice"]),
-                   parse_time(d.get("timestamp")))
+        return cls(text(d, "waypointSymbol"), text(d, "shipSymbol"), text(d, "tradeSymbol"),
+                   text(d, "type"), number(d, "units"), number(d, "pricePerUnit"),
+                   number(d, "totalPrice"), parse_time(d.get("timestamp")))
 
 
 @dataclass(frozen=True)
@@ -127,7 +156,7 @@ class TradeResult:
 
     @classmethod
     def from_api(cls, d: dict) -> TradeResult:
-        return cls(int(d["agent"]["credits"]), Transaction.from_api(d["transaction"]),
+        return cls(number(d["agent"], "credits"), Transaction.from_api(d["transaction"]),
                    Cargo.from_api(d["cargo"]) if d.get("cargo") else None,
                    Fuel.from_api(d["fuel"]) if d.get("fuel") else None)
 
@@ -150,8 +179,8 @@ class Waypoint:
 
     @classmethod
     def from_api(cls, d: dict) -> Waypoint:
-        return cls(d["symbol"], d["type"], int(d["x"]), int(d["y"]),
-                   frozenset(t["symbol"] for t in d.get("traits", [])))
+        return cls(text(d, "symbol"), text(d, "type"), number(d, "x"), number(d, "y"),
+                   frozenset(text(t, "symbol") for t in items(d, "traits")))
 
 
 @dataclass(frozen=True)
@@ -165,3 +194,8 @@ class Registration:
     token: str
     agent: Agent
     ships: tuple[Ship, ...]
+
+    @classmethod
+    def from_api(cls, d: dict) -> Registration:
+        return cls(text(d, "token"), Agent.from_api(d["agent"]),
+                   tuple(Ship.from_api(s) for s in items(d, "ships")))

@@ -41,6 +41,7 @@ class RateLimiter:
         self._tickets = itertools.count()
         self.granted = 0
         self.waited = 0.0
+        self._gateway_streak = 0  # 502s in a row, process-wide
 
     @classmethod
     def unlimited(cls) -> RateLimiter:
@@ -81,6 +82,18 @@ class RateLimiter:
         with self._cond:
             self._paused_until = max(self._paused_until, self._clock() + seconds)
             self._cond.notify_all()
+
+    def gateway_failed(self) -> int:
+        """Count a 502; returns how many came in a row (any other answer resets it)."""
+        with self._cond:
+            self._gateway_streak += 1
+            return self._gateway_streak
+
+    def answered(self) -> None:
+        """The server answered with something other than a 502."""
+        if self._gateway_streak:
+            with self._cond:
+                self._gateway_streak = 0
 
     def _wait(self, now: float) -> float:
         """Seconds until a request may go (0 or less: now)."""

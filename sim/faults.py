@@ -10,6 +10,10 @@ A plan is written as comma-separated items, e.g. `429=0.1,500=0.05,502burst=5:40
 | `500after=P` | with probability P, the request is processed and then answered with a 500 |
 | `502=P` | with probability P, a 502 from "DDoS protection" |
 | `502burst=N:K` | after K requests, the next N requests all get a 502 |
+| `html=P` | the request is processed, then answered 200 with an HTML page |
+| `badjson=P` | the request is processed, then answered with malformed JSON |
+| `shape=P` | the request is processed, then answered with JSON of the wrong shape |
+| `truncate=P` | the request is processed, then the answer is cut off half way |
 | `slow=P:S` | with probability P, the answer waits S seconds |
 | `lose=K` | the ship named by the K-th ship action is lost: it answers 404 from then on |
 | `lose=ACTION:K` | the same, counting only one action (`purchase`, `sell`, `navigate`, …) |
@@ -36,6 +40,10 @@ class FaultPlan:
     error_before: float = 0.0
     error_after: float = 0.0
     bad_gateway: float = 0.0
+    html: float = 0.0
+    bad_json: float = 0.0
+    bad_shape: float = 0.0
+    truncate: float = 0.0
     burst_size: int = 0
     burst_after: int = 0
     slow: float = 0.0
@@ -61,10 +69,8 @@ class FaultPlan:
         for item in filter(None, (s.strip() for s in (spec or "").split(","))):
             name, _, value = item.partition("=")
             try:
-                if name in ("429", "429bare", "500", "500after", "502"):
-                    key = {"429": "throttle", "429bare": "throttle_bare", "500": "error_before",
-                           "500after": "error_after", "502": "bad_gateway"}[name]
-                    plan[key] = _probability(value)
+                if name in PROBABILITIES:
+                    plan[PROBABILITIES[name]] = _probability(value)
                 elif name == "502burst":
                     size, _, after = value.partition(":")
                     plan["burst_size"], plan["burst_after"] = int(size), int(after or 0)
@@ -87,7 +93,7 @@ class FaultPlan:
         return cls(**plan)
 
     def draw(self, path: str = "") -> str | None:
-        """The fault for the next request: 429, 429bare, 500, 500after, 502 or None."""
+        """The fault for the next request (a key of PROBABILITIES), or None."""
         with self._lock:
             self._requests += 1
             n = self._requests
@@ -97,9 +103,8 @@ class FaultPlan:
                 return None
             if self.times is not None and self._injected >= self.times:
                 return None
-            for name, p in (("429", self.throttle), ("429bare", self.throttle_bare),
-                            ("500", self.error_before), ("500after", self.error_after),
-                            ("502", self.bad_gateway)):
+            for name, attribute in PROBABILITIES.items():
+                p = getattr(self, attribute)
                 if p and self._rng.random() < p:
                     self._injected += 1
                     return name
@@ -116,6 +121,12 @@ class FaultPlan:
         with self._lock:
             self._ship_actions += 1
             return ship if self._ship_actions == self.lose_at else None
+
+
+PROBABILITIES = {"429": "throttle", "429bare": "throttle_bare", "500": "error_before",
+                 "500after": "error_after", "502": "bad_gateway", "html": "html",
+                 "badjson": "bad_json", "shape": "bad_shape", "truncate": "truncate"}
+AFTER = {"500after", "html", "badjson", "shape", "truncate"}  # processed, then answered badly
 
 
 def _probability(value: str) -> float:

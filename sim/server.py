@@ -14,7 +14,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from domain.supply_chain import SupplyChain
-from sim.faults import FaultPlan
+from sim.faults import AFTER, FaultPlan
 from sim.game import STARTING_CREDITS, Game, SimClock, SimError, iso
 from sim.ratelimit import TwoPoolLimiter
 from sim.universe import Universe, generate_universe, load_universe
@@ -240,8 +240,8 @@ class _Handler(BaseHTTPRequestHandler):
                         game.lose_ship(lost)
         except SimError as err:
             return self._send(err.status, err.body(), body)
-        if fault == "500after":
-            return self._fault("500")
+        if fault in AFTER:
+            return self._garbled(fault, status, body)
         if route.spec_path == "/":
             payload = data
         else:
@@ -300,6 +300,28 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(500, payload, None)
         self._record(502, None, None)
         return self._send_raw(502, b"<html><body>502 Bad Gateway</body></html>", "text/html")
+
+    def _garbled(self, fault: str, status: int, request_body: dict | None) -> None:
+        """The request was processed; its answer is lost or mangled on the way back."""
+        if fault == "500after":
+            return self._fault("500")
+        self._record(status, request_body, None)
+        if fault == "html":
+            return self._send_raw(200, b"<!DOCTYPE html><html><body>Maintenance</body></html>",
+                                  "text/html")
+        if fault == "badjson":
+            return self._send_raw(status, b'{"data": {"agent": {"symbol": ', "application/json")
+        if fault == "shape":
+            return self._send_raw(status, b'{"data": [{"unexpected": true}]}',
+                                  "application/json")
+        body = b'{"data": {"padding": "' + b"x" * 200 + b'"}}'
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body[:len(body) // 2])
+        self.wfile.flush()
+        self.close_connection = True
 
     def _record(self, status: int, request_body: dict | None, payload: dict | None) -> None:
         if self.sim.on_exchange is not None:

@@ -70,8 +70,9 @@ def load_markets(path: str | os.PathLike) -> list[MarketSnapshot]:
     """Captured `Market` payloads (a list, or an API body with `data`)."""
     try:
         return [MarketSnapshot.from_api(m) for m in _unwrap_list(read_json(path), path)]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DataFileError(f"{path}: not a list of markets ({exc})") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise DataFileError(f"{path}: not a list of markets ({type(exc).__name__}: "
+                            f"{exc})") from None
 
 
 def load_places(path: str | os.PathLike, markets: list[MarketSnapshot] = ()) -> dict[str, Place]:
@@ -82,6 +83,7 @@ def load_places(path: str | os.PathLike, markets: list[MarketSnapshot] = ()) -> 
             w["symbol"]: Place(w["symbol"], int(w["x"]), int(w["y"]), w["symbol"] in fuel)
             for w in _unwrap_list(read_json(path), path)
         }
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DataFileError(f"{path}: not a list of waypoints ({exc})") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise DataFileError(f"{path}: not a list of waypoints ({type(exc).__name__}: "
+                            f"{exc})") from None
 

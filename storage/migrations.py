@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import peewee
 
 from storage import models
-from storage.db import is_sqlite, transaction
+from storage.db import DatabaseError, is_sqlite, transaction
 
 MIGRATION_LOCK = 7_305_114  # an arbitrary advisory-lock key for this program
 
@@ -35,14 +35,23 @@ def current_version(db: peewee.Database) -> int:
     return row or 0
 
 
+def latest_version() -> int:
+    return MIGRATIONS[-1][0]
+
+
 def migrate(db: peewee.Database) -> int:
-    """Bring the schema to the newest version; returns it."""
+    """Bring the schema to the newest version; returns it. A database written by a newer
+    goods-factory is refused: this one would misread it."""
     models.database.initialize(db)
     with transaction(db):
         if not is_sqlite(db):
             db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
         db.create_tables([models.SchemaVersion])
         version = current_version(db)
+        if version > latest_version():
+            raise DatabaseError(f"the database is at schema version {version}, newer than the "
+                                f"{latest_version()} this goods-factory knows: upgrade "
+                                "goods-factory (or use another --db)")
         for number, _name, step in MIGRATIONS:
             if number > version:
                 step(db)

@@ -360,3 +360,92 @@ def test_the_token_never_shows(sim_factory, capsys):
     assert "api.retry" in out.out or "api.throttled" in out.out
     assert not any(token in t or token[-20:] in t for t in texts)
     structlog.reset_defaults()
+
+
+@pytest.mark.parametrize("fault", ["html", "badjson", "shape", "truncate"])
+def test_an_unreadable_answer_to_a_read_is_read_again(sim_factory, fault):
+    server = sim_factory(seed=5)
+    client, _ = agent_client(server)
+    server.faults = FaultPlan.parse(f"{fault}=1,on=agent,times=1")
+    assert client.agent().symbol == "CLIENT"
+    assert client.calls["agent"] == 2
+
+
+@pytest.mark.parametrize("fault", ["html", "badjson", "shape"])
+def test_a_read_that_stays_unreadable_is_one_clear_error(sim_factory, fault):
+    server = sim_factory(seed=5)
+    client, _ = agent_client(server)
+    server.faults = FaultPlan.parse(f"{fault}=1,on=agent")
+    with pytest.raises(errors.ProtocolError) as info:
+        client.agent()
+    message = str(info.value)
+    assert message.startswith("GET /my/agent: answered 200 with a body the API does not promise")
+    assert "\n" not in message and len(message) < 300
+    assert client.calls["agent"] == FAST.max_retries + 1
+
+
+@pytest.mark.parametrize("fault", ["html", "badjson", "shape", "truncate"])
+def test_an_unreadable_answer_to_a_trade_is_never_repeated(sim_factory, fault):
+    server = sim_factory(seed=5)
+    client, reg = agent_client(server)
+    frigate = reg.ships[0].symbol
+    server.faults = FaultPlan.parse(f"{fault}=1,on=purchase")
+    with pytest.raises(errors.OutcomeUnknown):
+        client.purchase(frigate, "FUEL", 4)
+    assert client.calls["purchase"] == 1, "sent once, not retried"
+    server.faults = FaultPlan()
+    assert client.cargo(frigate).held("FUEL") == 4, "it happened: the caller must read it back"
+
+
+def test_wrong_shapes_inside_the_data_are_protocol_errors():
+    from api.models import Agent, Cargo, Ship
+
+    with pytest.raises(TypeError):
+        Agent.from_api({"symbol": "A", "headquarters": "X1-A-1", "credits": "12",
+                        "shipCount": 1})
+    with pytest.raises(TypeError):
+        Cargo.from_api({"capacity": 40, "units": 0, "inventory": "none"})
+    with pytest.raises(KeyError):
+        Ship.from_api({"symbol": "A-1"})
+
+
+def test_502_bursts_pause_everyone_longer_each_time_and_the_figures_hold():
+    policy = RetryPolicy()
+    assert policy.gateway_worst_case(6) == 2 + 4 + 8 + 16 + 32 + 60 == 122
+    steps = [policy.backoff(n, gateway=True) for n in range(1, 8)]
+    assert all(0.75 * min(60, 2 * 2 ** i) <= s <= min(60, 2 * 2 ** i)
+               for i, s in enumerate(steps))
+    limiter = RateLimiter()
+    assert [limiter.gateway_failed() for _ in range(3)] == [1, 2, 3]
+    limiter.answered()
+    assert limiter.gateway_failed() == 1, "any other answer ends the streak"
+
+
+def test_a_502_burst_is_waited_out_and_logged(sim_factory, capsys):
+    server = sim_factory(seed=5)
+    policy = RetryPolicy(gateway_base=0.05, gateway_cap=0.2)
+    client, _ = agent_client(server, policy=policy)
+    structlog.configure(processors=[structlog.processors.JSONRenderer()],
+                        logger_factory=structlog.PrintLoggerFactory())
+    server.faults = FaultPlan.parse("502burst=4:0")
+    started = time.monotonic()
+    assert client.agent().symbol == "CLIENT"
+    elapsed = time.monotonic() - started
+    out = capsys.readouterr().out
+    structlog.reset_defaults()
+    pauses = [line for line in out.splitlines() if '"api.backoff"' in line]
+    assert len(pauses) == 4 and '"in_a_row": 4' in pauses[-1]
+    assert 0.75 * policy.gateway_worst_case(4) <= elapsed < policy.gateway_worst_case(4) + 1
+
+
+def test_a_long_retry_after_is_capped(sim_factory, capsys):
+    now = [0.0]
+    limiter = RateLimiter(clock=lambda: now[0])
+    client = Client("http://127.0.0.1:9/v2", token="t", limiter=limiter,
+                    policy=RetryPolicy(max_retry_after=30))
+    structlog.configure(processors=[structlog.processors.JSONRenderer()],
+                        logger_factory=structlog.PrintLoggerFactory())
+    client._throttled("/my/agent", 3600.0, 1)
+    out = capsys.readouterr().out
+    structlog.reset_defaults()
+    assert limiter._paused_until == 30 and '"capped": true' in out

@@ -1,5 +1,6 @@
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from cli import cli
@@ -50,9 +51,17 @@ def test_bad_input_is_one_line_and_non_zero(tmp_path):
     bad.write_text("{not json")
     result = invoke("plan", "FOOD", "--markets", str(bad))
     assert result.exit_code == 1 and "cannot read" in result.output
-    bad.write_text('[{"no": "symbol"}]')
-    result = invoke("plan", "FOOD", "--markets", str(bad))
-    assert result.exit_code == 1 and "not a list of markets" in result.output
+    for shape in ('[{"no": "symbol"}]', '["X1-AD75-A1"]', '[[1, 2]]', '{"symbol": "A"}',
+                  '[{"symbol": "X1-A-1", "exports": "FOOD"}]', "42"):
+        bad.write_text(shape)
+        result = invoke("plan", "FOOD", "--markets", str(bad))
+        assert result.exit_code == 1, shape
+        assert result.output.count("\n") == 1 and "Traceback" not in result.output, shape
+        assert "not a list of markets" in result.output or "expected a JSON list" in \
+            result.output, shape
+    bad.write_text('[{"symbol": "X1-AD75-A1", "x": "far"}]')
+    result = invoke("plan", "FOOD", "--markets", MARKETS, "--waypoints", str(bad))
+    assert result.exit_code == 1 and "not a list of waypoints" in result.output
 
 
 def test_cycle_in_user_map_is_reported(tmp_path):
@@ -76,3 +85,11 @@ def test_cycle_in_user_map_is_reported(tmp_path):
     chain.write_text(json.dumps({"IRON": ["NOT_A_GOOD"]}))
     result = invoke("--supply-chain", str(chain), "plan", "IRON", "--markets", str(markets))
     assert result.exit_code == 1 and "unknown goods in supply chain: NOT_A_GOOD" in result.output
+
+
+@pytest.mark.parametrize("factor", ["nan", "inf", "-inf", "0", "-1", "lots"])
+def test_price_factor_must_be_finite_and_positive(factor, tmp_path):
+    result = invoke("--token", "t", "--base-url", "http://127.0.0.1:9/v2", "--db",
+                    str(tmp_path / "x.db"), "produce", "FOOD", "--max-price-factor", factor)
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for --max-price-factor" in result.output

@@ -43,6 +43,15 @@ def test_schema_is_migrated_once_and_versioned(store):
             "market_history", "waypoint_row", "schema_version"} <= tables
 
 
+def test_a_database_from_a_newer_version_is_refused(store):
+    from storage.models import SchemaVersion
+
+    SchemaVersion.create(version=store.version + 1, applied_at=datetime(2030, 1, 1))
+    with pytest.raises(DatabaseError, match=rf"schema version {store.version + 1}, newer than "
+                                            rf"the {store.version} this goods-factory knows"):
+        migrate(store.db)
+
+
 def test_sqlite_runs_in_wal_with_foreign_keys(tmp_path):
     db = open_database(str(tmp_path / "x" / "gf.db"))
     assert db.execute_sql("PRAGMA journal_mode").fetchone()[0] == "wal"
