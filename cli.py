@@ -20,7 +20,7 @@ import structlog
 
 from actors.coordinator import Settings, read_system
 from actors.logs import add_secret, configure
-from actors.runtime import Runtime, owner_alive
+from actors.runtime import Runtime, new_owner, owner_alive
 from api.client import Client
 from api.errors import ApiError, OutcomeUnknown
 from api.ratelimit import RateLimiter
@@ -373,13 +373,15 @@ def resume(obj: Context, progress_every):
     runtime = _runtime(client, storage, obj.chain(), opts)
     now = datetime.now(UTC)
     try:
-        ids = storage.factories.orphaned(now, LEASE, owner_alive, agent=runtime.agent.symbol)
         taken = []
-        for factory_id in ids:
-            previous = storage.factories.summary(factory_id).owner
-            if storage.factories.take_over(factory_id, runtime.owner, previous, now):
-                storage.assignments.take_over_factory(factory_id, runtime.owner)
-                taken.append(factory_id)
+        for lease in storage.factories.orphans(now, LEASE, owner_alive,
+                                               agent=runtime.agent.symbol):
+            if storage.factories.take_over(lease, runtime.owner, now):
+                taken.append(lease.factory)
+            else:
+                held = storage.factories.lease(lease.factory)
+                log.info("factory.taken_elsewhere", factory=lease.factory,
+                         owner=held.owner if held else None)
         if not taken:
             runtime.shutdown()
             click.echo("nothing to resume")
@@ -454,14 +456,19 @@ def stop(obj: Context, factory_id):
         raise click.ClickException(f"no factory {factory_id}")
     if summary.status.finished:
         raise click.ClickException(f"factory {factory_id} is already {summary.status.value}")
-    if factory_id not in storage.factories.orphaned(datetime.now(UTC), LEASE, owner_alive):
+    now = datetime.now(UTC)
+    orphan = next((lease for lease in storage.factories.orphans(now, LEASE, owner_alive)
+                   if lease.factory == factory_id), None)
+    me = new_owner()
+    if orphan is None or not storage.factories.take_over(orphan, me, now):
         storage.factories.request_stop(factory_id)
         click.echo(f"stop requested: the process running {factory_id} will stop it")
         return
     factory = storage.factories.load(factory_id)
-    factory.stop(datetime.now(UTC))
-    storage.factories.save(factory, factory.tasks.values())
+    factory.stop(now)
+    storage.factories.save(factory, factory.tasks.values(), owner=me)
     storage.assignments.release_factory(factory_id)
+    storage.factories.release(factory_id, me)
     click.echo(f"factory {factory_id} stopped")
 
 

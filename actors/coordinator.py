@@ -38,7 +38,7 @@ from domain.navigation import distance, travel_seconds
 from domain.plan import resolve
 from domain.ranking import DEFAULT_CEILING_FACTOR, price_ceiling
 from domain.supply_chain import SupplyChain
-from storage.repositories import AssignmentRepository, Storage
+from storage.repositories import AssignmentRepository, LeaseLost, Storage
 
 log = structlog.get_logger("coordinator")
 
@@ -164,13 +164,8 @@ class Coordinator:
         lease = self.storage.factories.heartbeat(self.id, self.owner, now)
         if lease == "ok":
             return False
-        if lease == "lost":  # another process resumed it: hand over, touch nothing
-            self.log.error("factory.lease_lost")
-            for task in self.factory.running():
-                if task.ship:
-                    self.cancel(task.ship)
-            self.finished = True
-            self.on_finished(self.id)
+        if lease == "lost":
+            self.let_go()
             return True
         self.log.info("factory.stop_requested")
         for task in self.factory.running():
@@ -180,6 +175,17 @@ class Coordinator:
         self._save(self.factory.tasks.values())
         self._finish_if_done()
         return True
+
+    def let_go(self) -> None:
+        """Another process took the factory over: stop its ships here, touch nothing."""
+        if self.finished:
+            return
+        self.log.error("factory.lease_lost")
+        for task in self.factory.running() if self.factory else ():
+            if task.ship:
+                self.cancel(task.ship)
+        self.finished = True
+        self.on_finished(self.id)
 
     # --- planning ------------------------------------------------------------------------
 
@@ -457,7 +463,7 @@ class Coordinator:
         self.on_finished(self.id)
 
     def _save(self, tasks) -> None:
-        self.storage.factories.save(self.factory, list(tasks))
+        self.storage.factories.save(self.factory, list(tasks), owner=self.owner)
 
 
 class CoordinatorActor(pykka.ThreadingActor):
@@ -488,6 +494,8 @@ class CoordinatorActor(pykka.ThreadingActor):
                 self.coordinator.handle(message)
         except Cancelled:
             pass
+        except LeaseLost:
+            self.coordinator.let_go()
         except ApiError as exc:
             log.warning("coordinator.api_error", error=str(exc))
         except Exception:  # a bug must not kill the factory's conductor

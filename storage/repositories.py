@@ -44,6 +44,24 @@ def from_db(moment: datetime | str | None) -> datetime | None:
 # --- factories and tasks -------------------------------------------------------------------
 
 
+class LeaseLost(Exception):
+    """Another process runs this factory now: whoever held it must let go, touching nothing."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Who ran a factory and when they last said so, as read at one moment."""
+
+    factory: str
+    owner: str | None
+    heartbeat_at: datetime | None
+
+
+def _same(field, value):
+    """`field = value`, where None matches NULL."""
+    return field.is_null() if value is None else field == value
+
+
 @dataclass(frozen=True)
 class FactorySummary:
     id: str
@@ -72,11 +90,15 @@ class FactoryRepository:
                               **self._factory_fields(factory))
             self._upsert_tasks(factory.tasks.values())
 
-    def save(self, factory: Factory, tasks: Iterable[Task] = ()) -> None:
-        """Write the factory and the tasks a transition touched, atomically."""
+    def save(self, factory: Factory, tasks: Iterable[Task] = (), *, owner: str | None) -> None:
+        """Write the factory and the tasks a transition touched, atomically, if `owner`
+        still holds its lease (None: nobody may hold it); otherwise raise LeaseLost and
+        write nothing, so a runner that lost its factory can never overwrite the new one."""
         with transaction(self.db):
-            FactoryRow.update(**self._factory_fields(factory)).where(
-                FactoryRow.id == factory.id).execute()
+            written = FactoryRow.update(**self._factory_fields(factory)).where(
+                FactoryRow.id == factory.id, _same(FactoryRow.owner, owner)).execute()
+            if written != 1:
+                raise LeaseLost(f"factory {factory.id} is no longer held by {owner}")
             self._upsert_tasks(tasks)
 
     def load(self, factory_id: str) -> Factory:
@@ -125,36 +147,56 @@ class FactoryRepository:
             query = query.where(FactoryRow.agent == agent)
         return [r.id for r in query.order_by(FactoryRow.created_at)]
 
-    def orphaned(self, now: datetime, stale_after: timedelta,
-                 alive: Callable[[str], bool | None], agent: str | None = None) -> list[str]:
-        """Open factories nobody runs: their owner is known dead, or silent too long (a
-        live pid may be a reused one, or a hung process: the lease says who runs it)."""
+    def orphans(self, now: datetime, stale_after: timedelta,
+                alive: Callable[[str], bool | None], agent: str | None = None) -> list[Lease]:
+        """The leases of open factories nobody runs: their owner is known dead, or silent
+        too long (a live pid may be a reused one, or a hung process). Take one over with
+        `take_over`, which fails if the lease changed since it was read here."""
+        query = FactoryRow.select(FactoryRow.id, FactoryRow.owner, FactoryRow.heartbeat_at).where(
+            FactoryRow.status.in_(OPEN_STATUSES))
+        if agent:
+            query = query.where(FactoryRow.agent == agent)
         out = []
-        for s in map(self.summary, self.open_ids(agent)):
-            stale = s.heartbeat_at is None or now - s.heartbeat_at > stale_after
-            if not s.owner or alive(s.owner) is False or stale:
-                out.append(s.id)
+        for row in query.order_by(FactoryRow.created_at):
+            lease = Lease(row.id, row.owner, from_db(row.heartbeat_at))
+            stale = lease.heartbeat_at is None or now - lease.heartbeat_at > stale_after
+            if not lease.owner or alive(lease.owner) is False or stale:
+                out.append(lease)
         return out
 
-    def take_over(self, factory_id: str, owner: str, previous: str | None,
-                  now: datetime) -> bool:
-        """Become the factory's runner if `previous` still is (compare and set)."""
+    def orphaned(self, now: datetime, stale_after: timedelta,
+                 alive: Callable[[str], bool | None], agent: str | None = None) -> list[str]:
+        return [lease.factory for lease in self.orphans(now, stale_after, alive, agent)]
+
+    def lease(self, factory_id: str) -> Lease | None:
+        row = FactoryRow.get_or_none(FactoryRow.id == factory_id)
+        return None if row is None else Lease(row.id, row.owner, from_db(row.heartbeat_at))
+
+    def take_over(self, lease: Lease, owner: str, now: datetime) -> bool:
+        """Become the factory's runner if its lease is still exactly `lease` (one
+        compare-and-set), and take its ships along in the same transaction. The loser
+        changes nothing."""
         with transaction(self.db):
             query = FactoryRow.update(owner=owner, heartbeat_at=to_db(now)).where(
-                FactoryRow.id == factory_id,
-                (FactoryRow.owner.is_null() if previous is None
-                 else FactoryRow.owner == previous))
-            return query.execute() == 1
+                FactoryRow.id == lease.factory, FactoryRow.status.in_(OPEN_STATUSES),
+                _same(FactoryRow.owner, lease.owner),
+                _same(FactoryRow.heartbeat_at, to_db(lease.heartbeat_at)))
+            if query.execute() != 1:
+                return False
+            ShipAssignment.update(owner=owner).where(
+                ShipAssignment.factory == lease.factory).execute()
+            return True
 
     def heartbeat(self, factory_id: str, owner: str, now: datetime) -> str:
         """Refresh the lease. Returns "stop" when `stop ID` asked for it, "lost" when another
         process has taken the factory over, else "ok"."""
-        held = FactoryRow.update(heartbeat_at=to_db(now)).where(
-            FactoryRow.id == factory_id, FactoryRow.owner == owner).execute()
-        if not held:
-            return "lost"
-        row = FactoryRow.get_or_none(FactoryRow.id == factory_id)
-        return "stop" if row and row.stop_requested else "ok"
+        with transaction(self.db):
+            held = FactoryRow.update(heartbeat_at=to_db(now)).where(
+                FactoryRow.id == factory_id, FactoryRow.owner == owner).execute()
+            if not held:
+                return "lost"
+            row = FactoryRow.get_or_none(FactoryRow.id == factory_id)
+            return "stop" if row and row.stop_requested else "ok"
 
     def request_stop(self, factory_id: str) -> None:
         FactoryRow.update(stop_requested=True).where(FactoryRow.id == factory_id).execute()
@@ -257,10 +299,6 @@ class AssignmentRepository:
             with transaction(self.db):
                 ShipAssignment.delete().where(ShipAssignment.ship.in_(freed)).execute()
         return freed
-
-    def take_over_factory(self, factory: str, owner: str) -> None:
-        with transaction(self.db):
-            ShipAssignment.update(owner=owner).where(ShipAssignment.factory == factory).execute()
 
     def all(self) -> list[Assignment]:
         return [Assignment(a.ship, a.owner, a.factory_id, a.task, a.purpose)

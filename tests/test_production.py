@@ -228,7 +228,7 @@ def test_a_runner_whose_factory_is_taken_over_lets_go(world):
             break
         time.sleep(0.05)
     summary = storage.factories.list()[-1]
-    assert storage.factories.take_over(summary.id, "elsewhere:1:x", summary.owner,
+    assert storage.factories.take_over(storage.factories.lease(summary.id), "elsewhere:1:x",
                                        datetime.now(UTC))
     runner.join(30)
     assert not runner.is_alive() and result["code"] == 1

@@ -21,7 +21,7 @@ from domain.navigation import Place
 from domain.plan import resolve
 from storage.db import DatabaseError, default_path, describe, open_database, resolve_url
 from storage.migrations import MIGRATIONS, current_version, migrate
-from storage.repositories import Storage
+from storage.repositories import Lease, LeaseLost, Storage
 from tests.builders import market
 from tests.conftest import ROOT, Raw
 from tests.test_plan import AC_CHAIN, ac_markets
@@ -98,7 +98,7 @@ def test_each_transition_is_saved_with_its_tasks(store):
     f.assign(leaf.id, "S-1", T0)
     later = T0 + timedelta(seconds=30)
     task = f.fail_task(leaf.id, T0, "4203 fuel", later)
-    store.factories.save(f, [task])
+    store.factories.save(f, [task], owner="o")
     again = store.factories.load("f-1").tasks[leaf.id]
     assert (again.state, again.attempts, again.last_ship, again.not_before, again.last_error) \
         == (TaskState.READY, 1, "S-1", later, "4203 fuel")
@@ -159,15 +159,25 @@ def test_lease_heartbeat_stop_and_orphans(store):
     assert store.factories.orphaned(later, timedelta(seconds=60), lambda owner: True) == \
         ["f-1"], "a live pid that stopped heartbeating may be a reused one"
     assert store.factories.orphaned(T0, timedelta(seconds=60), lambda owner: None) == []
-    assert not store.factories.take_over("f-1", "host:2:b", "someone-else", later)
-    assert store.factories.take_over("f-1", "host:2:b", "host:1:a", later)
+    store.assignments.claim("S-1", "host:1:a", T0, factory="f-1")
+    [lease] = store.factories.orphans(later, timedelta(seconds=60), lambda owner: False)
+    assert lease == Lease("f-1", "host:1:a", T0)
+    assert not store.factories.take_over(Lease("f-1", "someone-else", T0), "host:2:b", later)
+    assert not store.factories.take_over(Lease("f-1", "host:1:a", later), "host:2:b", later), \
+        "the runner heartbeated since the lease was read: it is alive"
+    assert store.assignments.get("S-1").owner == "host:1:a", "the loser moved nothing"
+    assert store.factories.take_over(lease, "host:2:b", later)
     assert store.factories.summary("f-1").owner == "host:2:b"
+    assert store.assignments.get("S-1").owner == "host:2:b", "its ships came along"
+    assert not store.factories.take_over(lease, "host:3:c", later), "only once"
+    with pytest.raises(LeaseLost):
+        store.factories.save(f, f.tasks.values(), owner="host:1:a")
     store.factories.release("f-1", "host:2:b")
     assert store.factories.summary("f-1").owner is None
-    assert store.factories.take_over("f-1", "host:3:c", None, later)
+    assert store.factories.take_over(store.factories.lease("f-1"), "host:3:c", later)
     assert [s.id for s in store.factories.list("A")] == ["f-1"] == store.factories.open_ids()
     f.complete(later)
-    store.factories.save(f)
+    store.factories.save(f, owner="host:3:c")
     assert store.factories.open_ids() == []
 
 
@@ -189,8 +199,6 @@ def test_one_owner_per_ship(store):
     a.claim("S-3", "alive", T0)
     assert a.release_dead(lambda owner: owner != "dead") == ["S-2"]
     a.claim("S-4", "old", T0, factory="f-1")
-    a.take_over_factory("f-1", "new")
-    assert a.get("S-4").owner == "new"
     a.release_factory("f-1")
     assert a.get("S-4") is None
     a.release_owner("alive")
@@ -259,6 +267,49 @@ def test_two_processes_racing_for_ships_never_share_one(db_url):
     assert all(p.exitcode == 0 for p in procs)
     assert not set(won[0]) & set(won[1]), "no ship has two owners"
     assert sorted(won[0] + won[1]) == sorted(ships), "every ship has one"
+
+
+def _race_take_over(url, factories, me, barrier, results):
+    """One of two resumers: for each factory, read its lease, then try to take it over."""
+    store = Storage(open_database(url))
+    won = []
+    for factory in factories:
+        barrier.wait(30)
+        now = datetime.now(UTC)
+        leases = [lease for lease in store.factories.orphans(
+            now, timedelta(seconds=60), lambda owner: not owner.startswith("dead"))
+            if lease.factory == factory]
+        if leases and store.factories.take_over(leases[0], me, now):
+            won.append(factory)
+    results.put((me, won))
+    store.close()
+
+
+def test_two_resumes_racing_for_one_factory_exactly_one_takes_it(db_url):
+    store = Storage(open_database(db_url))
+    trials = [f"f-race-{i}" for i in range(50)]
+    for i, factory in enumerate(trials):
+        f = new_factory()
+        f.id = factory
+        store.factories.create(f, agent="A", owner="dead:1:x", now=T0)
+        store.assignments.claim(f"S-{i}", "dead:1:x", T0, factory=factory)
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=_race_take_over, args=(db_url, trials, me, barrier, results))
+             for me in ("r1", "r2")]
+    for p in procs:
+        p.start()
+    won = dict(results.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(30)
+    assert all(p.exitcode == 0 for p in procs)
+    assert not set(won["r1"]) & set(won["r2"]), "never both"
+    assert sorted(won["r1"] + won["r2"]) == sorted(trials), "always one"
+    for i, factory in enumerate(trials):
+        winner = "r1" if factory in won["r1"] else "r2"
+        assert store.factories.summary(factory).owner == winner
+        assert store.assignments.get(f"S-{i}").owner == winner
+    store.close()
 
 
 KILLED_MID_PURCHASE = textwrap.dedent("""
