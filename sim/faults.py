@@ -17,9 +17,15 @@ A plan is written as comma-separated items, e.g. `429=0.1,500=0.05,502burst=5:40
 | `slow=P:S` | with probability P, the answer waits S seconds |
 | `lose=K` | the ship named by the K-th ship action is lost: it answers 404 from then on |
 | `lose=ACTION:K` | the same, counting only one action (`purchase`, `sell`, `navigate`, …) |
+| `kill=ACTION:K` | the K-th ACTION is processed, then `on_kill` runs before the answer |
+| `killbefore=ACTION:K` | `on_kill` runs before the K-th ACTION is processed |
 | `on=ACTION` | inject the probabilistic faults above only into requests ending in ACTION |
 | `times=N` | inject at most N of them |
 | `seed=N` | seed of the random draws, for repeatable drills |
+
+ACTION is the last part of the path (`purchase`, `sell`, `refuel`, `navigate`, `orbit`,
+`dock`, `supply`, `deliver`; `ships` is buying a ship), prefixed with `get-` for reads
+(`get-ships`, `get-market`, `get-agent`).
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ class FaultPlan:
     lose_action: str | None = None
     only_on: str | None = None
     times: int | None = None
+    kills: tuple[tuple[str, str, int], ...] = ()  # (when, action, k): when is before/after
     seed: int = 0
     _rng: random.Random = field(init=False, repr=False, compare=False)
     _lock: threading.Lock = field(init=False, repr=False, compare=False,
@@ -59,13 +66,14 @@ class FaultPlan:
     _requests: int = field(init=False, default=0, compare=False)
     _ship_actions: int = field(init=False, default=0, compare=False)
     _injected: int = field(init=False, default=0, compare=False)
+    _actions: dict = field(init=False, default_factory=dict, compare=False)
 
     def __post_init__(self):
         self._rng = random.Random(self.seed)
 
     @classmethod
     def parse(cls, spec: str | None) -> FaultPlan:
-        plan: dict = {}
+        plan: dict = {"kills": []}
         for item in filter(None, (s.strip() for s in (spec or "").split(","))):
             name, _, value = item.partition("=")
             try:
@@ -80,6 +88,12 @@ class FaultPlan:
                 elif name == "lose":
                     action, _, count = value.rpartition(":")
                     plan["lose_at"], plan["lose_action"] = int(count), action or None
+                elif name in ("kill", "killbefore"):
+                    action, _, count = value.rpartition(":")
+                    if not action or int(count) < 1:
+                        raise ValueError("expected ACTION:K with K >= 1")
+                    plan["kills"].append(("before" if name == "killbefore" else "after",
+                                          action, int(count)))
                 elif name == "seed":
                     plan["seed"] = int(value)
                 elif name == "on":
@@ -90,6 +104,7 @@ class FaultPlan:
                     raise FaultSpecError(f"unknown fault {name!r}")
             except ValueError as exc:
                 raise FaultSpecError(f"bad fault item {item!r}: {exc}") from None
+        plan["kills"] = tuple(plan["kills"])
         return cls(**plan)
 
     def draw(self, path: str = "") -> str | None:
@@ -109,6 +124,16 @@ class FaultPlan:
                     self._injected += 1
                     return name
             return None
+
+    def count(self, action: str) -> int:
+        """Count one request for ACTION; returns how many came so far."""
+        with self._lock:
+            self._actions[action] = self._actions.get(action, 0) + 1
+            return self._actions[action]
+
+    def kill_now(self, when: str, action: str, seen: int) -> bool:
+        """Whether the drill's kill is aimed at this instant."""
+        return any(k == (when, action, seen) for k in self.kills)
 
     def delay(self) -> float:
         with self._lock:

@@ -70,6 +70,20 @@ class SimClock:
         return self._now() + game_seconds / self.scale
 
 
+@dataclass(frozen=True)
+class Entry:
+    """One line of the server's books: what an agent's ship bought, sold, refuelled,
+    supplied or delivered, and the credits it moved (positive either way)."""
+
+    agent: str
+    ship: str
+    waypoint: str
+    good: str
+    kind: str  # PURCHASE, SELL, REFUEL, SHIP, SUPPLY or DELIVER
+    units: int
+    credits: int
+
+
 @dataclass
 class ShipState:
     symbol: str
@@ -122,6 +136,7 @@ class Game:
         self.tokens: dict[str, str] = {}
         self.ships: dict[str, ShipState] = {}
         self._ids = itertools.count(1)
+        self.books: list[Entry] = []  # every credit or good that changed hands, in order
         self.places = {s: Place(s, w["x"], w["y"]) for s, w in universe.waypoints.items()}
 
     # --- auth ----------------------------------------------------------------------------
@@ -330,7 +345,7 @@ class Game:
         else:
             fuel_good.trade(-units)
         ship.fuel += added
-        tx = self._transaction(market, ship, "FUEL", "PURCHASE", units, price)
+        tx = self._transaction(market, ship, "FUEL", "PURCHASE", units, price, booked="REFUEL")
         out = {"agent": self.agent_payload(agent), "fuel": self.fuel_payload(ship),
                "transaction": tx}
         if from_cargo:
@@ -433,6 +448,7 @@ class Game:
         tx = {"waypointSymbol": waypoint, "shipSymbol": ship.symbol, "shipType": type_,
               "price": price, "agentSymbol": agent.symbol, "timestamp": iso(self.clock.now())}
         yard.transactions.append(tx)
+        self.books.append(Entry(agent.symbol, ship.symbol, waypoint, type_, "SHIP", 1, price))
         return {"agent": self.agent_payload(agent), "ship": self.ship_payload(ship),
                 "transaction": tx}
 
@@ -611,11 +627,13 @@ class Game:
             ship.cargo[good] = held - units
 
     def _transaction(self, market: MarketState, ship: ShipState, good: str, kind: str,
-                     units: int, price: int) -> dict:
+                     units: int, price: int, booked: str | None = None) -> dict:
         tx = {"waypointSymbol": market.waypoint, "shipSymbol": ship.symbol,
               "tradeSymbol": good, "type": kind, "units": units, "pricePerUnit": price,
               "totalPrice": price * units, "timestamp": iso(self.clock.now())}
         market.transactions.append(tx)
+        self.books.append(Entry(ship.agent, ship.symbol, market.waypoint, good, booked or kind,
+                                units, price * units))
         return tx
 
 

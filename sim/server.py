@@ -133,7 +133,8 @@ class SimServer:
 
     def __init__(self, game: Game, host: str = "127.0.0.1", port: int = 0,
                  rate_limit: bool | TwoPoolLimiter = True, faults: FaultPlan | None = None,
-                 on_exchange: Callable[[Exchange], None] | None = None):
+                 on_exchange: Callable[[Exchange], None] | None = None,
+                 on_kill: Callable[[], None] | None = None):
         if host not in LOOPBACK:
             raise ValueError(f"the simulator binds to loopback only, not {host}")
         self.game = game
@@ -144,6 +145,8 @@ class SimServer:
             self.limiter = TwoPoolLimiter() if rate_limit else None
         self.throttled = 0  # requests the rate limit refused (faults not counted)
         self.on_exchange = on_exchange
+        self.on_kill = on_kill  # a drill's hook: kill the bot at an aimed instant
+        self.kills = 0
         self.request_ids = itertools.count(1)
         handler = type("Handler", (_Handler,), {"sim": self})
         self._httpd = ThreadingHTTPServer((host, port), handler)
@@ -169,6 +172,12 @@ class SimServer:
         self._httpd.server_close()
         if self._thread:
             self._thread.join(timeout=5)
+
+    def kill(self) -> None:
+        """Run the drill's kill hook (it returns once the bot is dead)."""
+        if self.on_kill is not None:
+            self.kills += 1
+            self.on_kill()
 
     def __enter__(self) -> str:
         return self.start()
@@ -217,6 +226,10 @@ class _Handler(BaseHTTPRequestHandler):
         fault = sim.faults.draw(parts.path)
         if fault in ("429", "429bare", "500", "502"):
             return self._fault(fault)
+        action = _action(method, path or parts.path)
+        seen = sim.faults.count(action)
+        if sim.faults.kill_now("before", action, seen):
+            sim.kill()
         try:
             if route is None:
                 raise SimError(404, 404, f"Route {method} {parts.path} not found.")
@@ -240,6 +253,8 @@ class _Handler(BaseHTTPRequestHandler):
                         game.lose_ship(lost)
         except SimError as err:
             return self._send(err.status, err.body(), body)
+        if sim.faults.kill_now("after", action, seen):
+            sim.kill()  # processed; the bot dies before it learns the answer
         if fault in AFTER:
             return self._garbled(fault, status, body)
         if route.spec_path == "/":
@@ -341,9 +356,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(raw)))
         for name, value in (headers or {}).items():
             self.send_header(name, value)
-        self.end_headers()
-        if raw:
-            self.wfile.write(raw)
+        try:
+            self.end_headers()
+            if raw:
+                self.wfile.write(raw)
+        except (BrokenPipeError, ConnectionResetError):  # the caller is gone (a drill)
+            self.close_connection = True
 
 
 def _find(method: str, path: str | None):
@@ -355,6 +373,12 @@ def _find(method: str, path: str | None):
             if m:
                 return route, m.groupdict()
     return None, None
+
+
+def _action(method: str, path: str) -> str:
+    """What a fault plan calls a request: `purchase`, `ships`, `get-market`, …"""
+    last = path.rstrip("/").rsplit("/", 1)[-1] or "status"
+    return f"get-{last}" if method == "GET" else last
 
 
 def _bearer(header: str | None) -> str | None:

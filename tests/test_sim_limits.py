@@ -70,7 +70,10 @@ def test_fault_plan_parsing():
     assert (plan.burst_size, plan.burst_after, plan.slow, plan.slow_seconds, plan.lose_at,
             plan.seed) == (5, 40, 0.2, 1.5, 30, 9)
     assert FaultPlan.parse("") == FaultPlan.parse(None)
-    for bad in ("nope=1", "429=2", "500=x", "lose=soon"):
+    plan = FaultPlan.parse("kill=purchase:2,killbefore=get-ships:1,html=0.5,shape=0.1")
+    assert plan.kills == (("after", "purchase", 2), ("before", "get-ships", 1))
+    assert (plan.html, plan.bad_shape) == (0.5, 0.1)
+    for bad in ("nope=1", "429=2", "500=x", "lose=soon", "kill=purchase", "kill=sell:0"):
         with pytest.raises(FaultSpecError):
             FaultPlan.parse(bad)
 
@@ -135,3 +138,21 @@ def test_slow_answers(sim_factory):
     start = time.monotonic()
     assert Raw(server.url).get("/").status_code == 200
     assert time.monotonic() - start >= 0.2
+
+
+def test_aimed_kills_fire_after_processing_and_before_answering(sim_factory):
+    killed = []
+    server = sim_factory(faults=FaultPlan.parse("kill=purchase:2,killbefore=sell:1"))
+    raw = Raw(server.url)
+    ship = raw.register("AIMED")["ships"][0]["symbol"]
+    server.on_kill = lambda: killed.append(len(server.game.books))
+    for _ in range(3):
+        assert raw.post(f"/my/ships/{ship}/purchase", {"symbol": "FUEL", "units": 1}).ok
+    assert killed == [2], "the second purchase was on the books when the kill came"
+    assert raw.post(f"/my/ships/{ship}/sell", {"symbol": "FUEL", "units": 1}).ok
+    assert killed == [2, 3], "before the sale was processed"
+    assert server.kills == 2
+    kinds = [(e.agent, e.ship, e.good, e.kind, e.units) for e in server.game.books]
+    assert kinds == [("AIMED", ship, "FUEL", "PURCHASE", 1)] * 3 + [
+        ("AIMED", ship, "FUEL", "SELL", 1)]
+    assert all(e.credits > 0 for e in server.game.books)
