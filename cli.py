@@ -32,6 +32,7 @@ from domain.navigation import Place
 from domain.plan import render_tree, resolve
 from domain.report import outcome_line, render_status, status_dict
 from domain.supply_chain import SupplyChain
+from sim.economy import DEFAULT_ECONOMY, ECONOMIES
 from sim.faults import FaultPlan
 from sim.server import SimServer, build_game
 from storage.db import DatabaseError, describe, open_database, resolve_url
@@ -605,19 +606,24 @@ def sim() -> None:
               help="accept only this account token for /register (default: any)")
 @click.option("--starting-credits", default=175_000, show_default=True,
               type=click.IntRange(min=0), help="credits of new agents (benchmarks need more)")
+@click.option("--economy", default=DEFAULT_ECONOMY.name, show_default=True,
+              type=click.Choice(list(ECONOMIES)),
+              help="how markets make and lose goods: " + "; ".join(
+                  f"{e.name}: {e.description}" for e in ECONOMIES.values()))
 def sim_serve(host, port, time_scale, seed, universe_dir, rate_limit, faults, account_token,
-              starting_credits):
+              starting_credits, economy):
     """Serve the simulator until interrupted."""
     try:
         plan = FaultPlan.parse(faults)
         game = build_game(seed=seed, universe_dir=universe_dir, time_scale=time_scale,
-                          account_token=account_token, starting_credits=starting_credits)
+                          account_token=account_token, starting_credits=starting_credits,
+                          economy=economy)
         server = SimServer(game, host=host, port=port, rate_limit=rate_limit, faults=plan)
     except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     universe = game.universe
     click.echo(f"simulator on {server.url} (system {universe.symbol}, {len(universe.markets)} "
-               f"markets, time scale {time_scale:g})", err=True)
+               f"markets, time scale {time_scale:g}, {economy} economy)", err=True)
     if universe.showcase:
         click.echo("try: " + ", ".join(f"{k} {v}" for k, v in universe.showcase.items()),
                    err=True)

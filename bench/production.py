@@ -30,11 +30,11 @@ from api.client import Client
 from api.ratelimit import RateLimiter
 from bench.common import machine, table
 from cli import RunOptions, start_production
-from domain.enums import Acquisition, ActivityLevel, TradeType
+from domain.enums import Acquisition, TradeType
 from domain.markets import MarketSnapshot
 from domain.navigation import distance, travel_seconds
 from domain.plan import PlanNode, resolve
-from sim.economy import BANDS, PRODUCTION_RATE, TICK_SECONDS
+from sim.economy import BANDS
 from sim.server import SimServer, build_game
 from storage.db import open_database
 from storage.files import default_supply_chain
@@ -54,8 +54,9 @@ def lower_bound(plan: PlanNode, game, start: str, speed: int) -> float:
     def production(node: PlanNode) -> float:
         stock = game.universe.markets[node.waypoint].goods[node.good]
         needed = max(0.0, moderate * stock.scale - stock.stock)
-        rate = PRODUCTION_RATE[stock.activity or ActivityLevel.WEAK] * stock.scale
-        return max(0, math.ceil(needed / rate) - 1) * TICK_SECONDS
+        economy = game.universe.markets[node.waypoint].economy
+        rate = economy.production_rate(stock.activity) * stock.scale
+        return max(0, math.ceil(needed / rate) - 1) * economy.tick_seconds
 
     def ready(node: PlanNode) -> float:
         return max(at(c, node.waypoint) for c in node.children) + production(node)

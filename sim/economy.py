@@ -1,11 +1,12 @@
 """The simulator's markets: hidden stock per good, prices from stock, production ticks.
 
 Stock is measured against the good's initial trade volume (`scale`), so supply levels
-keep their meaning when the volume grows. Each tick an exporter turns one unit of each
+keep their meaning when the volume grows. Each tick an exporter turns a few units of each
 input it imports into one unit of output, up to a rate set by its activity, and shows
 RESTRICTED while an input runs short; imports drift back toward what NPC traders bring
-(nothing, for a starved exporter); surplus exports drain away slowly. MECHANICS.md §5
-gives the observations this follows; no formula of the real game is published.
+(nothing, for a starved exporter); NPC buyers take some of the exports. MECHANICS.md §5
+gives the observations this follows; no formula of the real game is published, so the
+constants form a profile (`Economy`), and the bot is tested on more than one.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from dataclasses import dataclass, field
 
 from domain.enums import ActivityLevel, SupplyLevel, TradeType
 
-TICK_SECONDS = 30.0  # game seconds between production ticks
 MAX_TICKS_PER_ADVANCE = 2_000
 # Upper bound of each supply level, in multiples of the good's scale.
 BANDS = ((SupplyLevel.SCARCE, 0.25), (SupplyLevel.LIMITED, 0.6), (SupplyLevel.MODERATE, 1.5),
@@ -25,12 +25,44 @@ MIDPOINT = {SupplyLevel.SCARCE: 0.12, SupplyLevel.LIMITED: 0.42, SupplyLevel.MOD
             SupplyLevel.HIGH: 2.2, SupplyLevel.ABUNDANT: 4.5}
 ROLE = {TradeType.EXPORT: 1.0, TradeType.IMPORT: 1.6, TradeType.EXCHANGE: 1.25}
 SPREAD = {TradeType.EXPORT: 2.05, TradeType.IMPORT: 2.05, TradeType.EXCHANGE: 1.06}
-PRODUCTION_RATE = {ActivityLevel.WEAK: 0.15, ActivityLevel.GROWING: 0.25,
-                   ActivityLevel.STRONG: 0.35, ActivityLevel.RESTRICTED: 0.15}
-EXPORT_DRAIN = 0.001  # share of the surplus above target that NPC buyers take per tick
-IMPORT_INFLOW = 0.10  # share of the gap below target that NPC sellers fill per tick
-IMPORT_USE = 0.001  # share of the surplus above target that the market consumes per tick
-EXCHANGE_DRIFT = 0.05
+
+
+@dataclass(frozen=True)
+class Economy:
+    """How markets make and lose goods: the unpublished constants, as one named guess."""
+
+    name: str
+    description: str
+    tick_seconds: float = 30.0  # game seconds between production ticks
+    rate: tuple[float, float, float] = (0.15, 0.25, 0.35)  # WEAK, GROWING, STRONG; × scale
+    inputs_per_unit: float = 1.0  # units of each input consumed per unit made
+    export_drain: float = 0.001  # share of the surplus above target NPC buyers take per tick
+    npc_demand: float = 0.0  # share of a made export's whole stock NPC buyers take per tick
+    import_inflow: float = 0.10  # share of the gap below target NPC sellers fill per tick
+    import_use: float = 0.001  # share of an import's surplus consumed per tick
+    exchange_drift: float = 0.05
+
+    def production_rate(self, activity: ActivityLevel | None) -> float:
+        """Units per tick, as a share of the good's scale (RESTRICTED runs like WEAK)."""
+        weak, growing, strong = self.rate
+        return {ActivityLevel.GROWING: growing, ActivityLevel.STRONG: strong}.get(
+            activity or ActivityLevel.WEAK, weak)
+
+
+ECONOMIES = {e.name: e for e in (
+    Economy("gentle", "one lot of inputs lifts a starved export; surplus drains slowly"),
+    Economy("hungry", "each unit made eats 4 of every input and NPC buyers take 4 % of a "
+            "made export's stock every tick, so lifting a starved export takes several "
+            "lots and output keeps draining (NPC traders keep the other markets fed)",
+            inputs_per_unit=4.0, npc_demand=0.04, import_inflow=0.5),
+    Economy("slow", "production and recovery run three times slower",
+            rate=(0.05, 0.25 / 3, 0.35 / 3), import_inflow=0.10 / 3,
+            exchange_drift=0.05 / 3),
+    Economy("strict", "hungry and slow together", rate=(0.05, 0.25 / 3, 0.35 / 3),
+            inputs_per_unit=4.0, npc_demand=0.04, import_inflow=0.5 / 3,
+            exchange_drift=0.05 / 3),
+)}
+DEFAULT_ECONOMY = ECONOMIES["gentle"]
 VOLUME_GROWTH_AFTER = 5  # traded volumes before the trade volume grows
 TRANSACTIONS_SHOWN = 20
 
@@ -138,6 +170,7 @@ class MarketState:
     waypoint: str
     goods: dict[str, Stock]
     recipes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    economy: Economy = DEFAULT_ECONOMY
     last_tick: float = 0.0
     transactions: deque = field(default_factory=lambda: deque(maxlen=TRANSACTIONS_SHOWN))
 
@@ -146,36 +179,38 @@ class MarketState:
 
     def advance(self, game_now: float) -> None:
         """Run the production ticks due by `game_now` (game seconds)."""
-        due = math.floor((game_now - self.last_tick) / TICK_SECONDS)
+        e = self.economy
+        due = math.floor((game_now - self.last_tick) / e.tick_seconds)
         if due <= 0:
             return
         for _ in range(min(due, MAX_TICKS_PER_ADVANCE)):
             self._tick()
-        self.last_tick += due * TICK_SECONDS
+        self.last_tick += due * e.tick_seconds
 
     def _tick(self) -> None:
+        e = self.economy
         for symbol, inputs in self.recipes.items():
             out = self.goods[symbol]
             if not inputs:
                 continue
-            rate = PRODUCTION_RATE[out.activity or ActivityLevel.WEAK] * out.scale
-            available = min(self.goods[i].stock for i in inputs)
+            rate = e.production_rate(out.activity) * out.scale
+            available = min(self.goods[i].stock for i in inputs) / e.inputs_per_unit
             made = min(rate, available)
             for i in inputs:
-                self.goods[i].stock -= made
-            out.stock += made
+                self.goods[i].stock -= made * e.inputs_per_unit
+            out.stock += made - out.stock * e.npc_demand
             out.restricted = available < rate
         for good in self.goods.values():
             gap = good.target - good.stock
             if good.type is TradeType.EXPORT:
                 if gap < 0:
-                    good.stock += gap * EXPORT_DRAIN
+                    good.stock += gap * e.export_drain
                 elif not self.recipes.get(good.symbol):  # extracted: NPC miners top it up
-                    good.stock += gap * IMPORT_INFLOW
+                    good.stock += gap * e.import_inflow
             elif good.type is TradeType.IMPORT:
-                good.stock += gap * (IMPORT_INFLOW if gap > 0 else IMPORT_USE)
+                good.stock += gap * (e.import_inflow if gap > 0 else e.import_use)
             else:
-                good.stock += gap * EXCHANGE_DRIFT
+                good.stock += gap * e.exchange_drift
 
     def payload(self, with_quotes: bool, trade_goods: dict[str, dict]) -> dict:
         """A `Market`; prices and transactions only when the agent has a ship here."""

@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from domain.supply_chain import SupplyChain
+from sim.economy import DEFAULT_ECONOMY, ECONOMIES
 from sim.faults import AFTER, FaultPlan
 from sim.game import STARTING_CREDITS, Game, SimClock, SimError, iso
 from sim.ratelimit import TwoPoolLimiter
@@ -402,11 +403,15 @@ def _json_body(raw: bytes) -> dict:
 
 def build_game(seed: int = 1, universe_dir: str | Path | None = None,
                time_scale: float = 1.0, now=time.time, chain: SupplyChain | None = None,
-               account_token: str | None = None, starting_credits: int = STARTING_CREDITS
-               ) -> Game:
-    """A game on a generated universe (from `seed`) or a captured one (`universe_dir`)."""
+               account_token: str | None = None, starting_credits: int = STARTING_CREDITS,
+               economy: str = DEFAULT_ECONOMY.name) -> Game:
+    """A game on a generated universe (from `seed`) or a captured one (`universe_dir`),
+    whose markets follow the named economy profile (sim.economy.ECONOMIES)."""
     chain = chain or default_supply_chain()
-    universe: Universe = (load_universe(universe_dir, chain) if universe_dir
-                          else generate_universe(seed, chain))
+    if economy not in ECONOMIES:
+        raise ValueError(f"unknown economy {economy!r} (known: {', '.join(ECONOMIES)})")
+    profile = ECONOMIES[economy]
+    universe: Universe = (load_universe(universe_dir, chain, profile) if universe_dir
+                          else generate_universe(seed, chain, economy=profile))
     return Game(universe, chain, SimClock(time_scale, now), trade_goods(), account_token,
                 starting_credits)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from domain.enums import ActivityLevel, SupplyLevel, TradeType
 from domain.supply_chain import SupplyChain
-from sim.economy import MarketState, Stock
+from sim.economy import DEFAULT_ECONOMY, Economy, MarketState, Stock
 from sim.ships import SHIP_TYPES, ShipType
 
 FACTIONS = ("COSMIC", "VOID", "GALACTIC", "QUANTUM", "DOMINION", "ASTRO", "CORSAIRS",
@@ -90,7 +90,8 @@ def ship_type_from_listing(listing: dict) -> ShipType:
     )
 
 
-def load_universe(directory: str | Path, chain: SupplyChain) -> Universe:
+def load_universe(directory: str | Path, chain: SupplyChain,
+                  economy: Economy = DEFAULT_ECONOMY) -> Universe:
     """Load a captured system in the `spacetraders-data/X1-AD75/` layout."""
     root = Path(directory)
 
@@ -107,7 +108,7 @@ def load_universe(directory: str | Path, chain: SupplyChain) -> Universe:
             for g in m[kind]:  # a listed good without a captured quote gets a middling one
                 goods.setdefault(g["symbol"], Stock.at_level(g["symbol"], type_, 20, 100,
                                                              SupplyLevel.MODERATE))
-        markets[m["symbol"]] = _market(m["symbol"], goods, chain)
+        markets[m["symbol"]] = _market(m["symbol"], goods, chain, economy)
     shipyards = {}
     for y in read("shipyards.json"):
         types = {s["type"]: ship_type_from_listing(s) for s in y.get("ships", [])}
@@ -120,11 +121,12 @@ def load_universe(directory: str | Path, chain: SupplyChain) -> Universe:
                     agent["startingFaction"], probe_at)
 
 
-def _market(waypoint: str, goods: dict[str, Stock], chain: SupplyChain) -> MarketState:
+def _market(waypoint: str, goods: dict[str, Stock], chain: SupplyChain,
+            economy: Economy) -> MarketState:
     imports = {s for s, g in goods.items() if g.type is TradeType.IMPORT}
     recipes = {s: tuple(i for i in chain.inputs(s) if i in imports)
                for s, g in goods.items() if g.type is TradeType.EXPORT}
-    return MarketState(waypoint, goods, recipes)
+    return MarketState(waypoint, goods, recipes, economy)
 
 
 # --- generation --------------------------------------------------------------------------
@@ -161,19 +163,21 @@ def trade_volume(good: str, type_: TradeType, chain: SupplyChain) -> int:
     return 60 if raw or good in BASIC else 20
 
 
-def generate_universe(seed: int, chain: SupplyChain, starved: tuple[str, ...] = STARVED
-                      ) -> Universe:
+def generate_universe(seed: int, chain: SupplyChain, starved: tuple[str, ...] = STARVED,
+                      economy: Economy = DEFAULT_ECONOMY) -> Universe:
     """A starter-like system where every export of `chain` has an exporter.
 
     The `starved` goods each get one exporter whose imports nobody supplies, so their
     supply starts SCARCE and only rises once an agent delivers the inputs; every other
     good is on sale at HIGH or ABUNDANT supply somewhere.
     """
-    return _Generator(seed, chain, starved).build()
+    return _Generator(seed, chain, starved, economy).build()
 
 
 class _Generator:
-    def __init__(self, seed: int, chain: SupplyChain, starved: tuple[str, ...]):
+    def __init__(self, seed: int, chain: SupplyChain, starved: tuple[str, ...],
+                 economy: Economy):
+        self.economy = economy
         self.rng = random.Random(seed)
         self.chain = chain
         self.starved = set(starved)
@@ -306,7 +310,7 @@ class _Generator:
             goods[g] = Stock.at_level(g, TradeType.EXCHANGE, trade_volume(
                 g, TradeType.EXCHANGE, self.chain), self.values.get(g, 40.0),
                 rng.choice([SupplyLevel.MODERATE, SupplyLevel.HIGH]))
-        self.markets[waypoint] = _market(waypoint, goods, self.chain)
+        self.markets[waypoint] = _market(waypoint, goods, self.chain, self.economy)
 
     def _activity(self) -> ActivityLevel:
         return self.rng.choice([ActivityLevel.WEAK, ActivityLevel.GROWING,

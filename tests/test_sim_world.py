@@ -8,7 +8,7 @@ import pytest
 from domain.enums import Acquisition, ActivityLevel, SupplyLevel, TradeType
 from domain.markets import MarketSnapshot
 from domain.plan import resolve
-from sim.economy import TICK_SECONDS, Stock, price_factor
+from sim.economy import ECONOMIES, Stock, price_factor
 from sim.server import build_game
 from sim.universe import STARVED, drop_nulls, generate_universe
 from storage.files import default_supply_chain
@@ -86,22 +86,26 @@ def test_generation_is_repeatable_per_seed():
         {w: m.goods.keys() for w, m in b.markets.items()}
 
 
-def _starved_fabrics(delivered: int):
+def _starved_fabrics(delivered: int, economy: str = "gentle", lots: int = 1):
     clock = ManualClock()
-    game = build_game(seed=11, time_scale=1.0, now=clock)
+    game = build_game(seed=11, time_scale=1.0, now=clock, economy=economy)
     agent_data = game.register({"symbol": "FEEDER", "faction": "COSMIC"})
     agent = game.agents["FEEDER"]
     ship = agent_data["ships"][0]["symbol"]
     exporter = next(m for m in game.universe.markets.values()
                     if "FABRICS" in m.goods and m.goods["FABRICS"].type is TradeType.EXPORT)
     game.ships[ship].waypoint = exporter.waypoint  # the delivery run itself is tested elsewhere
-    if delivered:
-        game.ships[ship].cargo["FERTILIZERS"] = delivered
-        game.sell(agent, ship, {"symbol": "FERTILIZERS", "units": delivered})
+    tick = exporter.economy.tick_seconds
     system = exporter.waypoint.rsplit("-", 1)[0]
     seen = []
+    for lot in range(lots):
+        if delivered:
+            game.ships[ship].cargo["FERTILIZERS"] = delivered
+            game.sell(agent, ship, {"symbol": "FERTILIZERS", "units": delivered})
+        if lot < lots - 1:
+            clock.t += 3 * tick
     for _ in range(12):
-        clock.t += TICK_SECONDS
+        clock.t += tick
         quote = next(q for q in game.market(agent, system, exporter.waypoint)["tradeGoods"]
                      if q["symbol"] == "FABRICS")
         seen.append((SupplyLevel.parse(quote["supply"]), quote["activity"]))
@@ -119,6 +123,23 @@ def test_without_inputs_a_starved_exporter_stays_scarce_and_restricted():
     starved = _starved_fabrics(0)
     assert {s for s, _ in starved} == {SupplyLevel.SCARCE}
     assert {a for _, a in starved} == {"RESTRICTED"}
+
+
+def test_a_hungry_economy_needs_several_lots_and_drains_output():
+    one = _starved_fabrics(40, economy="hungry")
+    assert max(s for s, _ in one) < SupplyLevel.MODERATE, "one lot is not enough"
+    assert one[-1][0] <= one[4][0], "and what it made drains away"
+    four = _starved_fabrics(40, economy="hungry", lots=4)
+    assert max(s for s, _ in four) >= SupplyLevel.MODERATE, "several lots lift it"
+
+
+def test_economy_profiles_are_named_and_unknown_ones_refused():
+    assert set(ECONOMIES) >= {"gentle", "hungry", "slow", "strict"}
+    assert ECONOMIES["slow"].production_rate(ActivityLevel.WEAK) == pytest.approx(
+        ECONOMIES["gentle"].production_rate(ActivityLevel.WEAK) / 3)
+    assert ECONOMIES["strict"].production_rate(ActivityLevel.RESTRICTED) == 0.05
+    with pytest.raises(ValueError, match="unknown economy 'lavish'"):
+        build_game(seed=1, economy="lavish")
 
 
 def test_prices_follow_stock_and_volume_grows_with_trade():
