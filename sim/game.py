@@ -21,6 +21,7 @@ from domain.enums import FlightMode, TradeType
 from domain.markets import system_of
 from domain.navigation import Place, distance, fuel_cost, refuel_market_units, travel_seconds
 from domain.supply_chain import SupplyChain
+from sim.deliveries import ConstructionSite, Contract, Term, new_contract_id
 from sim.economy import MarketState
 from sim.ships import SHIP_TYPES, ShipType
 from sim.universe import FACTIONS, Universe
@@ -137,6 +138,7 @@ class Game:
         self.ships: dict[str, ShipState] = {}
         self._ids = itertools.count(1)
         self.books: list[Entry] = []  # every credit or good that changed hands, in order
+        self.contracts: dict[str, Contract] = {}
         self.places = {s: Place(s, w["x"], w["y"]) for s, w in universe.waypoints.items()}
 
     # --- auth ----------------------------------------------------------------------------
@@ -201,7 +203,7 @@ class Game:
         frigate = self._new_ship(agent, SHIP_TYPES["SHIP_COMMAND_FRIGATE"],
                                  self.universe.headquarters)
         probe = self._new_ship(agent, SHIP_TYPES["SHIP_PROBE"], self.universe.start_probe_at)
-        now = self.clock.now()
+        contract = self._starting_contract(agent)
         return {
             "token": token,
             "agent": self.agent_payload(agent),
@@ -209,15 +211,28 @@ class Game:
                         "description": f"The {faction.title()} faction.",
                         "headquarters": self.universe.system["symbol"], "traits": [],
                         "isRecruiting": True},
-            "contract": {"id": secrets.token_hex(12), "factionSymbol": faction,
-                         "type": "PROCUREMENT",
-                         "terms": {"deadline": iso(now + 7 * 86400),
-                                   "payment": {"onAccepted": 1000, "onFulfilled": 10000},
-                                   "deliver": []},
-                         "accepted": False, "fulfilled": False,
-                         "expiration": iso(now + 86400), "deadlineToAccept": iso(now + 86400)},
+            "contract": contract.payload(),
             "ships": [self.ship_payload(frigate), self.ship_payload(probe)],
         }
+
+    def _starting_contract(self, agent: AgentState) -> Contract:
+        """New agents are offered a procurement contract, as on the real server: here the
+        universe's buyable showcase good, to a market that imports something."""
+        good = self.universe.showcase.get("buy") or "IRON_ORE"
+        destination = next((w for w, m in sorted(self.universe.markets.items())
+                             if good in m.goods and m.goods[good].type is TradeType.IMPORT),
+                            agent.headquarters)
+        return self.offer_contract(agent.symbol, good, 60, destination)
+
+    def offer_contract(self, agent: str, good: str, units: int, destination: str,
+                       on_accepted: int = 2_000, on_fulfilled: int = 12_000) -> Contract:
+        """Add a procurement contract to the agent's offers (tests and drills use it)."""
+        now = self.clock.now()
+        contract = Contract(new_contract_id(), agent, self.agents[agent].faction,
+                            [Term(good, destination, units)], on_accepted, on_fulfilled,
+                            deadline=iso(now + 7 * 86400), expiration=iso(now + 86400))
+        self.contracts[contract.id] = contract
+        return contract
 
     def agent_payload(self, agent: AgentState) -> dict:
         return {"accountId": agent.account_id, "symbol": agent.symbol,
@@ -497,6 +512,118 @@ class Game:
             body["ships"] = [t.listing() for t in yard.types.values()]
             body["transactions"] = list(yard.transactions[-20:])
         return body
+
+    # --- construction sites --------------------------------------------------------------
+
+    def construction(self, system: str, waypoint: str) -> dict:
+        return self._site(system, waypoint).payload()
+
+    def supply_construction(self, agent: AgentState, system: str, waypoint: str,
+                            body: dict) -> dict:
+        good, units = _trade_args(body, "tradeSymbol")
+        site = self._site(system, waypoint)
+        ship = self._not_in_transit(agent, body.get("shipSymbol") or "")
+        if ship.waypoint != waypoint:
+            raise SimError(400, 4802, f"Ship {ship.symbol} must be at {waypoint} to supply "
+                           "its construction.", {"shipSymbol": ship.symbol,
+                                                 "waypointSymbol": waypoint})
+        material = site.materials.get(good)
+        if material is None:
+            raise SimError(400, 4800, f"Construction material {good} is not required at "
+                           f"{waypoint}.", {"waypointSymbol": waypoint, "tradeSymbol": good})
+        left = material.required - material.fulfilled
+        if units > left:
+            raise SimError(400, 4801, f"Construction material {good} at {waypoint} needs only "
+                           f"{left} more unit(s).", {"waypointSymbol": waypoint,
+                                                     "tradeSymbol": good, "remaining": left})
+        self._remove_cargo(ship, good, units)
+        material.fulfilled += units
+        if site.complete:
+            self.universe.waypoints[waypoint]["isUnderConstruction"] = False
+        self.books.append(Entry(agent.symbol, ship.symbol, waypoint, good, "SUPPLY", units, 0))
+        return {"construction": site.payload(), "cargo": self.cargo_payload(ship)}
+
+    def _site(self, system: str, waypoint: str) -> ConstructionSite:
+        self.waypoint(system, waypoint)
+        site = self.universe.constructions.get(waypoint)
+        if site is None:
+            raise SimError(404, 404, f"Waypoint {waypoint} is not under construction.",
+                           {"waypointSymbol": waypoint})
+        return site
+
+    # --- contracts -----------------------------------------------------------------------
+
+    def list_contracts(self, agent: AgentState) -> list[dict]:
+        return [c.payload() for c in self.contracts.values() if c.agent == agent.symbol]
+
+    def contract(self, agent: AgentState, contract_id: str) -> Contract:
+        found = self.contracts.get(contract_id)
+        if found is None or found.agent != agent.symbol:
+            raise SimError(404, 404, f"Contract {contract_id} not found.",
+                           {"contractId": contract_id})
+        return found
+
+    def accept_contract(self, agent: AgentState, contract_id: str) -> dict:
+        contract = self.contract(agent, contract_id)
+        if contract.accepted:
+            raise SimError(400, 4501, f"Contract {contract_id} has already been accepted.",
+                           {"contractId": contract_id})
+        contract.accepted = True
+        agent.credits += contract.on_accepted
+        self.books.append(Entry(agent.symbol, "", "", contract_id, "CONTRACT", 0,
+                                contract.on_accepted))
+        return {"agent": self.agent_payload(agent), "contract": contract.payload()}
+
+    def deliver_contract(self, agent: AgentState, contract_id: str, body: dict) -> dict:
+        good, units = _trade_args(body, "tradeSymbol")
+        contract = self.contract(agent, contract_id)
+        if not contract.accepted:
+            raise SimError(400, 4505, f"Contract {contract_id} has not been accepted.",
+                           {"contractId": contract_id})
+        if contract.fulfilled:
+            raise SimError(400, 4504, f"Contract {contract_id} has already been fulfilled.",
+                           {"contractId": contract_id})
+        term = next((t for t in contract.terms if t.good == good), None)
+        if term is None:
+            raise SimError(400, 4508, f"Contract {contract_id} does not require {good}.",
+                           {"contractId": contract_id, "tradeSymbol": good})
+        ship = self._not_in_transit(agent, body.get("shipSymbol") or "")
+        if ship.waypoint != term.destination:
+            raise SimError(400, 4510, f"Ship {ship.symbol} must be at {term.destination} to "
+                           "deliver this contract.", {"shipSymbol": ship.symbol,
+                                                      "destinationSymbol": term.destination})
+        if term.fulfilled + units > term.required:
+            raise SimError(400, 4509, f"Contract {contract_id} needs only "
+                           f"{term.required - term.fulfilled} more {good}.",
+                           {"contractId": contract_id, "tradeSymbol": good})
+        self._remove_cargo(ship, good, units)
+        term.fulfilled += units
+        self.books.append(Entry(agent.symbol, ship.symbol, ship.waypoint, good, "DELIVER",
+                                units, 0))
+        return {"contract": contract.payload(), "cargo": self.cargo_payload(ship)}
+
+    def fulfill_contract(self, agent: AgentState, contract_id: str) -> dict:
+        contract = self.contract(agent, contract_id)
+        if contract.fulfilled:
+            raise SimError(400, 4504, f"Contract {contract_id} has already been fulfilled.",
+                           {"contractId": contract_id})
+        if not contract.accepted or not contract.delivered_all:
+            raise SimError(400, 4502, f"Contract {contract_id} cannot be fulfilled: its "
+                           "deliveries are not complete.", {"contractId": contract_id})
+        contract.fulfilled = True
+        agent.credits += contract.on_fulfilled
+        self.books.append(Entry(agent.symbol, "", "", contract_id, "CONTRACT", 0,
+                                contract.on_fulfilled))
+        return {"agent": self.agent_payload(agent), "contract": contract.payload()}
+
+    def negotiate_contract(self, agent: AgentState, symbol: str) -> dict:
+        self._not_in_transit(agent, symbol)
+        if any(c.agent == agent.symbol and not c.fulfilled for c in self.contracts.values()):
+            open_ = next(c for c in self.contracts.values()
+                         if c.agent == agent.symbol and not c.fulfilled)
+            raise SimError(400, 4511, f"Agent {agent.symbol} already has an active contract.",
+                           {"agentSymbol": agent.symbol, "contractId": open_.id})
+        return {"contract": self._starting_contract(agent).payload()}
 
     # --- payloads ------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from storage.files import default_supply_chain, trade_goods
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 SHIP = r"/my/ships/(?P<ship>[^/]+)"
 WAYPOINT = r"/systems/(?P<system>[^/]+)/waypoints/(?P<waypoint>[^/]+)"
+CONTRACT = r"/my/contracts/(?P<contract>[^/]+)"
 
 
 
@@ -75,6 +76,7 @@ def _routes() -> list[Route]:
 
     s = "/my/ships/{shipSymbol}"
     w = "/systems/{systemSymbol}/waypoints/{waypointSymbol}"
+    c = "/my/contracts/{contractId}"
     return [
         r("GET", "/", "/", "optional", lambda g, a, m, q, b: (200, g.status(), None)),
         r("POST", "/register", "/register", "account",
@@ -123,6 +125,23 @@ def _routes() -> list[Route]:
           lambda g, a, m, q, b: (200, g.shipyard(a, m["system"], m["waypoint"]), None)),
         r("GET", "/market/supply-chain", "/market/supply-chain", "agent",
           lambda g, a, m, q, b: (200, g.supply_chain(), None)),
+        r("GET", WAYPOINT + "/construction", w + "/construction", "optional",
+          lambda g, a, m, q, b: (200, g.construction(m["system"], m["waypoint"]), None)),
+        r("POST", WAYPOINT + "/construction/supply", w + "/construction/supply", "agent",
+          lambda g, a, m, q, b: (201, g.supply_construction(a, m["system"], m["waypoint"], b),
+                                 None)),
+        r("GET", "/my/contracts", "/my/contracts", "agent",
+          lambda g, a, m, q, b: (200, *_page(g.list_contracts(a), q))),
+        r("GET", CONTRACT, c, "agent",
+          lambda g, a, m, q, b: (200, g.contract(a, m["contract"]).payload(), None)),
+        r("POST", CONTRACT + "/accept", c + "/accept", "agent",
+          lambda g, a, m, q, b: (200, g.accept_contract(a, m["contract"]), None)),
+        r("POST", CONTRACT + "/deliver", c + "/deliver", "agent",
+          lambda g, a, m, q, b: (200, g.deliver_contract(a, m["contract"], b), None)),
+        r("POST", CONTRACT + "/fulfill", c + "/fulfill", "agent",
+          lambda g, a, m, q, b: (200, g.fulfill_contract(a, m["contract"]), None)),
+        r("POST", SHIP + "/negotiate/contract", s + "/negotiate/contract", "agent",
+          lambda g, a, m, q, b: (201, g.negotiate_contract(a, m["ship"]), None)),
     ]
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from domain.enums import ActivityLevel, SupplyLevel, TradeType
 from domain.supply_chain import SupplyChain
+from sim.deliveries import ConstructionSite, Material
 from sim.economy import DEFAULT_ECONOMY, Economy, MarketState, Stock
 from sim.ships import SHIP_TYPES, ShipType
 
@@ -63,6 +64,7 @@ class Universe:
     start_probe_at: str
     # What the generator made: one good to buy, one to make at depth 2 and one at depth 3.
     showcase: dict[str, str] = field(default_factory=dict)
+    constructions: dict[str, ConstructionSite] = field(default_factory=dict)
 
     @property
     def symbol(self) -> str:
@@ -117,8 +119,11 @@ def load_universe(directory: str | Path, chain: SupplyChain,
     agent = read("my-agent.json")
     probe_at = next((s["nav"]["waypointSymbol"] for s in read("my-ships.json")
                      if s["registration"]["role"] == "SATELLITE"), next(iter(shipyards)))
+    sites = read("construction.json") if (root / "construction.json").exists() else []
+    constructions = {c["symbol"]: ConstructionSite.from_api(c) for c in sites
+                     if waypoints.get(c["symbol"], {}).get("isUnderConstruction")}
     return Universe(system, waypoints, markets, shipyards, agent["headquarters"],
-                    agent["startingFaction"], probe_at)
+                    agent["startingFaction"], probe_at, constructions=constructions)
 
 
 def _market(waypoint: str, goods: dict[str, Stock], chain: SupplyChain,
@@ -215,6 +220,11 @@ class _Generator:
             self._market(self._waypoint("FUEL_STATION", []), exchange=["FUEL"])
         for _ in range(12):  # bare asteroids, as real systems have many
             self._waypoint("ASTEROID", ["COMMON_METAL_DEPOSITS"])
+        gate = self._waypoint("JUMP_GATE", [])  # under construction, like real starter gates
+        self.waypoints[gate]["isUnderConstruction"] = True
+        constructions = {gate: ConstructionSite(gate, {g: Material(g, n, f) for g, n, f in (
+            ("FAB_MATS", 1600, 0), ("ADVANCED_CIRCUITRY", 400, 0),
+            ("QUANTUM_STABILIZERS", 1, 1))})}
         system = {"symbol": self.system, "sectorSymbol": "X1", "type": "ORANGE_STAR",
                   "x": self.rng.randint(-5000, 5000), "y": self.rng.randint(-5000, 5000),
                   "factions": [], "waypoints": [
@@ -225,7 +235,7 @@ class _Generator:
         shipyards = {yard: Shipyard(yard, {t: s.price for t, s in yard_types.items()},
                                     yard_types)}
         return Universe(system, self.waypoints, self.markets, shipyards, hq, "COSMIC", yard,
-                        showcase=self._showcase())
+                        showcase=self._showcase(), constructions=constructions)
 
     def _showcase(self) -> dict[str, str]:
         show = {}

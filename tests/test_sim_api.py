@@ -86,6 +86,23 @@ def test_every_response_matches_the_official_spec(world):
     raw.post(f"/my/ships/{new}/orbit")
     raw.post(f"/my/ships/{frigate}/transfer", {"tradeSymbol": "FUEL", "units": 1,
                                                "shipSymbol": new})
+    gate = next(iter(server.game.universe.constructions))
+    raw.get(f"/systems/{system}/waypoints/{gate}/construction")
+    server.game.ships[frigate].cargo["FAB_MATS"] = 5
+    server.game.ships[frigate].waypoint = gate  # the flight is tested elsewhere
+    raw.post(f"/systems/{system}/waypoints/{gate}/construction/supply",
+             {"shipSymbol": frigate, "tradeSymbol": "FAB_MATS", "units": 5})
+    contract = raw.get("/my/contracts").json()["data"][0]
+    term = contract["terms"]["deliver"][0]
+    raw.get(f"/my/contracts/{contract['id']}")
+    raw.post(f"/my/contracts/{contract['id']}/accept")
+    server.game.ships[frigate].cargo[term["tradeSymbol"]] = term["unitsRequired"]
+    server.game.ships[frigate].waypoint = term["destinationSymbol"]
+    raw.post(f"/my/contracts/{contract['id']}/deliver",
+             {"shipSymbol": frigate, "tradeSymbol": term["tradeSymbol"],
+              "units": term["unitsRequired"]})
+    raw.post(f"/my/contracts/{contract['id']}/fulfill")
+    raw.post(f"/my/ships/{frigate}/negotiate/contract")
     raw.post(f"/my/ships/{frigate}/navigate", {"waypointSymbol": hq})
     raw.post(f"/my/ships/{frigate}/dock")  # 4214 if still in transit
     raw.post(f"/my/ships/{probe}/jettison", {"symbol": "GOLD", "units": 1})  # 4219
@@ -100,6 +117,61 @@ def test_every_response_matches_the_official_spec(world):
         for err in spec().response_errors(x.method, x.spec_path, x.status, x.response):
             problems.append(f"{x.method} {x.spec_path} {x.status}: {err}")
     assert not problems, "\n".join(problems[:20])
+
+
+def test_construction_sites_and_contracts_follow_the_rules(world):
+    server, raw, reg, _ = world
+    game = server.game
+    frigate = reg["ships"][0]["symbol"]
+    system = reg["agent"]["headquarters"].rsplit("-", 1)[0]
+    gate = next(iter(game.universe.constructions))
+    assert game.universe.waypoints[gate]["isUnderConstruction"]
+    site = f"/systems/{system}/waypoints/{gate}/construction"
+    needs = {m["tradeSymbol"]: m["required"] - m["fulfilled"]
+             for m in raw.get(site).json()["data"]["materials"]}
+    assert needs == {"FAB_MATS": 1600, "ADVANCED_CIRCUITRY": 400, "QUANTUM_STABILIZERS": 0}
+
+    def supply(good, units):
+        return raw.post(site + "/supply", {"shipSymbol": frigate, "tradeSymbol": good,
+                                           "units": units})
+
+    game.ships[frigate].cargo["FAB_MATS"] = 10
+    assert supply("FAB_MATS", 5).json()["error"]["code"] == 4802, "not there yet"
+    game.ships[frigate].waypoint = gate  # flights are tested elsewhere
+    assert supply("IRON", 1).json()["error"]["code"] == 4800
+    assert supply("QUANTUM_STABILIZERS", 1).json()["error"]["code"] == 4801
+    assert supply("FAB_MATS", 20).json()["error"]["code"] == 4219, "only 10 in the hold"
+    done = supply("FAB_MATS", 10)
+    assert done.status_code == 201 and done.json()["data"]["cargo"]["units"] == 0
+    assert raw.get(site).json()["data"]["materials"][0]["fulfilled"] == 10
+    assert raw.get(f"/systems/{system}/waypoints/{reg['agent']['headquarters']}/construction"
+                   ).status_code == 404
+
+    contract = game.offer_contract("TESTER", "IRON_ORE", 30, gate, 500, 3_000)
+    base = f"/my/contracts/{contract.id}"
+    deliver = {"shipSymbol": frigate, "tradeSymbol": "IRON_ORE", "units": 30}
+    assert raw.post(base + "/deliver", deliver).json()["error"]["code"] == 4505
+    credits = game.agents["TESTER"].credits
+    assert raw.post(base + "/accept").json()["data"]["agent"]["credits"] == credits + 500
+    assert raw.post(base + "/accept").json()["error"]["code"] == 4501
+    assert raw.post(base + "/fulfill").json()["error"]["code"] == 4502
+    game.ships[frigate].cargo["IRON_ORE"] = 40
+    assert raw.post(base + "/deliver", {**deliver, "units": 31}).json()["error"]["code"] == 4509
+    assert raw.post(base + "/deliver", {**deliver, "tradeSymbol": "GOLD"}
+                    ).json()["error"]["code"] == 4508
+    assert raw.post(base + "/deliver", deliver).json()["data"]["contract"]["terms"][
+        "deliver"][0]["unitsFulfilled"] == 30
+    assert raw.post(base + "/fulfill").json()["data"]["agent"]["credits"] == credits + 3_500
+    assert raw.post(base + "/fulfill").json()["error"]["code"] == 4504
+    assert [(e.kind, e.units, e.credits) for e in game.books[-3:]] == [
+        ("CONTRACT", 0, 500), ("DELIVER", 30, 0), ("CONTRACT", 0, 3_000)]
+
+
+def test_a_captured_gate_is_a_construction_site(sim_factory, shared):
+    server = sim_factory(universe_dir=shared / "spacetraders-data" / "X1-AD75")
+    site = server.game.universe.constructions["X1-AD75-I55"]
+    assert {m.good: m.required for m in site.materials.values()} == {
+        "FAB_MATS": 1600, "ADVANCED_CIRCUITRY": 400, "QUANTUM_STABILIZERS": 1}
 
 
 def test_travel_time_and_fuel_follow_the_formulas(world):
