@@ -26,6 +26,8 @@ from api.errors import (
 from api.models import (
     Agent,
     Cargo,
+    Construction,
+    Contract,
     Fuel,
     MarketReading,
     Nav,
@@ -360,6 +362,46 @@ class Client:
     def market(self, waypoint: str, priority: Priority = Priority.REFRESH) -> MarketReading:
         path = f"/systems/{system_of(waypoint)}/waypoints/{waypoint}/market"
         return self._get("market", path, _market_reading, priority=priority)
+
+    # --- construction sites and contracts -------------------------------------------------
+
+    def construction(self, waypoint: str) -> Construction:
+        path = f"/systems/{system_of(waypoint)}/waypoints/{waypoint}/construction"
+        return self._get("construction", path, Construction.from_api)
+
+    def supply_construction(self, ship: str, waypoint: str, good: str,
+                            units: int) -> tuple[Construction, Cargo]:
+        path = f"/systems/{system_of(waypoint)}/waypoints/{waypoint}/construction/supply"
+        return self._post("supply", path, lambda d: (Construction.from_api(d["construction"]),
+                                                     Cargo.from_api(d["cargo"])),
+                          body={"shipSymbol": ship, "tradeSymbol": good, "units": units},
+                          mutating=True)
+
+    def contracts(self) -> list[Contract]:
+        return [Contract.from_api(c) for c in self._paged("contracts", "/my/contracts")]
+
+    def contract(self, contract_id: str) -> Contract:
+        return self._get("contract", f"/my/contracts/{contract_id}", Contract.from_api)
+
+    def accept_contract(self, contract_id: str) -> tuple[Contract, int]:
+        """Accept; returns the contract and the agent's credits after the advance."""
+        return self._post("accept", f"/my/contracts/{contract_id}/accept",
+                          lambda d: (Contract.from_api(d["contract"]),
+                                     number(d["agent"], "credits")), mutating=True)
+
+    def deliver_contract(self, contract_id: str, ship: str, good: str,
+                         units: int) -> tuple[Contract, Cargo]:
+        return self._post("deliver", f"/my/contracts/{contract_id}/deliver",
+                          lambda d: (Contract.from_api(d["contract"]),
+                                     Cargo.from_api(d["cargo"])),
+                          body={"shipSymbol": ship, "tradeSymbol": good, "units": units},
+                          mutating=True)
+
+    def fulfill_contract(self, contract_id: str) -> tuple[Contract, int]:
+        """Fulfil; returns the contract and the agent's credits after the payment."""
+        return self._post("fulfill", f"/my/contracts/{contract_id}/fulfill",
+                          lambda d: (Contract.from_api(d["contract"]),
+                                     number(d["agent"], "credits")), mutating=True)
 
     def shipyard(self, waypoint: str) -> list[ShipyardOffer]:
         path = f"/systems/{system_of(waypoint)}/waypoints/{waypoint}/shipyard"

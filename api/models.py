@@ -199,3 +199,61 @@ class Registration:
     def from_api(cls, d: dict) -> Registration:
         return cls(text(d, "token"), Agent.from_api(d["agent"]),
                    tuple(Ship.from_api(s) for s in items(d, "ships")))
+
+
+@dataclass(frozen=True)
+class Construction:
+    """A waypoint under construction: units required and fulfilled per material."""
+
+    waypoint: str
+    materials: dict[str, tuple[int, int]]  # good -> (required, fulfilled)
+    complete: bool
+
+    def remaining(self, good: str) -> int:
+        required, fulfilled = self.materials.get(good, (0, 0))
+        return max(0, required - fulfilled)
+
+    @classmethod
+    def from_api(cls, d: dict) -> Construction:
+        materials = {text(m, "tradeSymbol"): (number(m, "required"), number(m, "fulfilled"))
+                     for m in items(d, "materials")}
+        complete = d["isComplete"]
+        if not isinstance(complete, bool):
+            raise TypeError("isComplete must be a boolean")
+        return cls(text(d, "symbol"), materials, complete)
+
+
+@dataclass(frozen=True)
+class ContractTerm:
+    good: str
+    destination: str
+    required: int
+    fulfilled: int
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.required - self.fulfilled)
+
+
+@dataclass(frozen=True)
+class Contract:
+    id: str
+    type: str
+    accepted: bool
+    fulfilled: bool
+    terms: tuple[ContractTerm, ...]
+    on_accepted: int
+    on_fulfilled: int
+
+    def term(self, good: str) -> ContractTerm | None:
+        return next((t for t in self.terms if t.good == good), None)
+
+    @classmethod
+    def from_api(cls, d: dict) -> Contract:
+        terms = d["terms"]
+        payment = terms["payment"]
+        return cls(text(d, "id"), text(d, "type"), bool(d["accepted"]), bool(d["fulfilled"]),
+                   tuple(ContractTerm(text(t, "tradeSymbol"), text(t, "destinationSymbol"),
+                                      number(t, "unitsRequired"), number(t, "unitsFulfilled"))
+                         for t in items(terms, "deliver")),
+                   number(payment, "onAccepted"), number(payment, "onFulfilled"))

@@ -81,6 +81,8 @@ def test_every_request_the_client_sends_matches_the_spec(sim_factory):
     hq = reg.agent.headquarters
     yard = server.game.universe.start_probe_at
     system = hq.rsplit("-", 1)[0]
+    gate = next(iter(server.game.universe.constructions))
+    contract = next(iter(server.game.contracts))
     calls = [
         lambda: client.status(), lambda: client.agent(), lambda: client.ships(),
         lambda: client.ship(frigate), lambda: client.nav(frigate), lambda: client.cargo(frigate),
@@ -95,6 +97,12 @@ def test_every_request_the_client_sends_matches_the_spec(sim_factory):
         lambda: client.purchase_ship("SHIP_PROBE", yard),
         lambda: client.orbit(probe), lambda: client.transfer(frigate, "FUEL", 1, probe),
         lambda: client.navigate(frigate, yard),
+        lambda: client.construction(gate), lambda: client.supply_construction(
+            frigate, gate, "FAB_MATS", 1),
+        lambda: client.contracts(), lambda: client.contract(contract),
+        lambda: client.accept_contract(contract),
+        lambda: client.deliver_contract(contract, frigate, "IRON_ORE", 1),
+        lambda: client.fulfill_contract(contract),
     ]
     for call in calls:
         try:
@@ -102,7 +110,7 @@ def test_every_request_the_client_sends_matches_the_spec(sim_factory):
         except errors.GameRuleError:
             pass  # the request's shape is what is checked here
     sent = [x for x in record if x.path != "/register"]
-    assert len({(x.method, x.spec_path) for x in sent}) == 23
+    assert len({(x.method, x.spec_path) for x in sent}) == 30
     problems = []
     for x in record:
         template = spec().path_template(x.path)
@@ -449,3 +457,29 @@ def test_a_long_retry_after_is_capped(sim_factory, capsys):
     out = capsys.readouterr().out
     structlog.reset_defaults()
     assert limiter._paused_until == 30 and '"capped": true' in out
+
+
+def test_construction_and_contract_calls_come_back_typed(sim_factory):
+    server = sim_factory(seed=5)
+    client, reg = agent_client(server)
+    game = server.game
+    frigate = reg.ships[0].symbol
+    gate = next(iter(game.universe.constructions))
+    site = client.construction(gate)
+    assert site.remaining("FAB_MATS") == 1600 and not site.complete
+    game.ships[frigate].waypoint = gate
+    game.ships[frigate].cargo["FAB_MATS"] = 3
+    site, cargo = client.supply_construction(frigate, gate, "FAB_MATS", 3)
+    assert site.remaining("FAB_MATS") == 1597 and cargo.held("FAB_MATS") == 0
+    offer = game.offer_contract("CLIENT", "FAB_MATS", 2, gate, 100, 900)
+    [_starting, mine] = client.contracts()
+    assert mine.id == offer.id and mine.term("FAB_MATS").remaining == 2 and not mine.accepted
+    accepted, credits = client.accept_contract(offer.id)
+    assert accepted.accepted and credits == client.agent().credits
+    game.ships[frigate].cargo["FAB_MATS"] = 2
+    delivered, _ = client.deliver_contract(offer.id, frigate, "FAB_MATS", 2)
+    assert delivered.term("FAB_MATS").remaining == 0
+    done, after = client.fulfill_contract(offer.id)
+    assert done.fulfilled and after == credits + 900
+    with pytest.raises(errors.GameRuleError, match="4504"):
+        client.fulfill_contract(offer.id)
