@@ -1,32 +1,33 @@
-"""The `goods-factory` command line: options, commands, and the foreground run."""
+"""The `goods-factory` command line: options and output; the work is in actors.service."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
-import signal
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import click
 import structlog
 
-from actors.coordinator import Settings, read_system
 from actors.logs import add_secret, configure
-from actors.runtime import Runtime, new_owner, owner_alive
+from actors.notify import notify, watchdog
+from actors.runtime import Outcome
+from actors.service import Order, Service
+from actors.settings import POLL_INITIAL_ENV, POLL_SETTLED_ENV, Settings
 from api.client import Client
-from api.errors import ApiError, OutcomeUnknown
+from api.errors import ApiError
 from api.ratelimit import RateLimiter
 from domain.enums import SupplyLevel
-from domain.errors import DomainError, NeedsMarketData, UnknownGoodError
-from domain.factory import Factory, FactoryStatus
+from domain.errors import DomainError, NeedsMarketData
+from domain.factory import Destination, FactoryStatus
 from domain.markets import system_of
 from domain.navigation import Place
 from domain.plan import render_tree, resolve
@@ -36,31 +37,44 @@ from sim.economy import DEFAULT_ECONOMY, ECONOMIES
 from sim.faults import FaultPlan
 from sim.server import SimServer, build_game
 from storage.db import DatabaseError, describe, open_database, resolve_url
-from storage.files import DataFileError, known_goods, load_markets, load_places, load_supply_chain
+from storage.files import DataFileError, load_markets, load_places, load_supply_chain
 from storage.repositories import Storage
 
 USER_ERRORS: tuple[type[Exception], ...] = (DomainError, DataFileError, DatabaseError, ApiError)
 RATE_LIMIT_ENV = "GOODS_FACTORY_RATE_LIMIT"
 EXIT_INTERRUPTED = 130
-LEASE = timedelta(seconds=60)  # a runner silent for longer has died or hung
+LEVELS = click.Choice([level.name for level in SupplyLevel], case_sensitive=False)
 log = structlog.get_logger("cli")
 
 
+def _version() -> str:
+    try:
+        return version("goods-factory")
+    except PackageNotFoundError:  # pragma: no cover - run from a bare checkout
+        return "unknown"
+
+
 class _Cli(click.Group):
-    """Turns the errors a player can fix into one line on stderr and a non-zero exit."""
+    """Turns the errors a player can fix into one line and a non-zero exit (a JSON event
+    when the logs are JSON)."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except USER_ERRORS as exc:
-            raise click.ClickException(str(exc)) from exc
+            self._fail(ctx, click.ClickException(str(exc)))
+        except click.UsageError:
+            raise
+        except click.ClickException as exc:
+            self._fail(ctx, exc)
 
-
-def _supply_level(_ctx, _param, value: str) -> SupplyLevel:
-    try:
-        return SupplyLevel.parse(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+    @staticmethod
+    def _fail(ctx: click.Context, exc: click.ClickException):
+        obj = ctx.obj
+        if isinstance(obj, Context) and obj.json_logs:
+            log.error("error", message=exc.format_message())
+            sys.exit(exc.exit_code)
+        raise exc
 
 
 @dataclass
@@ -69,8 +83,11 @@ class Context:
     token: str | None
     db: str | None
     supply_chain_path: str | None
-    log_format: str | None
-    log_level: str
+    log_format: str
+
+    @property
+    def json_logs(self) -> bool:
+        return self.log_format == "json"
 
     def chain(self) -> SupplyChain:
         return load_supply_chain(self.supply_chain_path)
@@ -84,29 +101,37 @@ class Context:
                                        "(goods-factory register creates an agent)")
         return Client(self.base_url, self.token, limiter=limiter_from_env())
 
-    def logs(self) -> None:
-        configure(self.log_format, self.log_level)
+    def say(self, event: str, text: str, **fields) -> None:
+        """A line for the player: text on stdout, or a JSON event with the logs."""
+        if self.json_logs:
+            log.info(event, message=text, **fields)
+        else:
+            click.echo(text)
 
 
-@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--base-url", envvar="SPACETRADERS_BASE_URL",
-              help="API root [env SPACETRADERS_BASE_URL; default the real server]")
-@click.option("--token", envvar="SPACETRADERS_TOKEN", help="agent token [env SPACETRADERS_TOKEN]")
-@click.option("--db", envvar="GOODS_FACTORY_DB",
-              help="SQLite path or postgresql:// URL [env GOODS_FACTORY_DB; default "
+@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"],
+                                         "show_default": True})
+@click.version_option(_version(), prog_name="goods-factory")
+@click.option("--base-url", envvar="SPACETRADERS_BASE_URL", show_envvar=True,
+              help="API root [default: the real server]")
+@click.option("--token", envvar="SPACETRADERS_TOKEN", show_envvar=True, help="agent token")
+@click.option("--db", envvar="GOODS_FACTORY_DB", show_envvar=True,
+              help="SQLite path or postgresql:// URL [default: "
                    "~/.local/share/goods-factory/goods-factory.db]")
 @click.option("--supply-chain", "supply_chain_path", envvar="GOODS_SUPPLY_CHAIN_PATH",
-              type=click.Path(dir_okay=False), help="exportToImportMap JSON instead of the "
-              "embedded copy [env GOODS_SUPPLY_CHAIN_PATH]")
+              show_envvar=True, type=click.Path(dir_okay=False),
+              help="exportToImportMap JSON instead of the embedded copy")
 @click.option("--log-format", type=click.Choice(["json", "console"]),
-              help="log lines as JSON (default when not a terminal) or for people")
-@click.option("--log-level", default="INFO", show_default=True,
+              help="log lines as JSON (the default when stderr is not a terminal) or for "
+                   "people")
+@click.option("--log-level", default="INFO",
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
 @click.pass_context
 def cli(ctx: click.Context, base_url, token, db, supply_chain_path, log_format, log_level):
     """Produce any trade good in SpaceTraders with a fleet of ships."""
     add_secret(token)
-    ctx.obj = Context(base_url, token, db, supply_chain_path, log_format, log_level)
+    chosen = configure(log_format, log_level)
+    ctx.obj = Context(base_url, token, db, supply_chain_path, chosen)
 
 
 # --- planning ---------------------------------------------------------------------------
@@ -120,13 +145,15 @@ def cli(ctx: click.Context, base_url, token, db, supply_chain_path, log_format, 
 @click.option("--waypoints", "waypoints_path", type=click.Path(dir_okay=False),
               help="waypoint positions, to break ties by distance (with --markets)")
 @click.option("--from", "origin", metavar="WAYPOINT", help="where distances are measured from")
-@click.option("--system", help="system to plan in (without --markets; default: the HQ's)")
-@click.option("--min-supply", default="MODERATE", callback=_supply_level,
-              help="buy where a seller has at least this supply [MODERATE]")
+@click.option("--system", help="system to plan in (without --markets) [default: the HQ's]")
+@click.option("--min-supply", default="MODERATE", type=LEVELS,
+              help="buy where a seller has at least this supply")
+@click.option("--strict-supply", is_flag=True,
+              help="refuse a raw material whose sellers are all below --min-supply")
 @click.option("--json", "as_json", is_flag=True, help="print the tree as JSON")
 @click.pass_obj
 def plan(obj: Context, target, markets_path, waypoints_path, origin, system, min_supply,
-         as_json):
+         strict_supply, as_json):
     """Show how TARGET would be produced."""
     chain = obj.chain()
     if markets_path:
@@ -145,7 +172,8 @@ def plan(obj: Context, target, markets_path, waypoints_path, origin, system, min
     if origin and (not places or origin not in places):
         raise click.BadParameter(f"{origin} is not a known waypoint", param_hint="--from")
     try:
-        tree = resolve(target.upper(), chain, markets, min_supply=min_supply,
+        tree = resolve(target.upper(), chain, markets, min_supply=SupplyLevel.parse(min_supply),
+                       strict_supply=strict_supply,
                        origin=places[origin] if origin else None, places=places)
     except NeedsMarketData as need:
         raise click.ClickException(f"{need}; produce reads them with its ships") from None
@@ -185,117 +213,43 @@ def limiter_from_env() -> RateLimiter:
 # --- production -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class RunOptions:
-    system: str | None = None
-    ships: tuple[str, ...] | None = None
-    max_ships: int | None = None
-    units: int | None = None
-    lot: int | None = None
-    min_supply: SupplyLevel = SupplyLevel.MODERATE
-    reserve: int = 0
-    ceiling_factor: float | None = 1.5
-    poll_initial: float = 30.0
-    poll_settled: float = 60.0
-    warn_after: float = 1200.0
-    tick: float = 0.5
-
-
-def _env_seconds(name: str, default: float) -> float:
-    raw = os.environ.get(name)
+def _factor(_ctx, _param, raw: str) -> float | None:
+    if raw.lower() == "none":
+        return None
     try:
-        return float(raw) if raw else default
+        value = float(raw)
     except ValueError:
-        raise click.ClickException(f"{name} must be a number of seconds, not {raw!r}") from None
+        raise click.BadParameter(f"{raw!r} is not a number or 'none'") from None
+    if not math.isfinite(value) or value <= 0:
+        raise click.BadParameter(f"must be a positive number or 'none', not {raw!r}")
+    return value
 
 
-def _runtime(client: Client, storage: Storage, chain: SupplyChain, opts: RunOptions) -> Runtime:
-    agent = client.agent()
-    storage.ledger.record_balance(agent.symbol, agent.credits, datetime.now(UTC))
-    settings = Settings(min_supply=opts.min_supply, reserve=opts.reserve,
-                        ceiling_factor=opts.ceiling_factor, max_ships=opts.max_ships,
-                        warn_after=opts.warn_after, blind_check_after=opts.poll_settled)
-    return Runtime(client=client, storage=storage, chain=chain, agent=agent, settings=settings,
-                   ships=set(opts.ships) if opts.ships else None,
-                   poll_initial=opts.poll_initial, poll_settled=opts.poll_settled,
-                   tick=opts.tick)
-
-
-def _run(runtime: Runtime, storage: Storage, ids: list[str], progress=None) -> int:
-    """Run the factories in the foreground until they end or a signal stops them."""
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def stop(signum, _frame):
-        log.warning("shutdown.requested", signal=signal.Signals(signum).name)
-        runtime.request_stop()
-
-    if threading.current_thread() is threading.main_thread():
-        for sig in previous:
-            signal.signal(sig, stop)
+def _destination(_ctx, _param, raw: str) -> Destination:
     try:
-        for factory_id in ids:
-            runtime.start_factory(factory_id)
-        finished = runtime.wait(on_idle=progress)
-    finally:
-        runtime.shutdown()
-        if threading.current_thread() is threading.main_thread():
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-    if not finished:
-        click.echo("interrupted: the factories can be continued with `goods-factory resume`",
-                   err=True)
-        return EXIT_INTERRUPTED
-    code = 0
-    for factory_id in ids:
-        factory = storage.factories.load(factory_id)
-        click.echo(outcome_line(factory))
-        if factory.status is not FactoryStatus.COMPLETED:
-            code = 1
-    return code
+        return Destination.parse(raw)
+    except DomainError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
-def create_factory(runtime: Runtime, storage: Storage, chain: SupplyChain, target: str,
-                   opts: RunOptions) -> Factory:
-    """Check that TARGET can be worked on with the fleet at hand, and record the factory."""
-    target = target.upper()
-    if target not in known_goods() | chain.goods:
-        raise UnknownGoodError(f"unknown good {target}: it is not a trade good of the game")
-    if opts.ships:
-        missing = sorted(set(opts.ships) - {s.symbol for s in runtime.fleet.all()})
-        if missing:
-            raise click.ClickException(f"no such ship: {', '.join(missing)}")
-    haulers = [s for s in runtime.idle_haulers() if s.cargo_free > 0]
-    if not haulers:
-        raise click.ClickException("no idle ships: every hauler of the agent is working for "
-                                   "another factory or has a full hold (see `goods-factory "
-                                   "list`)")
-    system = opts.system or system_of(runtime.agent.headquarters)
-    lot = opts.lot or min(s.cargo_capacity for s in haulers)
-    factory = Factory(id=f"f-{uuid.uuid4().hex[:8]}", target=target, system=system, plan=None,
-                      lot=lot, units_wanted=opts.units, min_supply=opts.min_supply,
-                      created_at=datetime.now(UTC))
-    storage.factories.create(factory, runtime.agent.symbol, runtime.owner, factory.created_at)
-    click.echo(f"factory {factory.id}: producing {target} in {system} with {len(haulers)} "
-               f"haulers (lot {lot})", err=True)
-    return factory
+def _poll_options(f):
+    f = click.option("--poll-settled", type=click.FloatRange(min=0.05), default=60.0,
+                     envvar=POLL_SETTLED_ENV, show_envvar=True,
+                     help="seconds between later polls of a watched market")(f)
+    return click.option("--poll-initial", type=click.FloatRange(min=0.05), default=30.0,
+                        envvar=POLL_INITIAL_ENV, show_envvar=True,
+                        help="seconds before the first poll of a newly watched market")(f)
 
 
-def start_production(client: Client, storage: Storage, chain: SupplyChain, target: str,
-                     opts: RunOptions, progress_every: float | None = None) -> int:
-    """Create a factory for `target` and run it; the exit code of `produce`."""
-    runtime = _runtime(client, storage, chain, opts)
-    try:
-        runtime.discover()
-        factory = create_factory(runtime, storage, chain, target, opts)
-    except BaseException:
-        runtime.shutdown()
-        raise
-    return _run(runtime, storage, [factory.id], _progress(storage, [factory.id],
-                                                           progress_every))
+def _settings(**values) -> Settings:
+    polls = {"poll_initial": values.pop("poll_initial"),
+             "poll_settled": values.pop("poll_settled")}
+    settings = Settings(**{k: v for k, v in values.items() if v is not None}, **polls)
+    return replace(settings, blind_check_after=settings.poll_settled)
 
 
-def _progress(storage: Storage, ids: list[str], every: float | None):
-    """Print the status trees every `every` seconds, when they changed."""
+def _progress(obj: Context, storage: Storage, ids: list[str], every: float | None):
+    """Show the status trees every `every` seconds, when they changed."""
     if not every:
         return None
     state = {"last": 0.0, "text": ""}
@@ -304,13 +258,38 @@ def _progress(storage: Storage, ids: list[str], every: float | None):
         if time.monotonic() - state["last"] < every:
             return
         state["last"] = time.monotonic()
-        text = "\n\n".join(render_status(storage.factories.load(i), datetime.now(UTC))
-                            for i in ids)
+        factories = [storage.factories.load(i) for i in ids]
+        now = datetime.now(UTC)
+        text = "\n\n".join(render_status(f, now) for f in factories)
         if text != state["text"]:
             state["text"] = text
-            click.echo("\n" + text + "\n")
+            if obj.json_logs:
+                for f in factories:
+                    log.info("factory.status", status=status_dict(f, now))
+            else:
+                click.echo("\n" + text + "\n")
 
     return show
+
+
+def _finish(obj: Context, storage: Storage, ids: list[str], outcome: Outcome) -> int:
+    """Say how the run ended; the exit code of `produce`, `resume` and `run`."""
+    if outcome.error:
+        obj.say("run.failed", f"stopped: {outcome.error}", error=outcome.error)
+        return 1
+    if not outcome.finished:
+        obj.say("run.interrupted", "interrupted: the factories can be continued with "
+                "`goods-factory resume`")
+        return EXIT_INTERRUPTED
+    code = 0
+    for factory_id in ids:
+        factory = storage.factories.load(factory_id)
+        obj.say("factory.outcome", outcome_line(factory), factory=factory.id,
+                status=factory.status.value, units=factory.units_acquired,
+                credits=factory.credits_spent)
+        if factory.status is not FactoryStatus.COMPLETED:
+            code = 1
+    return code
 
 
 @cli.command()
@@ -319,80 +298,113 @@ def _progress(storage: Storage, ids: list[str], every: float | None):
 @click.option("--ships", help="use only these haulers (comma-separated symbols)")
 @click.option("--max-ships", type=click.IntRange(min=1), help="at most N haulers at once")
 @click.option("--units", type=click.IntRange(min=1),
-              help="keep cycling until N units are held [default: one load of whatever is "
+              help="produce N units, several lots at once [default: one load of whatever is "
                    "available]")
 @click.option("--lot", type=click.IntRange(min=1),
-              help="units of each input per delivery [default: smallest hauler's hold]")
-@click.option("--min-supply", default="MODERATE", callback=_supply_level,
-              help="buy where supply is at least this; else make it [MODERATE]")
-@click.option("--reserve", default=0, show_default=True, type=click.IntRange(min=0),
+              help="units per lot of the target and per feed of an input [default: the "
+                   "smallest hauler's hold]")
+@click.option("--deliver", default="hold", callback=_destination,
+              help="where the product goes: hold, sell:WAYPOINT, construction[:WAYPOINT] or "
+                   "contract:ID")
+@click.option("--min-supply", default="MODERATE", type=LEVELS,
+              help="buy where supply is at least this; else make it")
+@click.option("--strict-supply", is_flag=True,
+              help="refuse a raw material whose sellers are all below --min-supply")
+@click.option("--reserve", default=0, type=click.IntRange(min=0),
               help="credits never to spend")
-@click.option("--max-price-factor", default="1.5", show_default=True,
-              help="never pay more than this × the median price seen ('none': no cap)")
+@click.option("--max-price-factor", default="1.5", callback=_factor,
+              help="never pay more than this × the good's reference price ('none': no cap)")
+@_poll_options
 @click.option("--progress", "progress_every", type=float,
-              help="print the status tree every N seconds")
+              help="show the status tree every N seconds")
+@click.option("--detach", is_flag=True,
+              help="only record the factory: a `goods-factory run` picks it up")
 @click.pass_obj
-def produce(obj: Context, target, system, ships, max_ships, units, lot, min_supply, reserve,
-            max_price_factor, progress_every):
+def produce(obj: Context, target, system, ships, max_ships, units, lot, deliver, min_supply,
+            strict_supply, reserve, max_price_factor, poll_initial, poll_settled,
+            progress_every, detach):
     """Produce TARGET in the foreground until done (exit 0) or failed (exit 1)."""
-    obj.logs()
-    opts = RunOptions(system=system, ships=tuple(ships.split(",")) if ships else None,
-                      max_ships=max_ships, units=units, lot=lot, min_supply=min_supply,
-                      reserve=reserve, ceiling_factor=_factor(max_price_factor),
-                      poll_initial=_env_seconds("GOODS_POLL_INTERVAL_INITIAL", 30.0),
-                      poll_settled=_env_seconds("GOODS_POLL_INTERVAL_SETTLED", 60.0))
+    settings = _settings(min_supply=SupplyLevel.parse(min_supply), strict_supply=strict_supply,
+                         reserve=reserve, ceiling_factor=max_price_factor, max_ships=max_ships,
+                         poll_initial=poll_initial, poll_settled=poll_settled)
+    order = Order(target, system, tuple(ships.split(",")) if ships else None, units, lot,
+                  deliver)
     storage = obj.storage()
-    code = start_production(obj.client(), storage, obj.chain(), target, opts, progress_every)
-    sys.exit(code)
+    service = Service(obj.client(), storage, obj.chain(), settings)
+    sys.exit(_produce(obj, service, order, progress_every, detach))
 
 
-def _factor(raw: str) -> float | None:
-    if raw.lower() == "none":
-        return None
+def _produce(obj: Context, service: Service, order: Order, progress_every: float | None,
+             detach: bool = False) -> int:
+    runtime = service.runtime(ships=set(order.ships) if order.ships else None)
     try:
-        value = float(raw)
-    except ValueError:
-        raise click.BadParameter(f"{raw!r} is not a number or 'none'",
-                                 param_hint="--max-price-factor") from None
-    if not math.isfinite(value) or value <= 0:
-        raise click.BadParameter(f"must be a positive number or 'none', not {raw!r}",
-                                 param_hint="--max-price-factor")
-    return value
-
-
-@cli.command()
-@click.option("--progress", "progress_every", type=float,
-              help="print the status trees every N seconds")
-@click.pass_obj
-def resume(obj: Context, progress_every):
-    """Continue the factories a crash or a signal interrupted, re-reading ship state."""
-    obj.logs()
-    storage = obj.storage()
-    client = obj.client()
-    opts = RunOptions(poll_initial=_env_seconds("GOODS_POLL_INTERVAL_INITIAL", 30.0),
-                      poll_settled=_env_seconds("GOODS_POLL_INTERVAL_SETTLED", 60.0))
-    runtime = _runtime(client, storage, obj.chain(), opts)
-    now = datetime.now(UTC)
-    try:
-        taken = []
-        for lease in storage.factories.orphans(now, LEASE, owner_alive,
-                                               agent=runtime.agent.symbol):
-            if storage.factories.take_over(lease, runtime.owner, now):
-                taken.append(lease.factory)
-            else:
-                held = storage.factories.lease(lease.factory)
-                log.info("factory.taken_elsewhere", factory=lease.factory,
-                         owner=held.owner if held else None)
-        if not taken:
-            runtime.shutdown()
-            click.echo("nothing to resume")
-            return
-        runtime.discover()
+        factory = service.create(runtime, order, None if detach else runtime.owner)
     except BaseException:
         runtime.shutdown()
         raise
-    click.echo(f"resuming {', '.join(taken)}", err=True)
-    sys.exit(_run(runtime, storage, taken, _progress(storage, taken, progress_every)))
+    if detach:
+        runtime.shutdown()
+        obj.say("factory.submitted", f"factory {factory.id} recorded: `goods-factory run` "
+                "will produce it", factory=factory.id)
+        return 0
+    obj.say("factory.created", f"factory {factory.id}: producing {factory.target} in "
+            f"{factory.system} (lot {factory.lot}, to {factory.destination})",
+            factory=factory.id)
+    storage = service.storage
+    outcome = service.run(runtime, [factory.id],
+                          _progress(obj, storage, [factory.id], progress_every))
+    return _finish(obj, storage, [factory.id], outcome)
+
+
+@cli.command()
+@_poll_options
+@click.option("--progress", "progress_every", type=float,
+              help="show the status trees every N seconds")
+@click.pass_obj
+def resume(obj: Context, poll_initial, poll_settled, progress_every):
+    """Continue the factories a crash or a signal interrupted, re-reading ship state."""
+    storage = obj.storage()
+    service = Service(obj.client(), storage, obj.chain(),
+                      _settings(poll_initial=poll_initial, poll_settled=poll_settled))
+    runtime = service.runtime(discover=False)
+    try:
+        taken = service.take_over(runtime)
+        if taken:
+            runtime.discover()
+    except BaseException:
+        runtime.shutdown()
+        raise
+    if not taken:
+        runtime.shutdown()
+        obj.say("resume.nothing", "nothing to resume")
+        return
+    obj.say("resume.taken", f"resuming {', '.join(taken)}", factories=taken)
+    outcome = service.run(runtime, taken, _progress(obj, storage, taken, progress_every))
+    sys.exit(_finish(obj, storage, taken, outcome))
+
+
+@cli.command()
+@_poll_options
+@click.option("--every", default=5.0, type=click.FloatRange(min=0.5),
+              help="seconds between looks for new or interrupted factories")
+@click.pass_obj
+def run(obj: Context, poll_initial, poll_settled, every):
+    """Run every factory of the agent, now and later, until SIGTERM (exit 0). For a
+    supervisor: it resumes what was interrupted and picks up `produce --detach`."""
+    storage = obj.storage()
+    service = Service(obj.client(), storage, obj.chain(),
+                      _settings(poll_initial=poll_initial, poll_settled=poll_settled))
+    runtime = service.runtime(watchdog=watchdog())
+    notify("READY=1")
+    obj.say("run.started", f"running the factories of {service.agent.symbol} (owner "
+            f"{runtime.owner})", owner=runtime.owner)
+    outcome = service.serve(runtime, every=every, on_start=lambda f: obj.say(
+        "run.adopted", f"running {f}", factory=f))
+    notify("STOPPING=1")
+    if outcome.error:
+        obj.say("run.failed", f"stopped: {outcome.error}", error=outcome.error)
+        sys.exit(1)
+    obj.say("run.stopped", "stopped on request; everything is resumable")
 
 
 # --- looking ----------------------------------------------------------------------------
@@ -403,7 +415,7 @@ def resume(obj: Context, progress_every):
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def status(obj: Context, factory_id, as_json):
-    """The factory's tree with each node's state, ship, units, cost and wait (default: the
+    """The factory's tree with each node's state, ships, units, cost and wait (default: the
     newest factory)."""
     storage = obj.storage()
     if factory_id is None:
@@ -419,7 +431,7 @@ def status(obj: Context, factory_id, as_json):
     if as_json:
         click.echo(json.dumps(status_dict(factory, now), indent=2))
     else:
-        click.echo(render_status(factory, now))
+        click.echo(render_status(factory, now, Settings().ceiling_factor))
 
 
 @cli.command("list")
@@ -438,11 +450,11 @@ def list_(obj: Context, as_json):
     if not rows:
         click.echo("no factories yet")
         return
-    click.echo(f"{'ID':<12} {'TARGET':<22} {'STATUS':<10} {'UNITS':>7} {'CREDITS':>12}  CREATED")
+    click.echo(f"{'ID':<12} {'TARGET':<22} {'STATUS':<10} {'UNITS':>9} {'CREDITS':>12}  CREATED")
     for r in rows:
         units = f"{r.units_acquired}/{r.units_wanted}" if r.units_wanted else str(
             r.units_acquired)
-        click.echo(f"{r.id:<12} {r.target:<22} {r.status.value:<10} {units:>7} "
+        click.echo(f"{r.id:<12} {r.target:<22} {r.status.value:<10} {units:>9} "
                    f"{r.credits_spent:>12,}  {r.created_at:%Y-%m-%d %H:%M}")
 
 
@@ -451,26 +463,8 @@ def list_(obj: Context, as_json):
 @click.pass_obj
 def stop(obj: Context, factory_id):
     """Stop a factory for good: its runner stops within seconds, ships are freed."""
-    storage = obj.storage()
-    summary = storage.factories.summary(factory_id)
-    if summary is None:
-        raise click.ClickException(f"no factory {factory_id}")
-    if summary.status.finished:
-        raise click.ClickException(f"factory {factory_id} is already {summary.status.value}")
-    now = datetime.now(UTC)
-    orphan = next((lease for lease in storage.factories.orphans(now, LEASE, owner_alive)
-                   if lease.factory == factory_id), None)
-    me = new_owner()
-    if orphan is None or not storage.factories.take_over(orphan, me, now):
-        storage.factories.request_stop(factory_id)
-        click.echo(f"stop requested: the process running {factory_id} will stop it")
-        return
-    factory = storage.factories.load(factory_id)
-    factory.stop(now)
-    storage.factories.save(factory, factory.tasks.values(), owner=me)
-    storage.assignments.release_factory(factory_id)
-    storage.factories.release(factory_id, me)
-    click.echo(f"factory {factory_id} stopped")
+    service = Service(None, obj.storage(), SupplyChain({}))
+    click.echo(service.stop(factory_id))
 
 
 @cli.command()
@@ -485,7 +479,9 @@ def markets(obj: Context, system, good, refresh):
         client = obj.client()
         system = system or system_of(client.agent().headquarters)
     if refresh:
-        read_system(client, storage, system, again=True)
+        from actors.watcher import MarketBook
+
+        MarketBook(client, storage).know_system(system, again=True)
     snapshots = storage.markets.snapshots(system)
     if not snapshots:
         raise click.ClickException(f"nothing stored for {system}: use --refresh")
@@ -504,17 +500,60 @@ def markets(obj: Context, system, good, refresh):
             click.echo(f"  {g:<28} {role:<9} {quote}")
 
 
+# --- holds and ships --------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("ships", nargs=-1)
+@click.option("--sell", is_flag=True, help="fly there and sell it (else only show the plan)")
+@click.pass_obj
+def unload(obj: Context, ships, sell):
+    """Show what the free ships carry and where it sells best; --sell sells it there."""
+    storage = obj.storage()
+    service = Service(obj.client(), storage, obj.chain())
+    runtime = service.runtime()
+    try:
+        plan = service.unload(runtime, list(ships) or None, sell, on_sale=lambda s: obj.say(
+            "unload.sold", f"{s.ship} sold {s.units} {s.good} at {s.waypoint}", ship=s.ship,
+            good=s.good, units=s.units, waypoint=s.waypoint))
+    finally:
+        runtime.shutdown()
+    if not plan:
+        obj.say("unload.empty", "the free ships carry nothing")
+    for ship, good, units, market in plan:
+        if not sell:
+            where = f"sells best at {market}" if market else "no market of the system buys it"
+            obj.say("unload.plan", f"{ship}: {units} {good}, {where}", ship=ship, good=good,
+                    units=units, waypoint=market or None)
+
+
+@cli.command("buy-ship")
+@click.argument("ship_type")
+@click.option("--at", "waypoint", help="the shipyard [default: the first one with one of "
+              "our ships present that sells it]")
+@click.pass_obj
+def buy_ship(obj: Context, ship_type, waypoint):
+    """Buy a ship (e.g. SHIP_LIGHT_HAULER); the ledger records it like any spending."""
+    service = Service(obj.client(), obj.storage(), obj.chain())
+    service.settle()
+    waypoint = waypoint or service.shipyard_for(ship_type.upper())
+    symbol, price, credits = service.buy_ship(ship_type.upper(), waypoint)
+    obj.say("ship.bought", f"bought {symbol} ({ship_type.upper()}) for {price:,} credits; "
+            f"{credits:,} left", ship=symbol, price=price, credits=credits)
+
+
 @cli.command()
 @click.argument("symbol")
-@click.option("--faction", default="COSMIC", show_default=True)
-@click.option("--account-token", envvar="SPACETRADERS_ACCOUNT_TOKEN", required=True,
-              help="from my.spacetraders.io [env SPACETRADERS_ACCOUNT_TOKEN]")
+@click.option("--faction", default="COSMIC")
+@click.option("--account-token", envvar="SPACETRADERS_ACCOUNT_TOKEN", show_envvar=True,
+              required=True, help="from my.spacetraders.io")
 @click.pass_obj
 def register(obj: Context, symbol, faction, account_token):
     """Register a new agent and print its token (keep it secret)."""
     add_secret(account_token)
     client = Client(obj.base_url, token="")
     reg = client.register(symbol.upper(), faction.upper(), account_token)
+    add_secret(reg.token)
     click.echo(f"agent {reg.agent.symbol} registered at {reg.agent.headquarters} with "
                f"{reg.agent.credits:,} credits and {len(reg.ships)} ships", err=True)
     click.echo(reg.token)
@@ -524,19 +563,20 @@ def register(obj: Context, symbol, faction, account_token):
 
 
 @cli.command()
-@click.option("--seed", default=1, show_default=True, type=int)
-@click.option("--time-scale", default=40.0, show_default=True, type=float)
+@click.option("--seed", default=1, type=int)
+@click.option("--time-scale", default=40.0, type=float)
 @click.option("--target", help="good to produce [default: the universe's depth-2 good]")
 @click.option("--units", type=click.IntRange(min=1), help="units to hold at the end")
-@click.option("--shuttles", default=1, show_default=True, type=click.IntRange(min=0),
+@click.option("--shuttles", default=1, type=click.IntRange(min=0),
               help="light shuttles to buy before producing")
-@click.option("--rate-limit/--no-rate-limit", default=True, show_default=True,
+@click.option("--economy", default=DEFAULT_ECONOMY.name, type=click.Choice(list(ECONOMIES)),
+              help="the simulator's economy profile")
+@click.option("--rate-limit/--no-rate-limit", default=True,
               help="run the simulator (and pace the client) at the real rate limits")
 @click.pass_obj
-def demo(obj: Context, seed, time_scale, target, units, shuttles, rate_limit):
+def demo(obj: Context, seed, time_scale, target, units, shuttles, economy, rate_limit):
     """Start the simulator in-process and produce a good end to end, with live progress."""
-    obj.logs()
-    game = build_game(seed=seed, time_scale=time_scale)
+    game = build_game(seed=seed, time_scale=time_scale, economy=economy)
     server = SimServer(game, rate_limit=rate_limit)
     url = server.start()
     universe = game.universe
@@ -548,41 +588,30 @@ def demo(obj: Context, seed, time_scale, target, units, shuttles, rate_limit):
         anon = Client(url, token="", limiter=limiter)
         reg = anon.register(f"DEMO{uuid.uuid4().hex[:6].upper()}", "COSMIC", "demo")
         add_secret(reg.token)
-        client = anon.with_token(reg.token)
         storage = Storage(open_database(db))
         click.echo(f"simulator {url}: system {universe.symbol}, {len(universe.markets)} markets,"
-                   f" time x{time_scale:g}; agent {reg.agent.symbol}, "
+                   f" time x{time_scale:g}, {economy} economy; agent {reg.agent.symbol}, "
                    f"{reg.agent.credits:,} credits; database {describe(db)}")
-        yard = universe.start_probe_at
+        settings = Settings(poll_initial=2.0, poll_settled=4.0, blind_check_after=4.0,
+                            warn_after=120.0)
+        service = Service(anon.with_token(reg.token), storage, load_supply_chain(
+            obj.supply_chain_path), settings)
+        service.settle()
         for _ in range(shuttles):
-            _buy_ship(client, storage, reg.agent.symbol, "SHIP_LIGHT_SHUTTLE", yard)
-        opts = RunOptions(units=units, poll_initial=2.0, poll_settled=4.0, warn_after=120.0,
-                          tick=0.5)
+            symbol, price, credits = service.buy_ship("SHIP_LIGHT_SHUTTLE",
+                                                      universe.start_probe_at)
+            click.echo(f"bought {symbol} (SHIP_LIGHT_SHUTTLE) for {price:,} credits; "
+                       f"{credits:,} left")
         click.echo(f"producing {target}; the tree below refreshes every 10 s")
-        code = start_production(client, storage, load_supply_chain(obj.supply_chain_path),
-                                target, opts, progress_every=10.0)
+        code = _produce(replace(obj, log_format="console"), service, Order(target, units=units),
+                        progress_every=10.0)
         if code == 0:
             factory_id = storage.factories.list()[-1].id
             click.echo("\n" + render_status(storage.factories.load(factory_id),
-                                            datetime.now(UTC)))
+                                            datetime.now(UTC), settings.ceiling_factor))
     finally:
         server.stop()
     sys.exit(code)
-
-
-def _buy_ship(client: Client, storage: Storage, agent: str, ship_type: str, yard: str) -> None:
-    """Buy one ship, written to the ledger like every other spending."""
-    now = datetime.now(UTC)
-    entry = storage.ledger.intend(agent=agent, ship="", waypoint=yard, good=ship_type,
-                                  kind="SHIP", units=1, now=now)
-    try:
-        ship, price, credits = client.purchase_ship(ship_type, yard)
-    except OutcomeUnknown:
-        raise click.ClickException(f"buying a {ship_type} at {yard} may or may not have "
-                                   "happened; check the fleet before trying again") from None
-    storage.ledger.confirm(entry, units=1, price_per_unit=price, total=price,
-                           credits_after=credits, server_time=now, now=datetime.now(UTC))
-    click.echo(f"bought {ship.symbol} ({ship_type}) for {price:,} credits; {credits:,} left")
 
 
 @cli.group()
@@ -591,22 +620,21 @@ def sim() -> None:
 
 
 @sim.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True, help="loopback address")
-@click.option("--port", default=8642, show_default=True, type=int)
-@click.option("--time-scale", default=1.0, show_default=True, type=float,
+@click.option("--host", default="127.0.0.1", help="loopback address")
+@click.option("--port", default=8642, type=int)
+@click.option("--time-scale", default=1.0, type=float,
               help="divide every game duration (travel, production) by this")
-@click.option("--seed", default=1, show_default=True, type=int,
-              help="seed of the generated universe")
+@click.option("--seed", default=1, type=int, help="seed of the generated universe")
 @click.option("--universe", "universe_dir", type=click.Path(file_okay=False, exists=True),
               help="load a captured system (the spacetraders-data/X1-AD75 layout) instead")
-@click.option("--rate-limit/--no-rate-limit", default=True, show_default=True,
+@click.option("--rate-limit/--no-rate-limit", default=True,
               help="enforce the real two-pool rate limit")
 @click.option("--faults", default="", help="fault plan, e.g. '429=0.1,500=0.05,lose=30'")
-@click.option("--account-token", envvar="SPACETRADERS_ACCOUNT_TOKEN",
-              help="accept only this account token for /register (default: any)")
-@click.option("--starting-credits", default=175_000, show_default=True,
+@click.option("--account-token", envvar="SPACETRADERS_ACCOUNT_TOKEN", show_envvar=True,
+              help="accept only this account token for /register [default: any]")
+@click.option("--starting-credits", default=175_000,
               type=click.IntRange(min=0), help="credits of new agents (benchmarks need more)")
-@click.option("--economy", default=DEFAULT_ECONOMY.name, show_default=True,
+@click.option("--economy", default=DEFAULT_ECONOMY.name,
               type=click.Choice(list(ECONOMIES)),
               help="how markets make and lose goods: " + "; ".join(
                   f"{e.name}: {e.description}" for e in ECONOMIES.values()))
@@ -638,6 +666,8 @@ def sim_serve(host, port, time_scale, seed, universe_dir, rate_limit, faults, ac
 
 def _stop_on_sigterm() -> None:
     """A supervisor's SIGTERM stops the process as cleanly as Ctrl-C does."""
+    import signal
+
     def raise_interrupt(_signum, _frame):
         raise KeyboardInterrupt
 
@@ -650,3 +680,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+

@@ -1,146 +1,182 @@
-"""One factory's conductor: plans, hands ready tasks to idle ships, and follows up.
+"""One factory's conductor: decides lots and feeds, hands work to ships, follows up.
 
 `Coordinator` holds the logic and is driven by messages (`handle`) and time (`tick`);
-`CoordinatorActor` gives it a mailbox. It asks nothing upward: ships and the watcher
-report by `tell`. Every transition of the factory is saved before anything else happens.
+`CoordinatorActor` gives it a mailbox. It never calls the API: ships trade and read
+markets, the watcher watches, and both report by `tell`. It reaches them through small
+ports (`ShipPort`, `WatcherPort`, `RunnerPort`). Every change to the factory is saved
+(fenced by the factory's lease) before a ship is told to act on it, and work is assigned
+as soon as something changes: a trip ending, a supply signal, a market read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
+from typing import Protocol
 
+import peewee
 import pykka
 import structlog
 
 from actors.fleet import Fleet, ShipInfo
 from actors.messages import (
+    Follow,
     Job,
     JobDone,
     JobFailed,
     JobInterrupted,
     JobKind,
     JobNotReady,
+    MarketBlind,
+    MarketSeen,
     Refuelled,
+    ShipCrashed,
     ShipLost,
     SupplySeen,
     Tick,
     Traded,
+    Unwatch,
+    Watch,
 )
-from api.client import Client
-from api.errors import ApiError, Cancelled
-from api.ratelimit import Priority
-from domain.enums import SupplyLevel
+from actors.settings import Settings
+from actors.watcher import MarketBook
+from api.errors import Cancelled
+from domain import scheduling
 from domain.errors import DomainError, InvalidTransition, NeedsMarketData
-from domain.factory import Factory, FactoryStatus, Task, TaskKind, TaskState, backoff
-from domain.navigation import distance, travel_seconds
-from domain.plan import resolve
-from domain.ranking import DEFAULT_CEILING_FACTOR, price_ceiling
+from domain.factory import (
+    DeliverKind,
+    Factory,
+    FactoryStatus,
+    Task,
+    TaskKind,
+    TaskPurpose,
+    TaskState,
+    backoff,
+)
+from domain.feeding import plan_feeds
+from domain.plan import Decision, Planner
+from domain.ranking import ceiling, reference_price
 from domain.supply_chain import SupplyChain
-from storage.repositories import AssignmentRepository, LeaseLost, Storage
+from storage.repositories import LeaseLost, Storage
 
 log = structlog.get_logger("coordinator")
+MAX_ERRORS = 5  # unexpected errors within ERROR_WINDOW before the coordinator gives up
+ERROR_WINDOW = timedelta(minutes=5)
 
 
-@dataclass(frozen=True)
-class Settings:
-    min_supply: SupplyLevel = SupplyLevel.MODERATE
-    reserve: int = 0  # credits never spent
-    ceiling_factor: float | None = DEFAULT_CEILING_FACTOR
-    per_source_cap: int = 2  # haulers buying at one market at once
-    max_ships: int | None = None  # haulers working for this factory at once
-    warn_after: float = 1200.0  # seconds of production wait before a warning
-    blind_check_after: float = 60.0  # no ship can watch the exporter: send one to look
-    market_max_age: float = 3600.0  # older quotes are read again before planning
-    heartbeat_every: float = 5.0
+class ShipPort(Protocol):
+    def dispatch(self, ship: str, job: Job) -> bool: ...
+    def cancel(self, ship: str, soft: bool = False) -> None: ...
 
 
-def read_system(client: Client, storage: Storage, system: str, again: bool = False) -> None:
-    """Store the system's waypoints and every market's lists (and quotes, where a ship is).
-    They never change within a reset, so only what is missing is read, unless `again`."""
-    if again or not storage.waypoints.known(system):
-        storage.waypoints.save(system, client.waypoints(system))
-    known = set() if again else storage.markets.known_waypoints(system)
-    for waypoint in storage.waypoints.markets(system):
-        if waypoint not in known:
-            storage.markets.record(client.market(waypoint, priority=Priority.REFRESH).snapshot)
+class WatcherPort(Protocol):
+    def tell(self, message: object) -> None: ...
+
+
+class RunnerPort(Protocol):
+    def finished(self, factory: str) -> None: ...
+    def stopping(self) -> bool: ...
 
 
 class Coordinator:
-    def __init__(self, factory_id: str, *, storage: Storage, client: Client, fleet: Fleet,
+    def __init__(self, factory_id: str, *, storage: Storage, book: MarketBook,
+                 ships: ShipPort, watcher: WatcherPort, runner: RunnerPort, fleet: Fleet,
                  chain: SupplyChain, settings: Settings, owner: str, agent: str,
                  clock: Callable[[], datetime],
-                 dispatch: Callable[[str, Job, Callable[[object], None]], None],
-                 cancel: Callable[[str], None], watch: Callable[..., None],
-                 unwatch: Callable[[str], None], allowed: Callable[[ShipInfo], bool],
-                 on_finished: Callable[[str], None]):
+                 allowed: Callable[[ShipInfo], bool] = lambda ship: True):
         self.id = factory_id
         self.storage = storage
-        self.client = client
+        self.book = book
+        self.ships = ships
+        self.watcher = watcher
+        self.runner = runner
         self.fleet = fleet
         self.chain = chain
         self.settings = settings
         self.owner = owner
         self.agent = agent
         self.clock = clock
-        self.dispatch = dispatch  # (ship, job, reply): progress and answer come to `handle`
-        self.cancel = cancel  # abandon the job a ship is running for us
-        self.watch = watch
-        self.unwatch = unwatch
         self.allowed = allowed
-        self.on_finished = on_finished
-        self.notify: Callable[[object], None] = lambda message: None  # set by the actor
         self.factory: Factory | None = None
         self.visits: dict[str, str] = {}  # waypoint -> ship flying there to read it
         self.visit_failed: dict[str, str] = {}  # waypoint -> ship that last failed to get there
-        self.parked: dict[str, str] = {}  # waypoint -> probe parked there to watch
+        self.parked: dict[str, str] = {}  # waypoint -> ship parked there to watch it
+        self.wanted_reads: set[str] = set()  # markets a decision waits for
+        self.watched: dict[str, datetime] = {}  # station (GOOD@WAYPOINT) -> watched since
+        self.rewatch: dict[str, datetime] = {}  # station -> only readings after this count
+        self.blind: dict[str, int] = {}  # station -> ships sent to look since its last signal
+        self.followed: frozenset[str] = frozenset()
+        self.benched: set[str] = set()
         self.warned: dict[str, datetime] = {}
+        self.errors: list[datetime] = []
         self.last_heartbeat: datetime | None = None
-        self._places: dict | None = None
+        self.lease_renewed_at: datetime | None = None  # the runtime checks it is recent
+        self.started_at = clock()
+        self.markets_changed = True
         self.finished = False
+        self._times: scheduling.TravelTimes | None = None
         self.log = log.bind(factory=factory_id)
-
-    @property
-    def assignments(self) -> AssignmentRepository:
-        return self.storage.assignments
-
-    @property
-    def places(self) -> dict:
-        """The system's waypoints, read once: positions and FUEL markets do not change."""
-        if not self._places:  # empty until the waypoints have been read
-            self._places = self.storage.waypoints.places(self.factory.system)
-        return self._places
 
     # --- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> None:
-        """Take up the factory as the database has it: new, or interrupted mid-run."""
+        """Take up the factory as the database has it: new, or interrupted mid-run. A task
+        that was running goes back to its ship, whose worker starts from the server's view
+        of the ship and the settled ledger."""
         self.factory = self.storage.factories.load(self.id)
         f = self.factory
-        self.log.info("factory.start", target=f.target, status=f.status.value, round=f.round)
-        for task in f.running():
+        self.log.info("factory.start", target=f.target, status=f.status.value,
+                      destination=str(f.destination), units=f.units_wanted)
+        now = self.clock()
+        resumed: set[str] = set()  # a ship carries on with one task; any other goes back
+        for task in sorted(f.running(), key=lambda t: (-t.held_by(t.ship or ""), t.id)):
             ship = task.ship
-            if ship and self._take(ship, task.id):
-                self.log.info("task.resume", task=task.id, ship=ship, held=task.units_held)
-                self.dispatch(ship, self._job(task), self.notify)
+            info = self.fleet.get(ship) if ship else None
+            if ship not in resumed and info is not None and info.busy:
+                resumed.add(ship)  # still at it in this process (a rebuilt coordinator)
+                continue
+            if ship and ship not in resumed and self._take(ship, task.id):
+                resumed.add(ship)
+                self.log.info("task.resume", task=task.id, ship=ship, held=task.held_by(ship))
+                self._dispatch(ship, self._job(task, ship))
             else:
                 self._save([f.release(task.id)])
-        for task in f.waiting():
-            self._watch(task)
-        self._finish_if_done()
+        self._advance(now)
+
+    def reload(self) -> None:
+        """Forget what this coordinator believed and read the factory again (after an
+        unexpected error): the database is the truth."""
+        self.factory = self.storage.factories.load(self.id)
+        self.watched.clear()
+        self.markets_changed = True
 
     def suspend(self) -> None:
         """Clean shutdown: let go of the lease and of the ships, so resume may continue."""
         self.storage.factories.release(self.id, self.owner)
         for ship in [*self.visits.values(), *self.parked.values()]:
-            self.assignments.release(ship, self.owner)
+            self.storage.assignments.release(ship, self.owner)
         if self.factory:
             for task in self.factory.running():
                 if task.ship:
-                    self.assignments.release(task.ship, self.owner)
+                    self.storage.assignments.release(task.ship, self.owner)
 
-    # --- time ----------------------------------------------------------------------------
+    def let_go(self) -> None:
+        """Another process took the factory over: stop its ships here, touch nothing."""
+        if self.finished:
+            return
+        self.log.error("factory.lease_lost", owner=self._owner_now())
+        for task in self.factory.running() if self.factory else ():
+            if task.ship:
+                self.ships.cancel(task.ship)
+        self.finished = True
+        self.runner.finished(self.id)
+
+    def _owner_now(self) -> str | None:
+        lease = self.storage.factories.lease(self.id)
+        return lease.owner if lease else None
+
+    # --- time and events ------------------------------------------------------------------
 
     def tick(self) -> None:
         if self.finished or self.factory is None:
@@ -148,13 +184,39 @@ class Coordinator:
         now = self.clock()
         if self._heartbeat(now):
             return
+        self._check_waits(now)
+        self._advance(now)
+
+    def handle(self, message: object) -> None:
+        if isinstance(message, Tick):
+            self.tick()
+            return
+        if self.finished or self.factory is None:
+            if isinstance(message, JobDone | JobNotReady | JobFailed | ShipLost |
+                          JobInterrupted | ShipCrashed):
+                self.storage.assignments.release(message.ship, self.owner)
+            return
+        now = self.clock()
         f = self.factory
-        if f.status is FactoryStatus.PENDING:
-            self._plan(now)
-        if f.status is FactoryStatus.ACTIVE:
-            self._check_waiting(now)
-            self._assign(now)
-        self._finish_if_done()
+        try:
+            if isinstance(message, Traded):
+                if message.kind == "PURCHASE":
+                    f.record_purchase(message.task, message.ship, message.units, message.total)
+                else:
+                    f.record_delivery(message.task, message.ship, message.units, message.total)
+            elif isinstance(message, Refuelled):
+                f.record_fuel(message.total)
+            elif isinstance(message, SupplySeen):
+                self._supply_seen(message, now)
+            elif isinstance(message, MarketSeen | MarketBlind):
+                self._market_news(message, now)
+            elif message.job.kind is JobKind.VISIT:
+                self._visit_ended(message)
+            else:
+                self._trip_ended(message, now)
+        except InvalidTransition as exc:  # a late report about a task that moved on
+            self.log.info("event.ignored", event=type(message).__name__, reason=str(exc))
+        self._advance(now)
 
     def _heartbeat(self, now: datetime) -> bool:
         if self.last_heartbeat and (now - self.last_heartbeat).total_seconds() < \
@@ -163,6 +225,7 @@ class Coordinator:
         self.last_heartbeat = now
         lease = self.storage.factories.heartbeat(self.id, self.owner, now)
         if lease == "ok":
+            self.lease_renewed_at = now
             return False
         if lease == "lost":
             self.let_go()
@@ -170,205 +233,465 @@ class Coordinator:
         self.log.info("factory.stop_requested")
         for task in self.factory.running():
             if task.ship:
-                self.cancel(task.ship)
-        self.factory.stop(now)
-        self._save(self.factory.tasks.values())
-        self._finish_if_done()
+                self.ships.cancel(task.ship)
+        self._save(self.factory.stop(now))
+        self._finish_if_done(now)
         return True
 
-    def let_go(self) -> None:
-        """Another process took the factory over: stop its ships here, touch nothing."""
-        if self.finished:
-            return
-        self.log.error("factory.lease_lost")
-        for task in self.factory.running() if self.factory else ():
-            if task.ship:
-                self.cancel(task.ship)
-        self.finished = True
-        self.on_finished(self.id)
+    # --- the loop: decide, feed, assign -------------------------------------------------------
 
-    # --- planning ------------------------------------------------------------------------
-
-    def _plan(self, now: datetime) -> None:
+    def _advance(self, now: datetime) -> None:
+        if self.finished or self.runner.stopping():
+            return  # the process is stopping: no new work, everything stays resumable
         f = self.factory
-        if self.visits:
-            return  # a survey is under way
+        touched: list[Task] = []
         try:
-            read_system(self.client, self.storage, f.system)
-            fresh = now - timedelta(seconds=self.settings.market_max_age)
-            markets = self.storage.markets.snapshots(f.system, fresh_since=fresh)
-            plan = resolve(f.target, self.chain, markets, min_supply=f.min_supply,
-                           origin=self.places.get(self._origin()), places=self.places)
-        except NeedsMarketData as need:
-            self._survey(need.waypoints, now)
-            return
+            if f.status is FactoryStatus.PENDING:
+                self._start_if_decided(now)
+            if f.status is FactoryStatus.ACTIVE:
+                self.wanted_reads = set()
+                if f.plan is None or f.plan.pending:  # read the whole tree's markets
+                    self.wanted_reads = self._planner(now).to_read(f.target)
+                if self.markets_changed:
+                    touched += self._redecide(now)
+                touched += self._open_lots(now)
+                for _ in range(12):  # a new station is fed in the same pass, level by level
+                    opened = self._feed(now)
+                    touched += opened
+                    if not any(t.kind is TaskKind.COLLECT for t in opened):
+                        break
+                if f.reached:
+                    touched += self._wind_down(now)
+                self._watch_waiting(now)
         except DomainError as exc:
             self._fail(str(exc), now)
             return
-        tasks = f.start(now, plan)
-        self._save(tasks)
-        self.log.info("factory.planned", nodes=len(plan.flatten()), depth=plan.depth(),
-                      raw=plan.raw_materials(), tasks=len(tasks))
+        finally:
+            self.markets_changed = False
+        if touched:
+            self._save(touched)
+        if f.status is FactoryStatus.ACTIVE:
+            self._assign(now)
+        if not f.status.finished:
+            self._survey()
+            self._follow()
+        self._finish_if_done(now)
 
-    def _origin(self) -> str | None:
-        """Where distances are measured from when sellers tie: our first hauler."""
-        ships = [s for s in self.fleet.all() if s.is_hauler and not s.lost]
-        return ships[0].waypoint if ships else None
+    def _planner(self, now: datetime, fresh: bool = False) -> Planner:
+        f = self.factory
+        since = now - timedelta(seconds=self.settings.market_max_age) if fresh else None
+        places = self.book.places(f.system)
+        origin = next((places.get(s.waypoint) for s in self.fleet.all()
+                       if s.is_hauler and not s.lost and s.waypoint in places), None)
+        return Planner(self.chain, self.book.snapshots(f.system, since),
+                       min_supply=f.min_supply, strict_supply=f.strict_supply, origin=origin,
+                       places=places)
 
-    def _survey(self, waypoints: frozenset[str], now: datetime) -> None:
-        """Send ships (probes first) to read markets the planner needs quotes from."""
-        for waypoint in sorted(waypoints):
-            if self.fleet.present_at(waypoint, now):
-                self._read_here(waypoint)
+    def _start_if_decided(self, now: datetime) -> None:
+        """The first lot can be decided once the markets that decide it have been read;
+        until then every idle ship and probe reads the tree's markets, nearest first."""
+        f = self.factory
+        planner = self._planner(now, fresh=True)
+        self.wanted_reads = planner.to_read(f.target)
+        try:
+            planner.decide(f.target)
+        except NeedsMarketData:
+            return
+        plan = planner.resolve(f.target, partial=True)
+        self._note_references(plan.flatten())
+        f.start(now, plan)
+        self._save([])
+        self.log.info("factory.planned", method=plan.method.value, waypoint=plan.waypoint,
+                      depth=plan.depth(), pending=plan.pending, reads=len(self.wanted_reads))
+
+    def _note_references(self, nodes: Iterable) -> None:
+        """Fix the reference price of each good the first time it is needed."""
+        f = self.factory
+        markets = self.book.snapshots(f.system)
+        for node in nodes:
+            if node.good not in f.reference:
+                price = reference_price(node.good, markets)
+                if price is not None:
+                    f.reference[node.good] = price
+
+    def _decide(self, planner: Planner, good: str, above: tuple[str, ...]) -> Decision | None:
+        """A fresh decision for one good, or None while its markets are being read."""
+        try:
+            decision = planner.decide(good, above)
+        except NeedsMarketData as need:
+            self.wanted_reads |= need.waypoints
+            return None
+        self._note_references([decision])
+        return decision
+
+    def _open_lots(self, now: datetime) -> list[Task]:
+        f = self.factory
+        sizes = f.lots_to_open(max_open=self._max_open_lots())
+        if not sizes:
+            return []
+        planner = self._planner(now)
+        opened = []
+        for units in sizes:
+            decision = self._decide(planner, f.target, ())
+            if decision is None:
+                break
+            task = f.open_output(decision, units, now)
+            opened.append(task)
+            self.log.info("lot.opened", task=task.id, good=task.good, units=units,
+                          method=decision.method.value, waypoint=decision.waypoint,
+                          below_threshold=decision.below_threshold)
+        if opened:
+            self._replan(planner)
+        return opened
+
+    def _max_open_lots(self) -> int:
+        haulers = sum(1 for s in self.fleet.all() if s.is_hauler and not s.lost
+                      and self.allowed(s) and s.symbol not in self.benched)
+        return max(2, haulers)
+
+    def _feed(self, now: datetime) -> list[Task]:
+        """Keep every station's imports stocked while its export is below the threshold."""
+        f = self.factory
+        orders, views = plan_feeds(f, self.book.latest, self.settings.feeds_per_input,
+                                   most=self._max_open_lots())
+        self._warn_slow(views, now)
+        if not orders:
+            return []
+        planner = self._planner(now)
+        opened = []
+        for order in orders:
+            st = order.station
+            decision = self._decide(planner, order.good, (*st.above, st.good))
+            if decision is None:
                 continue
-            ship = self._pick(waypoint, "any", avoid=self.visit_failed.get(waypoint))
-            if ship is None:
-                if f"survey:{waypoint}" not in self.warned:
-                    self.warned[f"survey:{waypoint}"] = now
-                    self.log.info("survey.waiting_for_ships", waypoint=waypoint)
-                return
-            self.visits[waypoint] = ship
-            self.log.info("survey.visit", waypoint=waypoint, ship=ship)
-            self.dispatch(ship, Job(JobKind.VISIT, waypoint, factory=self.id), self.notify)
+            task = f.open_feed(st, decision, f.lot, now)
+            opened.append(task)
+            latest = self.book.latest(st.waypoint)
+            export = latest.quote(st.good) if latest else None
+            self.log.info("production.feed", task=task.id, station=st.key, good=order.good,
+                          units=task.units_target, source=decision.waypoint,
+                          method=decision.method.value, lot=task.lot,
+                          export_supply=export.supply.name if export else None,
+                          in_flight=next((v.in_flight for v in views if v.station is st), 1))
+        if opened:
+            self._replan(planner)
+        return opened
 
-    def _read_here(self, waypoint: str) -> None:
-        reading = self.client.market(waypoint, priority=Priority.REFRESH)
-        self.storage.markets.record(reading.snapshot)
-
-    # --- production ----------------------------------------------------------------------
-
-    def _check_waiting(self, now: datetime) -> None:
-        for task in self.factory.waiting():
-            waited = (now - (task.inputs_done_at or now)).total_seconds()
-            if waited >= self.settings.warn_after:
-                last = self.warned.get(task.id)
-                if last is None or (now - last).total_seconds() >= self.settings.warn_after:
-                    self.warned[task.id] = now
-                    self.log.warning("production.slow", task=task.id, good=task.good,
-                                     waypoint=task.source, waited_seconds=int(waited))
-            if self.fleet.present_at(task.source, now):
+    def _warn_slow(self, views, now: datetime) -> None:
+        """A station fed lot after lot whose export does not answer gets a warning now and
+        then (waiting has no time limit: `stop` ends it)."""
+        for view in views:
+            if view.answered:
                 continue
-            probe = self._park_probe(task.source)
-            if probe is None and waited >= self.settings.blind_check_after:
-                self.log.info("supply.blind_check", task=task.id, waypoint=task.source)
-                self.unwatch(task.id)
-                self._save([self.factory.supply_ready(task.id)])
+            st = view.station
+            fed_lots = min((len([t for t in st.feeds_of(g) if t.state is TaskState.DONE])
+                            for g in st.inputs if g not in view.saturated), default=0)
+            since = min((t.waiting_since for t in st.waiting if t.waiting_since), default=now)
+            waited = (now - since).total_seconds()
+            if fed_lots < self.settings.slow_after_feeds and waited < self.settings.warn_after:
+                continue
+            last = self.warned.get(st.key)
+            if last is None or (now - last).total_seconds() >= self.settings.warn_after:
+                self.warned[st.key] = now
+                self.log.warning("production.slow", station=st.key, good=st.good,
+                                 waypoint=st.waypoint, waited_seconds=int(waited),
+                                 fed=st.fed(), export_supply=view.export.name if view.export
+                                 else None, saturated=list(view.saturated))
 
-    def _park_probe(self, waypoint: str) -> str | None:
+    def _redecide(self, now: datetime) -> list[Task]:
+        """Markets moved: a lot whose seller fell below the threshold is made instead (and
+        a waiting one is bought once a seller holds the threshold again)."""
+        f = self.factory
+        planner = None
+        touched = []
+        for task in f.open_tasks():
+            if task.state not in (TaskState.READY, TaskState.WAITING) or task.to_deliver \
+                    or task.below_threshold:
+                continue
+            if task.state is TaskState.READY:
+                latest = self.book.latest(task.source)
+                quote = latest.quote(task.good) if latest else None
+                if quote is None or quote.supply >= f.min_supply:
+                    continue
+            planner = planner or self._planner(now)
+            decision = self._decide(planner, task.good, task.above)
+            if decision is None or (decision.waypoint, decision.made) == (
+                    task.source, task.kind is TaskKind.COLLECT):
+                continue
+            was = (task.kind.value, task.source)
+            touched.append(f.redirect(task.id, decision, now))
+            self.log.info("task.redecided", task=task.id, good=task.good, was=list(was),
+                          now=[task.kind.value, task.source])
+        if touched:
+            self._replan(planner)
+        return touched
+
+    def _replan(self, planner: Planner | None) -> None:
+        """Keep the tree shown by `status` in step with the decisions taken."""
+        if planner is None:
+            return
+        try:
+            self.factory.plan = planner.resolve(self.factory.target, partial=True)
+        except DomainError:
+            pass  # the tree is for show; the decisions that matter raised already
+
+    def _wind_down(self, now: datetime) -> list[Task]:
+        f = self.factory
+        for task in f.running():
+            if task.ship:
+                self.ships.cancel(task.ship, soft=True)  # buy nothing more, deliver what is held
+        return f.wind_down(now)
+
+    # --- supply signals and watching ---------------------------------------------------------
+
+    def _watch_waiting(self, now: datetime) -> None:
+        """Every station with waiting lots is watched, once."""
+        for key, tasks in self._waiting_stations().items():
+            if key not in self.watched:
+                first = tasks[0]
+                since = self.rewatch.get(key) or min(t.waiting_since or now for t in tasks)
+                self.watched[key] = since
+                self.watcher.tell(Watch(key, self.id, first.source, first.good,
+                                        self.factory.min_supply, since))
+
+    def _waiting_stations(self) -> dict[str, list[Task]]:
+        out: dict[str, list[Task]] = {}
+        for task in sorted(self.factory.waiting(), key=scheduling.priority):
+            out.setdefault(task.station_here, []).append(task)
+        return out
+
+    def _supply_seen(self, message: SupplySeen, now: datetime) -> None:
+        """The exporter answered: its first waiting lot goes. Any other waits for a reading
+        taken after this one, so that ships do not race for one batch."""
+        self.watched.pop(message.key, None)
+        self.rewatch[message.key] = now
+        self.blind.pop(message.key, None)
+        waiting = self._waiting_stations().get(message.key)
+        if not waiting:
+            return
+        first = waiting[0]
+        self._save([self.factory.supply_ready(first.id)])
+        self.log.info("supply.ready", task=first.id, good=first.good, waypoint=first.source,
+                      supply=message.supply.name)
+
+    def _market_news(self, message: MarketSeen | MarketBlind, now: datetime) -> None:
+        """New quotes may change decisions; a blind reading means our parked ship is not
+        there after all (another process moved it)."""
+        self.markets_changed = True
+        if isinstance(message, MarketBlind) and message.waypoint in self.parked:
+            ship = self.parked.pop(message.waypoint)
+            self.storage.assignments.release(ship, self.owner)
+            self.log.info("probe.not_there", waypoint=message.waypoint, ship=ship)
+
+    def _check_waits(self, now: datetime) -> None:
+        """A station nobody can watch: park a probe there, or after a while send a ship to
+        look (its lot becomes ready; if the supply is still low it waits again)."""
+        f = self.factory
+        if f.status is not FactoryStatus.ACTIVE:
+            return
+        stations = self._waiting_stations()
+        self._release_probes({tasks[0].source for tasks in stations.values()})
+        for key, tasks in stations.items():
+            waypoint = tasks[0].source
+            if self.fleet.present_at(waypoint, now) or self._park(waypoint) is not None:
+                continue
+            since = self.rewatch.get(key) or min(t.waiting_since or now for t in tasks)
+            looked = self.blind.get(key, 0)
+            if (now - since).total_seconds() < self.settings.blind_check_after * 2 ** min(
+                    looked, 5):
+                continue  # 1, 2, 4 … 32 times the interval: looking costs a flight
+            self.blind[key] = looked + 1
+            self.log.info("watch.blind", waypoint=waypoint, task=tasks[0].id, looks=looked + 1,
+                          reason="no probe or idle ship can watch it: a hauler goes to look")
+            self.watcher.tell(Unwatch(key))
+            self.watched.pop(key, None)
+            self.rewatch[key] = now
+            self._save([f.supply_ready(tasks[0].id)])
+
+    def _release_probes(self, needed: set[str]) -> None:
+        """Let parked ships go where nothing waits any more."""
+        for waypoint, ship in list(self.parked.items()):
+            info = self.fleet.get(ship)
+            if waypoint not in needed and info is not None and not info.busy:
+                del self.parked[waypoint]
+                self.storage.assignments.release(ship, self.owner)
+
+    def _park(self, waypoint: str) -> str | None:
         if waypoint in self.parked:
             return self.parked[waypoint]
-        probe = self._pick(waypoint, "probe")
-        if probe is not None:
-            self.parked[waypoint] = probe
-            self.log.info("probe.park", waypoint=waypoint, ship=probe)
-            self.dispatch(probe, Job(JobKind.VISIT, waypoint, factory=self.id), self.notify)
-        return probe
+        ship = self._pick_any(waypoint, probes_only=True)
+        if ship is None:
+            return None
+        self.parked[waypoint] = ship
+        self.log.info("probe.park", waypoint=waypoint, ship=ship)
+        self._dispatch(ship, Job(JobKind.VISIT, waypoint, self.id))
+        return ship
 
-    def _assign(self, now: datetime) -> None:
+    # --- ships ---------------------------------------------------------------------------------
+
+    def _assign(self, now: datetime, rounds: int = 3) -> None:
         f = self.factory
-        working = len(f.running())
-        for task in f.assignable(now, self.settings.per_source_cap):
-            if self.settings.max_ships is not None and working >= self.settings.max_ships:
-                return
-            ship = self._pick(task.source, "hauler", avoid=task.last_ship, task=task.id,
-                              room=task.units_target - task.units_held)
-            if ship is None:
-                self._note_no_ship(task, now)
-                return
-            self._save([f.assign(task.id, ship, now)])
-            self.log.info("task.assigned", task=task.id, good=task.good, ship=ship,
-                          source=task.source, destination=task.destination,
-                          units=task.units_target)
-            self.dispatch(ship, self._job(task), self.notify)
-            working += 1
+        ready = f.ready(now)
+        if not ready:
+            return
+        running = len(f.running())
+        limit = self.settings.max_ships
+        if limit is not None and running >= limit:
+            return
+        ships = self._idle_haulers()
+        places = self.book.places(f.system)
+        if self._times is None or self._times.places is not places:
+            self._times = scheduling.TravelTimes(places)
+        destinations = {t.id: self._destination(t) for t in ready}
+        busy = Counter(t.source for t in f.running() if t.to_buy)
+        plan = scheduling.assign(ready, ships, self._times, destinations, busy_sources=busy,
+                                 per_source_cap=self.settings.per_source_cap)
+        refused = False
+        for choice in plan:
+            if limit is not None and running >= limit:
+                break
+            task = choice.task
+            if not self._take(choice.ship, task.id):
+                continue
+            self._save([f.assign(task.id, choice.ship, now)])
+            self.log.info("task.assigned", task=task.id, good=task.good, ship=choice.ship,
+                          purpose=task.purpose.value, source=task.source,
+                          destination=destinations[task.id], units=task.units_target,
+                          finish_in=round(choice.finish_in))
+            refused |= not self._dispatch(choice.ship, self._job(task, choice.ship))
+            running += 1
+        if refused and rounds > 1:
+            self._assign(now, rounds - 1)  # a benched ship gave its task back
+        elif len(plan) < len(ready):
+            self._note_no_ship(ready, {c.task.id for c in plan}, now)
 
-    def _note_no_ship(self, task: Task, now: datetime) -> None:
-        """Say so, once in a while, when ready work finds no hauler with room in its hold."""
-        last = self.warned.get("no-ship")
-        if last is None or (now - last).total_seconds() >= self.settings.warn_after / 10:
-            self.warned["no-ship"] = now
-            self.log.warning("task.no_ship", task=task.id, good=task.good,
-                             reason="every usable hauler is busy or has a full hold")
+    def _destination(self, task: Task) -> str | None:
+        if task.purpose is TaskPurpose.FEED:
+            return task.destination
+        return self.factory.destination.waypoint if not self.factory.destination.keeps \
+            else None
 
-    def _job(self, task: Task) -> Job:
-        f = self.factory
-        markets = self.storage.markets.snapshots(f.system)
-        ceiling = price_ceiling(task.good, markets, self.settings.ceiling_factor)
-        return Job(JobKind.TRADE, task.source, factory=f.id, task=task.id, good=task.good,
-                   destination=task.destination, units=task.units_target,
-                   held=task.units_held, delivered=task.units_delivered,
-                   collect=task.kind is TaskKind.COLLECT,
-                   min_supply=f.min_supply, ceiling=ceiling, reserve=self.settings.reserve)
-
-    def _pick(self, waypoint: str, kind: str, avoid: str | None = None,
-              task: str | None = None, room: int = 0) -> str | None:
-        """The idle ship we may use that reaches `waypoint` first, claimed here and in the
-        database. `kind` is "hauler", "probe" or "any"; the ship to `avoid` goes last; a
-        hauler needs a free hold, and one with `room` for the whole lot goes first."""
-        places = self.places
-        target = places.get(waypoint)
-
-        def eta(s: ShipInfo) -> int:
-            if target is None or s.waypoint not in places or s.waypoint == waypoint:
-                return 0
-            return travel_seconds(distance(places[s.waypoint], target), max(1, s.speed))
-
+    def _idle_haulers(self) -> list[scheduling.ShipView]:
+        held = {a.ship for a in self.storage.assignments.all() if a.owner != self.owner}
         parked = set(self.parked.values())
+        carrying: dict[str, dict[str, int]] = {}
+        for task in self.factory.open_tasks():
+            for ship, units in task.carriers.items():
+                carrying.setdefault(ship, {})[task.id] = units
+        now = self.clock()
+        views = []
+        for s in self.fleet.all():
+            if not s.is_hauler or s.busy or s.lost or s.symbol in held or s.symbol in parked \
+                    or s.symbol in self.benched or not self.allowed(s):
+                continue
+            free_in = max(0.0, (s.arrival - now).total_seconds()) if s.arrival and \
+                s.status == "IN_TRANSIT" else 0.0
+            views.append(scheduling.ShipView(
+                s.symbol, s.waypoint, s.speed, s.fuel, s.fuel_capacity, s.cargo_capacity,
+                s.cargo_free, free_in, carrying.get(s.symbol, {})))
+        return views
+
+    def _note_no_ship(self, ready: list[Task], assigned: set[str], now: datetime) -> None:
+        """Say so, once in a while, when ready work finds no ship."""
+        last = self.warned.get("no-ship")
+        if last is not None and (now - last).total_seconds() < self.settings.warn_after / 10:
+            return
+        waiting = [t for t in ready if t.id not in assigned]
+        self.warned["no-ship"] = now
+        self.log.info("task.no_ship", tasks=len(waiting), first=waiting[0].id,
+                      reason="every usable hauler is busy, benched or full, or its goods "
+                             "are on a busy ship")
+
+    def _job(self, task: Task, ship: str) -> Job:
+        f = self.factory
+        feed = task.purpose is TaskPurpose.FEED
+        return Job(JobKind.TRADE, task.source, f.id, task=task.id, good=task.good,
+                   destination=self._destination(task),
+                   deliver=DeliverKind.SELL if feed else f.destination.kind,
+                   contract=f.destination.contract, units=task.units_target,
+                   lost=task.units_lost, written_off=task.lost_by.get(ship, 0),
+                   take_what_is_there=not feed and f.units_wanted is None,
+                   below_threshold=task.below_threshold, min_supply=f.min_supply,
+                   ceiling=ceiling(f.reference.get(task.good), self.settings.ceiling_factor),
+                   reserve=self.settings.reserve)
+
+    def _pick_any(self, waypoint: str, probes_only: bool = False) -> str | None:
+        """The idle ship (a probe, if `probes_only`) that reaches `waypoint` first,
+        claimed here and in the database."""
+        places = self.book.places(self.factory.system)
+        if self._times is None or self._times.places is not places:
+            self._times = scheduling.TravelTimes(places)
+        parked = set(self.parked.values()) | set(self.visits.values())
         candidates = [s for s in self.fleet.all()
                       if not s.busy and not s.lost and s.symbol not in parked
-                      and (kind == "any" or s.is_hauler == (kind == "hauler"))
-                      and (kind != "hauler" or s.cargo_free > 0) and self.allowed(s)]
-        for ship in sorted(candidates, key=lambda s: (s.symbol == avoid, s.cargo_free < room,
-                                                      eta(s), s.symbol)):
-            if self._take(ship.symbol, task):
-                return ship.symbol
+                      and s.symbol not in self.benched and (not probes_only or not s.is_hauler)
+                      and self.allowed(s)]
+        avoid = self.visit_failed.get(waypoint)
+        for s in sorted(candidates, key=lambda s: (s.symbol == avoid, self._times.seconds(
+                s.waypoint, waypoint, s.speed, s.fuel, s.fuel_capacity), s.symbol)):
+            if self._take(s.symbol, None):
+                return s.symbol
         return None
 
     def _take(self, ship: str, task: str | None) -> bool:
         if not self.fleet.take(ship):
             return False
-        now = self.clock()
-        held = self.assignments.get(ship)
+        held = self.storage.assignments.get(ship)
         if held is not None and held.owner == self.owner and held.factory in (None, self.id):
-            self.assignments.reassign(ship, self.owner, self.id, task)
+            self.storage.assignments.reassign(ship, self.owner, self.id, task)
             return True
-        if held is None and self.assignments.claim(ship, self.owner, now, factory=self.id,
-                                                   task=task):
+        if held is None and self.storage.assignments.claim(ship, self.owner, self.clock(),
+                                                           factory=self.id, task=task):
             return True
         self.fleet.free(ship)
         return False
 
-    def _watch(self, task: Task) -> None:
-        self.watch(task.id, task.source, task.good, self.factory.min_supply,
-                   task.inputs_done_at or self.clock(), self.notify)
+    def _dispatch(self, ship: str, job: Job) -> bool:
+        """Tell the ship; a benched ship is let go and its task handed out again."""
+        if self.ships.dispatch(ship, job):
+            return True
+        self.fleet.free(ship)
+        self.benched.add(ship)
+        self.storage.assignments.release(ship, self.owner)
+        task = self.factory.tasks.get(job.task) if job.task else None
+        if task is not None and task.state is TaskState.RUNNING:
+            self._save([self.factory.release(task.id)])
+        return False
 
-    # --- events --------------------------------------------------------------------------
-
-    def handle(self, message: object) -> None:
-        if self.finished or self.factory is None:
-            if isinstance(message, JobDone | JobNotReady | JobFailed | ShipLost | JobInterrupted):
-                self.assignments.release(message.ship, self.owner)
-            return
-        now = self.clock()
+    def _survey(self) -> None:
+        """Read the markets decisions wait for: every idle ship and probe takes the unread
+        market it reaches first, in one parallel pass."""
         f = self.factory
-        try:
-            if isinstance(message, Traded):
-                task = (f.record_purchase if message.kind == "PURCHASE" else f.record_sale)(
-                    message.task, message.units, message.total)
-                self._save([task])
-            elif isinstance(message, Refuelled):
-                f.record_fuel(message.total)
-                self._save([])
-            elif isinstance(message, SupplySeen):
-                if f.tasks.get(message.key) and f.tasks[message.key].state is TaskState.WAITING:
-                    self._save([f.supply_ready(message.key)])
-            elif message.job.kind is JobKind.VISIT:
-                self._visit_ended(message)
-            else:
-                self._task_ended(message, now)
-        except InvalidTransition as exc:  # a late report about a task that moved on
-            self.log.info("event.ignored", event=type(message).__name__, reason=str(exc))
-        self._finish_if_done()
+        todo = self.wanted_reads - set(self.visits)
+        if not todo:
+            return
+        places = self.book.places(f.system)
+        if self._times is None or self._times.places is not places:
+            self._times = scheduling.TravelTimes(places)
+        idle = [scheduling.ShipView(s.symbol, s.waypoint, s.speed, s.fuel, s.fuel_capacity,
+                                    s.cargo_capacity, s.cargo_free)
+                for s in self.fleet.all() if not s.busy and not s.lost and self.allowed(s)
+                and s.symbol not in set(self.parked.values()) and s.symbol not in self.benched]
+        if not idle:
+            return
+        for ship, waypoint, _ in scheduling.visits(todo, idle, self._times):
+            if not self._take(ship, None):
+                continue
+            self.visits[waypoint] = ship
+            self.log.info("survey.visit", waypoint=waypoint, ship=ship)
+            self._dispatch(ship, Job(JobKind.VISIT, waypoint, self.id))
+
+    def _follow(self) -> None:
+        """Hear of every reading of the markets this factory decides by."""
+        f = self.factory
+        markets = {t.source for t in f.open_tasks()} | self.wanted_reads | {
+            t.destination for t in f.open_tasks() if t.destination}
+        wanted = frozenset(markets)
+        if wanted != self.followed:
+            self.followed = wanted
+            self.watcher.tell(Follow(self.id, wanted))
+
+    # --- results -------------------------------------------------------------------------------
 
     def _visit_ended(self, message) -> None:
         waypoint = message.job.source
@@ -376,97 +699,146 @@ class Coordinator:
             self.visit_failed[waypoint] = message.ship
         if self.visits.get(waypoint) == message.ship:
             del self.visits[waypoint]
-            self.assignments.release(message.ship, self.owner)
+            self.storage.assignments.release(message.ship, self.owner)
         elif self.parked.get(waypoint) == message.ship:
-            self.assignments.reassign(message.ship, self.owner, self.id, None, "WATCH")
+            self.storage.assignments.reassign(message.ship, self.owner, self.id, None, "WATCH")
             if not isinstance(message, JobDone):
                 del self.parked[waypoint]
-                self.assignments.release(message.ship, self.owner)
+                self.storage.assignments.release(message.ship, self.owner)
         else:
-            self.assignments.release(message.ship, self.owner)
+            self.storage.assignments.release(message.ship, self.owner)
         if isinstance(message, ShipLost):
             self.fleet.mark_lost(message.ship)
+        if isinstance(message, ShipCrashed) and message.benched:
+            self.benched.add(message.ship)
+        self.markets_changed = True
 
-    def _task_ended(self, message, now: datetime) -> None:
+    def _trip_ended(self, message, now: datetime) -> None:
         f, task_id, ship = self.factory, message.job.task, message.ship
         if isinstance(message, JobInterrupted):
-            return  # shutting down: the task stays RUNNING for resume
-        self.assignments.release(ship, self.owner)
+            return  # the process is stopping: the task stays RUNNING, for resume
+        self.storage.assignments.release(ship, self.owner)
+        self._reload_progress(task_id)
+        task = f.tasks[task_id]
         if isinstance(message, JobDone):
-            touched = f.finish_task(task_id, now)
-            self._save(touched)
-            task = f.tasks[task_id]
-            self.log.info("task.done", task=task_id, good=task.good, ship=ship,
-                          bought=task.units_bought, delivered=task.units_delivered,
-                          cost=task.cost)
-            for t in touched:
-                if t.state is TaskState.WAITING:
-                    self.log.info("production.waiting", task=t.id, good=t.good,
-                                  waypoint=t.source)
-                    self._watch(t)
-            self._release_idle_probes()
+            if message.missing:
+                f.lose(task_id, ship, message.missing)
+            if message.need is not None:
+                f.cap_wanted(f.units_acquired + message.need)
+            task = f.trip_done(task_id, now, message.supply_fell)
+            if task.state is TaskState.READY and not (message.bought or message.delivered):
+                task.not_before = backoff(1, now, base=10.0)  # it moved nothing: no loop
+            self._save([task])
+            self._log_trip(task, message)
         elif isinstance(message, JobNotReady):
             task = f.not_ready(task_id, now, message.reason, backoff(1, now, base=10.0))
             self._save([task])
-            if task.state is TaskState.WAITING:
-                self._watch(task)
+            self.markets_changed = True
         elif isinstance(message, ShipLost):
             self.log.warning("ship.lost", ship=ship, task=task_id)
             self.fleet.mark_lost(ship)
-            task = f.release(task_id, ship_lost=True)
-            touched = [task]
-            if task.kind is TaskKind.COLLECT and task.units_lost:
-                self.log.warning("production.refeed", task=task_id, good=task.good,
-                                 reason="the made goods were lost with the ship")
-                self.unwatch(task_id)
-                touched = f.refeed(task_id)
-            self._save(touched)
+            f.lose(task_id, ship)
+            self._save([f.release(task_id)])
+        elif isinstance(message, ShipCrashed):
+            if message.benched:
+                self.benched.add(ship)
+                self.log.error("ship.benched", ship=ship, reason=message.error)
+            self._fail_task(task_id, ship, f"ship actor crashed: {message.error}", now)
         elif isinstance(message, JobFailed):
             if message.fatal:
                 self._fail(message.error, now)
                 return
-            attempts = f.tasks[task_id].attempts + 1
-            task = f.fail_task(task_id, now, message.error, backoff(attempts, now))
-            self._save(f.tasks.values() if f.status.finished else [task])
-            self.log.warning("task.retry" if not f.status.finished else "task.gave_up",
-                             task=task_id, ship=ship, error=message.error, attempts=attempts)
+            self._fail_task(task_id, ship, message.error, now)
 
-    def _release_idle_probes(self) -> None:
-        waiting = {t.source for t in self.factory.waiting()}
-        for waypoint, probe in list(self.parked.items()):
-            if waypoint not in waiting and self.fleet.get(probe) and \
-                    not self.fleet.get(probe).busy:
-                del self.parked[waypoint]
-                self.assignments.release(probe, self.owner)
+    def _fail_task(self, task_id: str, ship: str, error: str, now: datetime) -> None:
+        f = self.factory
+        attempts = f.tasks[task_id].attempts + 1
+        touched = f.fail_task(task_id, now, error, backoff(attempts, now))
+        self._save(touched)
+        self.log.warning("task.gave_up" if f.status.finished else "task.retry", task=task_id,
+                         ship=ship, error=error, attempts=attempts)
 
-    # --- endings -------------------------------------------------------------------------
+    def _reload_progress(self, task_id: str) -> None:
+        """The ledger (settled by the ship) is the truth of what a trip moved."""
+        f = self.factory
+        progress = self.storage.ledger.task_progress(f.id, task_id).get(task_id)
+        task = f.tasks[task_id]
+        if progress is not None:
+            task.bought_by, task.delivered_by = progress.bought_by, progress.delivered_by
+            task.cost, task.revenue = progress.cost, progress.revenue
+        f.credits_spent = self.storage.ledger.factory_spend(f.id)
+
+    def _log_trip(self, task: Task, message: JobDone) -> None:
+        event = "task.done" if task.state is TaskState.DONE else "task.trip"
+        self.log.info(event, task=task.id, good=task.good, ship=message.ship,
+                      bought=message.bought, delivered=message.delivered, trips=task.trips,
+                      acquired=task.units_acquired, target=task.units_target,
+                      state=task.state.value)
+        if task.purpose is TaskPurpose.FEED and message.delivered:
+            latest = self.book.latest(task.destination)
+            station = self.factory.stations().get(task.station)
+            export = latest.quote(station.good) if latest and station else None
+            imported = latest.quote(task.good) if latest else None
+            self.log.info("production.fed", task=task.id, station=task.station,
+                          good=task.good, units=message.delivered,
+                          export_supply=export.supply.name if export else None,
+                          input_supply=imported.supply.name if imported else None)
+        if task.purpose is TaskPurpose.OUTPUT:
+            f = self.factory
+            self.log.info("factory.progress", acquired=f.units_acquired, wanted=f.units_wanted)
+
+    # --- endings -------------------------------------------------------------------------------
 
     def _fail(self, reason: str, now: datetime) -> None:
         self.log.error("factory.failed", reason=reason)
         for task in self.factory.running():
             if task.ship:
-                self.cancel(task.ship)
-        self.factory.fail(reason, now)
-        self._save(self.factory.tasks.values())
+                self.ships.cancel(task.ship)
+        self._save(self.factory.fail(reason, now))
+        self._finish_if_done(now)
 
-    def _finish_if_done(self) -> None:
+    def _finish_if_done(self, now: datetime) -> None:
         f = self.factory
-        if self.finished or f is None or not f.status.finished:
+        if self.finished or f is None:
+            return
+        if f.status is FactoryStatus.ACTIVE and f.reached and f.settled:
+            f.complete(now)
+            self._save([])
+        if not f.status.finished:
             return
         self.finished = True
-        for task in f.tasks.values():
-            self.unwatch(task.id)
-        self.assignments.release_factory(self.id)
+        for key in self.watched:
+            self.watcher.tell(Unwatch(key))
+        self.watcher.tell(Follow(self.id, frozenset()))
+        self.storage.assignments.release_factory(self.id)
         self.storage.factories.release(self.id, self.owner)
         self.log.info("factory.finished", status=f.status.value, units=f.units_acquired,
                       credits=f.credits_spent, error=f.error)
-        self.on_finished(self.id)
+        self.runner.finished(self.id)
 
-    def _save(self, tasks) -> None:
+    def _save(self, tasks: Iterable[Task]) -> None:
         self.storage.factories.save(self.factory, list(tasks), owner=self.owner)
+
+    # --- failures ------------------------------------------------------------------------------
+
+    def recover(self, exc: BaseException) -> None:
+        """An unexpected error in a handler: reload the factory from the database and go
+        on, unless errors keep coming (then re-raise: the actor dies and the runtime
+        rebuilds the coordinator, or ends the run)."""
+        now = self.clock()
+        self.errors = [t for t in self.errors if now - t < ERROR_WINDOW] + [now]
+        self.log.error("coordinator.error", error=f"{type(exc).__name__}: {exc}",
+                       errors=len(self.errors))
+        if len(self.errors) >= MAX_ERRORS:
+            raise exc
+        self.reload()
 
 
 class CoordinatorActor(pykka.ThreadingActor):
+    """A mailbox for a coordinator. Unexpected errors reload the factory from the
+    database; too many in a row, or one while starting, let the actor die, and the
+    runtime notices and rebuilds it (or ends the run)."""
+
     use_daemon_thread = True
 
     def __init__(self, coordinator: Coordinator):
@@ -475,28 +847,17 @@ class CoordinatorActor(pykka.ThreadingActor):
 
     def on_start(self) -> None:
         structlog.contextvars.bind_contextvars(factory=self.coordinator.id)
-        ref = self.actor_ref
-        self.coordinator.notify = ref.tell
-        try:
-            self.coordinator.start()
-        except Exception:
-            log.exception("coordinator.start_failed", factory=self.coordinator.id)
-            raise
+        self.coordinator.start()
 
-    def suspend(self) -> None:
-        self.coordinator.suspend()
-
-    def on_receive(self, message):
+    def on_receive(self, message: object) -> None:
         try:
-            if isinstance(message, Tick):
-                self.coordinator.tick()
-            else:
-                self.coordinator.handle(message)
+            self.coordinator.handle(message)
         except Cancelled:
             pass
         except LeaseLost:
             self.coordinator.let_go()
-        except ApiError as exc:
-            log.warning("coordinator.api_error", error=str(exc))
-        except Exception:  # a bug must not kill the factory's conductor
-            log.exception("coordinator.error")
+        except peewee.DatabaseError as exc:  # the runtime watches how long this lasts
+            self.coordinator.log.warning("coordinator.database_error", error=str(exc))
+        except Exception as exc:
+            self.coordinator.recover(exc)
+

@@ -25,6 +25,7 @@ class ShipInfo:
     status: str
     arrival: datetime | None
     cargo_free: int = 0
+    fuel: int = 0
     busy: bool = False  # running a job in this process
     lost: bool = False
 
@@ -46,7 +47,7 @@ class Fleet:
     def update(self, ship: Ship) -> ShipInfo:
         info = ShipInfo(ship.symbol, ship.role, ship.cargo.capacity, ship.speed,
                         ship.fuel.capacity, ship.nav.waypoint, ship.nav.status, ship.nav.arrival,
-                        ship.cargo.free)
+                        ship.cargo.free, ship.fuel.current)
         with self._lock:
             old = self._ships.get(ship.symbol)
             if old is not None:
@@ -59,6 +60,11 @@ class Fleet:
             if symbol in self._ships:
                 self._ships[symbol] = replace(self._ships[symbol], waypoint=nav.waypoint,
                                               status=nav.status, arrival=nav.arrival)
+
+    def fuelled(self, symbol: str, fuel: int) -> None:
+        with self._lock:
+            if symbol in self._ships:
+                self._ships[symbol] = replace(self._ships[symbol], fuel=fuel)
 
     def loaded(self, symbol: str, cargo: Cargo) -> None:
         with self._lock:

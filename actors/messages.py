@@ -1,32 +1,40 @@
-"""Messages between actors. Commands go down (coordinator -> ship), events go up (tell)."""
+"""Messages between actors. Commands go down (coordinator -> ship, coordinator -> watcher);
+events go up (ship -> coordinator, watcher -> coordinator), by `tell` only."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
 from domain.enums import SupplyLevel
+from domain.factory import DeliverKind
+from domain.markets import MarketSnapshot
+
+# --- commands ----------------------------------------------------------------------------
 
 
 class JobKind(StrEnum):
-    TRADE = "TRADE"  # buy at `source`, deliver to `destination` (or keep)
-    VISIT = "VISIT"  # fly to `source` and read its market (surveys, parking probes)
+    TRADE = "TRADE"  # one trip of a task: buy at `source`, deliver to `destination` (or keep)
+    VISIT = "VISIT"  # fly to `source` and read its market (surveys, parked probes)
+    UNLOAD = "UNLOAD"  # sell all of `good` the hold carries at `destination`
 
 
 @dataclass(frozen=True)
 class Job:
     kind: JobKind
     source: str
-    factory: str | None = None
+    factory: str
     task: str | None = None
     good: str | None = None
-    destination: str | None = None
-    units: int = 0
-    held: int = 0  # units already bought for this task and still in the hold
-    delivered: int = 0  # units already delivered for this task
-    collect: bool = False  # buy only if supply >= min_supply (a made good)
+    destination: str | None = None  # None: keep the goods in the hold
+    deliver: DeliverKind = DeliverKind.SELL
+    contract: str | None = None
+    units: int = 0  # the task's whole lot
+    lost: int = 0  # units of the task written off (all ships)
+    written_off: int = 0  # …of which this ship's
+    take_what_is_there: bool = False  # one load of whatever is available
+    below_threshold: bool = False  # buy whatever the supply (a raw material)
     min_supply: SupplyLevel = SupplyLevel.MODERATE
     ceiling: int | None = None  # highest purchase price per unit
     reserve: int = 0  # credits never to go below
@@ -34,16 +42,61 @@ class Job:
 
 @dataclass(frozen=True)
 class RunJob:
-    """Coordinator -> ship: do this; report progress and the result through `reply`."""
+    """Coordinator -> ship: do this, then report to the job's factory."""
 
     job: Job
-    reply: Callable[[object], None]  # the coordinator's ActorRef.tell
+
+
+@dataclass(frozen=True)
+class Watch:
+    """Coordinator -> watcher: tell `factory` once `good` at `waypoint` shows `level`
+    in a reading taken after `since`. A watch with the same key is replaced."""
+
+    key: str
+    factory: str
+    waypoint: str
+    good: str
+    level: SupplyLevel
+    since: datetime
+
+
+@dataclass(frozen=True)
+class Unwatch:
+    key: str
+
+
+@dataclass(frozen=True)
+class Follow:
+    """Coordinator -> watcher: tell `factory` whenever one of these markets is read."""
+
+    factory: str
+    waypoints: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Market book -> watcher: a market was read."""
+
+    snapshot: MarketSnapshot
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Scheduler -> actor: time to look around."""
+
+
+# --- events ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class JobDone:
     ship: str
     job: Job
+    bought: int = 0
+    delivered: int = 0
+    supply_fell: bool = False  # it stopped buying because the market fell below the threshold
+    missing: int = 0  # units the ledger says it held that were not in its hold
+    need: int | None = None  # units the destination still requires (site or contract)
 
 
 @dataclass(frozen=True)
@@ -51,6 +104,7 @@ class JobNotReady:
     ship: str
     job: Job
     reason: str
+    supply_fell: bool = False
 
 
 @dataclass(frozen=True)
@@ -74,12 +128,24 @@ class JobInterrupted:
 
 
 @dataclass(frozen=True)
-class Traded:
-    """A confirmed purchase or sale for a task, as it happens."""
+class ShipCrashed:
+    """Pool -> coordinator: the ship's actor died on a bug while running `job`; it is
+    started afresh for its next job unless it crashed too often (`benched`)."""
 
     ship: str
+    job: Job
+    error: str
+    benched: bool
+
+
+@dataclass(frozen=True)
+class Traded:
+    """A confirmed purchase or delivery for a task, as it happens."""
+
+    ship: str
+    factory: str
     task: str
-    kind: str  # PURCHASE or SELL
+    kind: str  # PURCHASE, SELL, SUPPLY or DELIVER
     units: int
     total: int
 
@@ -87,13 +153,13 @@ class Traded:
 @dataclass(frozen=True)
 class Refuelled:
     ship: str
-    factory: str | None
+    factory: str
     total: int
 
 
 @dataclass(frozen=True)
 class SupplySeen:
-    """Watcher -> subscriber: the good's supply at the market reached the level asked."""
+    """Watcher -> coordinator: the good's supply at the market reached the level asked."""
 
     key: str
     waypoint: str
@@ -103,8 +169,19 @@ class SupplySeen:
 
 
 @dataclass(frozen=True)
-class Tick:
-    """Scheduler -> actor: time to look around."""
+class MarketSeen:
+    """Watcher -> coordinator: a followed market has new quotes."""
+
+    waypoint: str
+    observed_at: datetime
 
 
-JobResult = JobDone | JobNotReady | JobFailed | ShipLost | JobInterrupted
+@dataclass(frozen=True)
+class MarketBlind:
+    """Watcher -> coordinator: a followed market was read without quotes: none of our
+    ships is there, whatever this process believed."""
+
+    waypoint: str
+
+
+JobResult = JobDone | JobNotReady | JobFailed | ShipLost | JobInterrupted | ShipCrashed

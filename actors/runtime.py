@@ -1,8 +1,15 @@
-"""The one place where the actors are built, wired, started and stopped.
+"""The one place where the actors are built, wired, started, watched and stopped.
 
-Order matters: the watcher first (coordinators talk to it), then one actor per ship,
-then one coordinator per factory; stopping goes the other way, and anything still
-alive afterwards is logged as a bug.
+Order matters: the market book and the watcher first (everyone reads markets through
+them), then the ship pool, then one coordinator per factory; stopping goes the other
+way, and anything still alive afterwards is logged as a bug.
+
+Nothing may hang. `wait` looks after the actors while the factories run: a coordinator
+that died is rebuilt from the database (at most `max_rebuilds` times, then the run ends
+with one line); a dead watcher is restarted with its subscriptions; a coordinator that
+could not renew its lease for longer than the lease (a lost database, a hung thread)
+ends the run, so that a supervisor restarts it and `resume` takes over. While all is
+well, `wait` feeds the watchdog.
 """
 
 from __future__ import annotations
@@ -13,17 +20,20 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import pykka
 import structlog
 
-from actors.coordinator import Coordinator, CoordinatorActor, Settings
+from actors.coordinator import Coordinator, CoordinatorActor
 from actors.fleet import Fleet, ShipInfo, Wallet
-from actors.messages import RunJob
-from actors.ship import ShipActor, ShipWorker
+from actors.messages import Observed
+from actors.pool import ShipPool
+from actors.settings import Settings
+from actors.ship import ShipWorker
 from actors.ticker import Ticker
-from actors.watcher import MarketWatcher, MarketWatcherActor, Observed
+from actors.watcher import Directory, MarketBook, MarketWatcher, MarketWatcherActor
 from api.client import Client
 from api.models import Agent
 from domain.supply_chain import SupplyChain
@@ -61,11 +71,93 @@ def owner_alive(owner: str | None) -> bool | None:
     return True
 
 
+class RunError(Exception):
+    """The run cannot go on (a coordinator keeps dying, the database is gone): the
+    factories stay resumable."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    finished: bool  # every factory ended (else: stopped, or `error`)
+    error: str | None = None
+
+
+class _Directory(Directory):
+    """factory -> its current coordinator; events for a dead one are dropped (the one
+    rebuilt in its place reads the truth from the database)."""
+
+    def __init__(self):
+        self._refs: dict[str, pykka.ActorRef] = {}
+        self._lock = threading.Lock()
+
+    def set(self, factory: str, ref: pykka.ActorRef) -> None:
+        with self._lock:
+            self._refs[factory] = ref
+
+    def tell(self, factory: str, message: object) -> None:
+        with self._lock:
+            ref = self._refs.get(factory)
+        if ref is None:
+            return
+        try:
+            ref.tell(message)
+        except pykka.ActorDeadError:
+            log.warning("directory.dead", factory=factory, event=type(message).__name__)
+
+
+class _Runner:
+    """The coordinators' port to the runtime: they say when their factory has ended, and
+    ask whether the process is stopping (then they start nothing new)."""
+
+    def __init__(self, stop: threading.Event):
+        self.done: queue.Queue[str] = queue.Queue()
+        self._stop = stop
+
+    def finished(self, factory: str) -> None:
+        self.done.put(factory)
+
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+
+@dataclass
+class _Running:
+    coordinator: Coordinator
+    ref: pykka.ActorRef
+    rebuilds: int = 0
+
+
+class _WatcherPort:
+    """Tells the watcher, restarting its actor (with the same subscriptions) if it died."""
+
+    def __init__(self, logic: MarketWatcher):
+        self.logic = logic
+        self.ref = MarketWatcherActor.start(logic)
+        self._lock = threading.Lock()
+        self.restarts = 0
+
+    def tell(self, message: object) -> None:
+        try:
+            self.ref.tell(message)
+        except pykka.ActorDeadError:
+            self.revive()
+            self.ref.tell(message)
+
+    def revive(self) -> bool:
+        with self._lock:
+            if self.ref.is_alive():
+                return False
+            self.restarts += 1
+            log.error("watcher.restarted", restarts=self.restarts)
+            self.ref = MarketWatcherActor.start(self.logic)
+            return True
+
+
 class Runtime:
     def __init__(self, *, client: Client, storage: Storage, chain: SupplyChain, agent: Agent,
                  settings: Settings, ships: set[str] | None = None,
-                 poll_initial: float = 30.0, poll_settled: float = 60.0,
-                 tick: float = 1.0, clock: Callable[[], datetime] = utcnow):
+                 clock: Callable[[], datetime] = utcnow,
+                 watchdog: Callable[[], None] | None = None):
         self.client = client
         self.storage = storage
         self.chain = chain
@@ -73,39 +165,47 @@ class Runtime:
         self.settings = settings
         self.only = ships
         self.clock = clock
+        self.watchdog = watchdog
         self.owner = new_owner()
         self.stop = client.stop
         self.fleet = Fleet()
         self.wallet = Wallet(agent.credits)
-        self.ticker = Ticker(tick)
-        self.watcher = MarketWatcherActor.start(MarketWatcher(
-            client, storage, self.fleet, clock, poll_initial, poll_settled))
+        self.book = MarketBook(client, storage)
+        self.directory = _Directory()
+        self.runner = _Runner(self.stop)
+        self.watcher = _WatcherPort(MarketWatcher(self.book, self.fleet, self.directory, clock,
+                                                  settings.poll_initial,
+                                                  settings.poll_settled))
+        self.book.listen(lambda snapshot: self.watcher.tell(Observed(snapshot)))
+        self.pool = ShipPool(self._worker, self.directory, settings.max_ship_restarts)
+        self.ticker = Ticker(settings.tick)
         self.ticker.add(self.watcher)
-        self.ships: dict[str, tuple[pykka.ActorRef, ShipWorker]] = {}
-        self.coordinators: dict[str, pykka.ActorRef] = {}
-        self._finished: queue.Queue[str] = queue.Queue()
+        self.running: dict[str, _Running] = {}
+        self.systems: set[str] = set()
         self._done: set[str] = set()
         self._started = False
 
     # --- building ------------------------------------------------------------------------
+
+    def _worker(self, ship: str) -> ShipWorker:
+        return ShipWorker(ship, agent=self.agent.symbol, client=self.client,
+                          storage=self.storage, book=self.book, fleet=self.fleet,
+                          wallet=self.wallet, clock=self.clock, stop=self.stop,
+                          report=self.directory.tell, owner=self.owner)
 
     def allowed(self, ship: ShipInfo) -> bool:
         """Probes always serve (surveys, watching); haulers only if the player allows."""
         return not ship.is_hauler or self.only is None or ship.symbol in self.only
 
     def discover(self) -> list[ShipInfo]:
-        """Read the fleet from the server and give every ship an actor."""
-        found = []
-        for ship in self.client.ships():
-            info = self.fleet.update(ship)
-            found.append(info)
-            if ship.symbol not in self.ships:
-                worker = ShipWorker(ship.symbol, agent=self.agent.symbol, client=self.client,
-                                    storage=self.storage, fleet=self.fleet, wallet=self.wallet,
-                                    clock=self.clock, stop=self.stop,
-                                    observe=lambda s: self.watcher.tell(Observed(s)))
-                self.ships[ship.symbol] = (ShipActor.start(worker), worker)
-        return found
+        """Read the fleet from the server."""
+        return [self.fleet.update(ship) for ship in self.client.ships()]
+
+    def know_system(self, system: str) -> None:
+        """Waypoints and market lists of a system, read once per process."""
+        if system not in self.systems:
+            self.book.know_system(system)
+            self.systems.add(system)
 
     def idle_haulers(self) -> list[ShipInfo]:
         """Haulers we may use that no live process holds."""
@@ -119,42 +219,78 @@ class Runtime:
             self.storage.assignments.release_dead(owner_alive)
             self.ticker.start()
             self._started = True
+        summary = self.storage.factories.summary(factory_id)
+        self.know_system(summary.system)
+        self._build(factory_id)
+
+    def _build(self, factory_id: str, rebuilds: int = 0) -> None:
         coordinator = Coordinator(
-            factory_id, storage=self.storage, client=self.client, fleet=self.fleet,
-            chain=self.chain, settings=self.settings, owner=self.owner,
-            agent=self.agent.symbol, clock=self.clock, dispatch=self._dispatch,
-            cancel=self._cancel, watch=self._watch, unwatch=self._unwatch,
-            allowed=self.allowed, on_finished=self._finished.put)
+            factory_id, storage=self.storage, book=self.book, ships=self.pool,
+            watcher=self.watcher, runner=self.runner, fleet=self.fleet, chain=self.chain,
+            settings=self.settings, owner=self.owner, agent=self.agent.symbol,
+            clock=self.clock, allowed=self.allowed)
         ref = CoordinatorActor.start(coordinator)
-        self.coordinators[factory_id] = ref
+        old = self.running.get(factory_id)
+        if old is not None:
+            self.ticker.remove(old.ref)
+        self.running[factory_id] = _Running(coordinator, ref, rebuilds)
+        self.directory.set(factory_id, ref)
         self.ticker.add(ref)
-
-    def _dispatch(self, ship: str, job, reply) -> None:
-        self.ships[ship][0].tell(RunJob(job, reply))
-
-    def _cancel(self, ship: str) -> None:
-        if ship in self.ships:
-            self.ships[ship][1].cancel.set()
-
-    def _watch(self, *args) -> None:
-        self.watcher.proxy().watch(*args)
-
-    def _unwatch(self, key: str) -> None:
-        self.watcher.proxy().unwatch(key)
 
     # --- running -------------------------------------------------------------------------
 
-    def wait(self, on_idle: Callable[[], None] | None = None, every: float = 1.0) -> bool:
-        """Block until every started factory has finished (True) or a stop came (False)."""
-        while self._done != set(self.coordinators):
+    def wait(self, on_idle: Callable[[], None] | None = None, every: float = 1.0) -> Outcome:
+        """Block until every started factory has finished, a stop came, or the run cannot
+        go on; look after the actors meanwhile."""
+        while self._done != set(self.running):
             if self.stop.is_set():
-                return False
+                return Outcome(False)
+            if self.pump(every):
+                continue
+            error = self.supervise()
+            if error:
+                return Outcome(False, error)
+            if on_idle is not None:
+                on_idle()
+        return Outcome(True)
+
+    def pump(self, timeout: float) -> bool:
+        """Take the news of finished factories (waiting up to `timeout` for the first);
+        True if there was any."""
+        try:
+            self._done.add(self.runner.done.get(timeout=timeout))
+        except queue.Empty:
+            return False
+        while True:
             try:
-                self._done.add(self._finished.get(timeout=every))
+                self._done.add(self.runner.done.get_nowait())
             except queue.Empty:
-                if on_idle is not None:
-                    on_idle()
-        return True
+                return True
+
+    def supervise(self) -> str | None:
+        """One round of care: rebuild dead coordinators, revive the watcher, check the
+        leases are renewed, feed the watchdog. Returns why the run must end, if it must."""
+        now = self.clock()
+        lease = timedelta(seconds=self.settings.lease)
+        for factory_id, run in list(self.running.items()):
+            if factory_id in self._done:
+                continue
+            if not run.ref.is_alive():
+                if run.rebuilds >= self.settings.max_rebuilds:
+                    return (f"the coordinator of {factory_id} died {run.rebuilds + 1} times; "
+                            "the factory is left for `resume`")
+                log.error("coordinator.rebuilt", factory=factory_id, rebuilds=run.rebuilds + 1)
+                self._build(factory_id, run.rebuilds + 1)
+                continue
+            renewed = run.coordinator.lease_renewed_at or run.coordinator.started_at
+            if renewed is not None and now - renewed > lease:
+                return (f"factory {factory_id} could not renew its lease for "
+                        f"{int((now - renewed).total_seconds())} s (is the database "
+                        "reachable?); it is left for `resume`")
+        self.watcher.revive()
+        if self.watchdog is not None:
+            self.watchdog()
+        return None
 
     def request_stop(self) -> None:
         self.stop.set()
@@ -163,23 +299,25 @@ class Runtime:
         """Stop everything in reverse order; whatever is left running is a bug."""
         self.stop.set()
         self.ticker.stop()
-        for factory_id, ref in reversed(self.coordinators.items()):
+        for factory_id, run in reversed(self.running.items()):
             try:
                 if factory_id not in self._done:
-                    ref.proxy().suspend().get(timeout=10)
-                ref.stop(timeout=10)
+                    run.coordinator.suspend()
+                run.ref.stop(timeout=10)
             except (pykka.ActorDeadError, pykka.Timeout):
                 log.warning("runtime.coordinator_stuck", factory=factory_id)
-        for symbol, (ref, _) in self.ships.items():
-            try:
-                ref.stop(timeout=10)
-            except (pykka.ActorDeadError, pykka.Timeout):
-                log.warning("runtime.ship_stuck", ship=symbol)
+            except Exception as exc:  # the database may be gone: nothing to release
+                log.warning("runtime.suspend_failed", factory=factory_id, error=str(exc))
+        for ship in self.pool.stop_all():
+            log.warning("runtime.ship_stuck", ship=ship)
         try:
-            self.watcher.stop(timeout=10)
+            self.watcher.ref.stop(timeout=10)
         except (pykka.ActorDeadError, pykka.Timeout):
             log.warning("runtime.watcher_stuck")
-        self.storage.assignments.release_owner(self.owner)
+        try:
+            self.storage.assignments.release_owner(self.owner)
+        except Exception as exc:
+            log.warning("runtime.release_failed", error=str(exc))
         leftovers = pykka.ActorRegistry.get_all()
         if leftovers:
             log.error("runtime.actors_left_running", actors=[str(r) for r in leftovers])

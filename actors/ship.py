@@ -1,8 +1,12 @@
-"""A ship at work: one job at a time, from route to trade, and a report at the end.
+"""A ship at work: one trip at a time, from route to trade, and a report at the end.
 
 `ShipWorker` holds the logic and can be driven directly (tests call `run`); `ShipActor`
-gives it a thread and a mailbox. A worker never raises: every outcome, game errors
-included, becomes a result message for the coordinator.
+gives it a thread and a mailbox. A trip starts from the truth, never from what a
+coordinator believed: the ship as the server reports it, and the ledger once its open
+entries have been settled against the server. What the ship holds for its task is then
+progress (it is delivered), not an obstacle; cargo the factory does not account for is
+reported and left alone. A worker never raises: every outcome, game errors included,
+becomes a result for the coordinator.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from actors.messages import (
     Traded,
 )
 from actors.recovery import settle_entry, settle_ledger
+from actors.watcher import Directory, MarketBook
 from api.client import Client
 from api.errors import (
     ApiError,
@@ -40,10 +45,11 @@ from api.errors import (
     ShipInTransitError,
     TradeVolumeError,
 )
-from api.models import Cargo, Fuel, MarketReading, Nav, TradeResult, Transaction
+from api.models import Cargo, Fuel, MarketReading, Nav, Ship, Transaction
 from api.ratelimit import Priority
 from domain.errors import NoRouteError
-from domain.markets import MarketSnapshot, system_of
+from domain.factory import DeliverKind
+from domain.markets import Quote, system_of
 from domain.navigation import plan_route, refuel_market_units
 from storage.repositories import Storage
 
@@ -55,105 +61,148 @@ ARRIVAL_SLACK = 0.05  # seconds past the arrival time before acting
 class _Stop(Exception):
     """Ends a job early with a given result."""
 
-    def __init__(self, result_factory: Callable[[], JobResult]):
+    def __init__(self, result: JobResult):
         super().__init__()
-        self.result = result_factory
+        self.result = result
 
 
 class ShipWorker:
     def __init__(self, symbol: str, *, agent: str, client: Client, storage: Storage,
-                 fleet: Fleet, wallet: Wallet, clock: Callable[[], datetime],
-                 stop: threading.Event, report: Callable[[object], None] = lambda e: None,
-                 observe: Callable[[MarketSnapshot], None] = lambda s: None):
+                 book: MarketBook, fleet: Fleet, wallet: Wallet,
+                 clock: Callable[[], datetime], stop: threading.Event,
+                 report: Callable[[str, object], None] = lambda factory, event: None,
+                 owner: str | None = None):
         self.symbol = symbol
         self.agent = agent
+        self.owner = owner  # the process, written on every ledger entry it sends
         self.client = client
         self.storage = storage
+        self.book = book
         self.fleet = fleet
         self.wallet = wallet
         self.clock = clock
         self.stop = stop
-        self.cancel = threading.Event()  # set by the coordinator to abandon the job
-        self.report = report
-        self.observe = observe
+        self.cancel = threading.Event()  # the coordinator abandons the job (hard)
+        self.finish = threading.Event()  # the coordinator wants no more buying (soft)
+        self.report = report  # (factory, event): progress goes to the job's coordinator
         self.log = structlog.get_logger("ship").bind(ship=symbol)
-        self.factory: str | None = None  # whose job it is: fuel is charged to it
+        self.job: Job | None = None
         self.nav: Nav | None = None
         self.fuel: Fuel | None = None
         self.cargo: Cargo | None = None
+        self._told_of: set[tuple[str, str]] = set()  # (factory, good) cargo already reported
 
     # --- the job -------------------------------------------------------------------------
 
     def run(self, job: Job) -> JobResult:
         self.cancel.clear()
-        self.factory = job.factory
-        log = self.log.bind(factory=job.factory, task=job.task)
+        self.finish.clear()
+        self.job = job
+        self.log = structlog.get_logger("ship").bind(ship=self.symbol, factory=job.factory,
+                                                    task=job.task)
         try:
             self._refresh()
             if self.storage.ledger.pending(self.agent, self.symbol):
                 settle_ledger(self.storage.ledger, self.client, self.agent, self.clock(),
-                              ship=self.symbol)
+                              ship=self.symbol, state=self._ship)
             if job.kind is JobKind.VISIT:
                 self._go(job.source)
                 self._read(job.source)
+                result: JobResult = JobDone(self.symbol, job)
+            elif job.kind is JobKind.UNLOAD:
+                self._go(job.destination)
+                self._dock()
+                result = JobDone(self.symbol, job, delivered=self._sell(
+                    job, self.cargo.held(job.good or "")))
             else:
-                self._trade_job(job)
-            log.info("job.done", kind=job.kind.value, good=job.good)
-            return JobDone(self.symbol, job)
+                result = self._trip(job)
+            self.log.info("job.done", kind=job.kind.value, good=job.good)
+            return result
         except _Stop as stop:
-            return stop.result()
+            return stop.result
         except Cancelled:
-            log.info("job.interrupted")
+            self.log.info("job.interrupted")
             return JobInterrupted(self.symbol, job)
         except NotFoundError as exc:
             if self._is_lost():
-                log.warning("ship.lost", error=str(exc))
+                self.log.warning("ship.lost", error=str(exc))
                 return ShipLost(self.symbol, job)
             return JobFailed(self.symbol, job, str(exc))
         except (ApiError, NoRouteError) as exc:
-            log.warning("job.failed", error=str(exc))
+            self.log.warning("job.failed", error=str(exc))
             return JobFailed(self.symbol, job, str(exc))
-        except Exception as exc:  # a bug must not kill the ship's thread
-            log.exception("job.crashed")
+        except Exception as exc:  # a bug must not leave the task running: report it
+            self.log.exception("job.crashed")
             return JobFailed(self.symbol, job, f"unexpected {type(exc).__name__}: {exc}")
 
-    def _trade_job(self, job: Job) -> None:
+    def _trip(self, job: Job) -> JobDone:
         good = job.good or ""
-        held = min(job.held, self.cargo.held(good))
-        if job.destination is not None and job.delivered > 0 and held == 0:
-            return  # resumed after the last delivery: nothing left to do
+        progress = self.storage.ledger.task_progress(job.factory, job.task).get(job.task)
+        bought = progress.bought_by if progress else {}
+        delivered = progress.delivered_by if progress else {}
+        mine = bought.get(self.symbol, 0) - delivered.get(self.symbol, 0) - job.written_off
+        has = self.cargo.held(good)
+        held = max(0, min(mine, has))
+        missing = max(0, mine - has)
+        if missing:
+            self.log.warning("cargo.missing", good=good, ledger=mine, hold=has)
+        self._tell_of_other_cargo(job)
+        acquired = sum(bought.values()) - job.lost - missing
+        to_buy = max(0, job.units - acquired)
+        keeps = job.destination is None
+        got, supply_fell = 0, False
         at_source = self.nav.waypoint == job.source
-        if held < job.units and (held == 0 or at_source) and self.cargo.free > 0:
+        deliverable = 0 if keeps else held  # what is kept is not in the way
+        if to_buy and self.cargo.free > 0 and (deliverable == 0 or at_source) \
+                and not self.finish.is_set():
             self._go(job.source)
             self._dock()
-            bought, reason = self._buy(job, job.units - held)
-            held += bought
-            if 0 < held < job.units:
-                self.log.info("trade.stopped_buying", good=good, held=held, wanted=job.units,
+            got, reason, supply_fell = self._buy(job, min(to_buy, self.cargo.free))
+            held += got
+            if 0 < got < to_buy:
+                self.log.info("trade.stopped_buying", good=good, bought=got, wanted=to_buy,
                               reason=reason)
-            if held == 0:
-                self.log.info("job.not_ready", task=job.task, reason=reason)
-                raise _Stop(lambda: JobNotReady(self.symbol, job, reason))
-        if held == 0:
-            raise _Stop(lambda: JobNotReady(self.symbol, job, "no room in the hold"))
-        if job.destination is None:
-            self._refresh()  # the goods are the product: make sure the ship still has them
-            return
+            if got == 0 and (keeps or held == 0):  # nothing bought, nothing to deliver
+                self.log.info("job.not_ready", reason=reason)
+                raise _Stop(JobNotReady(self.symbol, job, reason, supply_fell))
+        if keeps or held == 0:
+            if keeps:
+                self._refresh()  # the goods are the product: make sure the ship has them
+            return JobDone(self.symbol, job, got, 0, supply_fell, missing)
         self._go(job.destination)
         self._dock()
-        self._sell(job, held)
-        self._read(job.destination)  # the exporter's supply right after the delivery
+        sent, need = self._deliver(job, held)
+        return JobDone(self.symbol, job, got, sent, supply_fell, missing, need)
+
+    def _tell_of_other_cargo(self, job: Job) -> None:
+        """Say once what the hold carries that this factory's tasks do not account for."""
+        ledger = self.storage.ledger.ship_holdings(self.symbol)
+        for good, units in sorted(self.cargo.inventory.items()):
+            ours = ledger.get((job.factory, good), 0)
+            extra = units - ours
+            if extra > 0 and (job.factory, good) not in self._told_of:
+                self._told_of.add((job.factory, good))
+                others = sum(n for (f, g), n in ledger.items() if g == good and f != job.factory)
+                self.log.warning("cargo.not_ours", good=good, units=extra,
+                                 other_factories=min(extra, others),
+                                 unknown_to_ledger=max(0, extra - others),
+                                 reason="kept in the hold; `goods-factory unload` sells it")
 
     # --- moving --------------------------------------------------------------------------
 
     def _refresh(self) -> None:
         ship = self.client.ship(self.symbol)
+        self._ship: Ship = ship
         self.nav, self.fuel, self.cargo = ship.nav, ship.fuel, ship.cargo
         self.fleet.update(ship)
 
     def _set_cargo(self, cargo: Cargo) -> None:
         self.cargo = cargo
         self.fleet.loaded(self.symbol, cargo)
+
+    def _set_fuel(self, fuel: Fuel) -> None:
+        self.fuel = fuel
+        self.fleet.fuelled(self.symbol, fuel.current)
 
     def _set_nav(self, nav: Nav) -> None:
         self.nav = nav
@@ -163,7 +212,8 @@ class ShipWorker:
         self._wait_arrival()
         if self.nav.waypoint == destination:
             return
-        places = self.storage.waypoints.places(system_of(destination))
+        places = self.book.places(system_of(destination)) or \
+            self.storage.waypoints.places(system_of(destination))
         route = plan_route(places, self.nav.waypoint, destination, fuel=self.fuel.current,
                            fuel_capacity=self.fuel.capacity, speed=self._speed())
         for leg in route.legs:
@@ -190,7 +240,8 @@ class ShipWorker:
                 self._refresh()
                 continue
             except InsufficientFuelError:
-                places = self.storage.waypoints.places(system_of(destination))
+                places = self.book.places(system_of(destination)) or \
+                    self.storage.waypoints.places(system_of(destination))
                 here = places.get(self.nav.waypoint)
                 if not (here and here.sells_fuel):
                     raise
@@ -199,8 +250,9 @@ class ShipWorker:
                 self._orbit()
                 continue
             self._set_nav(nav)
-            self.fuel = fuel
-            self.log.info("ship.navigate", destination=destination, arrival=str(nav.arrival))
+            self._set_fuel(fuel)
+            self.log.info("ship.navigate", destination=destination,
+                          arrival=nav.arrival.isoformat() if nav.arrival else None)
             return
         raise ApiError(f"{self.symbol} could not set off for {destination}")
 
@@ -245,52 +297,70 @@ class ShipWorker:
         ledger = self.storage.ledger
         entry = ledger.intend(agent=self.agent, ship=self.symbol, waypoint=self.nav.waypoint,
                               good="FUEL", kind="REFUEL", units=refuel_market_units(missing),
-                              now=self.clock(), factory=self.factory)
+                              now=self.clock(), factory=self.job.factory if self.job else None,
+                              held_before=self.fuel.current, price_hint=self._fuel_price(),
+                              owner=self.owner)
         try:
             result = self.client.refuel(self.symbol)
         except OutcomeUnknown:
-            settle_entry(ledger, self.client, ledger.get(entry), self.clock())
-            self.fuel = self.client.ship(self.symbol).fuel
+            self._refresh()
+            settle_entry(ledger, self.client, ledger.get(entry), self.clock(), self._ship)
             return
         except ApiError as exc:
             ledger.fail(entry, str(exc), self.clock())
             raise
-        tx = self._confirm(entry, result)
-        self.fuel = result.fuel
-        self.report(Refuelled(self.symbol, self.factory, tx.total))
+        tx = self._confirm(entry, result.transaction, result.credits)
+        if result.fuel is not None:
+            self._set_fuel(result.fuel)
+        if self.job:
+            self.report(self.job.factory, Refuelled(self.symbol, self.job.factory, tx.total))
         self.log.info("ship.refuel", waypoint=self.nav.waypoint, units=tx.units, total=tx.total)
+
+    def _fuel_price(self) -> int | None:
+        latest = self.book.latest(self.nav.waypoint)
+        quote = latest.quote("FUEL") if latest else None
+        return quote.purchase_price if quote else None
 
     # --- trading -------------------------------------------------------------------------
 
     def _read(self, waypoint: str) -> MarketReading:
-        reading = self.client.market(waypoint, priority=Priority.ACTION)
-        self.storage.markets.record(reading.snapshot)
-        self.observe(reading.snapshot)
-        return reading
+        return self.book.read(waypoint, priority=Priority.ACTION)
 
-    def _buy(self, job: Job, want: int) -> tuple[int, str]:
-        good = job.good or ""
-        quote = self._read(job.source).snapshot.quote(good)
+    def _quote(self, job: Job, waypoint: str) -> Quote:
+        quote = self._read(waypoint).snapshot.quote(job.good or "")
         if quote is None:
-            raise ApiError(f"{job.source} does not sell {good}")
-        if job.collect and quote.supply < job.min_supply:
-            return 0, (f"supply of {good} at {job.source} is {quote.supply.name}, below "
-                       f"{job.min_supply.name}")
-        bought, fruitless, reason = 0, 0, "bought what the hold and the market allowed"
+            raise ApiError(f"{waypoint} does not trade {job.good}")
+        return quote
+
+    def _buy(self, job: Job, want: int) -> tuple[int, str, bool]:
+        """Buy up to `want` units, in tradeVolume slices, while the market holds the
+        threshold (unless it is a raw material), the price stays under the ceiling and the
+        credits above the reserve. Returns units bought, why it stopped, and whether the
+        supply fell below the threshold."""
+        good = job.good or ""
+        quote = self._quote(job, job.source)
+        bought, fruitless, reason = 0, 0, "bought what the hold and the order allowed"
         while bought < want and fruitless < MAX_FRUITLESS:
-            units = min(want - bought, quote.trade_volume, self.cargo.free)
-            if units <= 0:
+            if self.finish.is_set():
+                reason = "the factory has what it needs"
                 break
+            if not job.below_threshold and quote.supply < job.min_supply:
+                reason = (f"supply of {good} at {job.source} is {quote.supply.name}, below "
+                          f"{job.min_supply.name}")
+                return bought, reason, True
             if job.ceiling is not None and quote.purchase_price > job.ceiling:
                 reason = (f"price of {good} at {job.source} is {quote.purchase_price}, above the "
                           f"ceiling of {job.ceiling}")
+                break
+            units = min(want - bought, quote.trade_volume, self.cargo.free)
+            if units <= 0:
                 break
             affordable = self.wallet.affordable(quote.purchase_price, job.reserve)
             if affordable <= 0:
                 message = (f"not enough credits: {self.wallet.credits} left, reserve "
                            f"{job.reserve}, {good} costs {quote.purchase_price} a unit")
                 if bought == 0:
-                    raise _Stop(lambda m=message: JobFailed(self.symbol, job, m, fatal=True))
+                    raise _Stop(JobFailed(self.symbol, job, message, fatal=True))
                 reason = message
                 break
             done = self._trade("PURCHASE", job, job.source, min(units, affordable),
@@ -298,74 +368,173 @@ class ShipWorker:
             bought += done
             fruitless = 0 if done else fruitless + 1
             if bought < want:
-                quote = self._read(job.source).snapshot.quote(good)
-                if quote is None:
-                    break
-        return bought, reason
+                quote = self._quote(job, job.source)
+        return bought, reason, False
 
-    def _sell(self, job: Job, held: int) -> None:
+    def _deliver(self, job: Job, held: int) -> tuple[int, int | None]:
+        """Hand over what is held for the task at the destination; returns the units that
+        left the hold and, for a site or a contract, what it still requires."""
+        if job.deliver is DeliverKind.CONSTRUCTION:
+            return self._supply(job, held)
+        if job.deliver is DeliverKind.CONTRACT:
+            return self._deliver_contract(job, held)
+        return self._sell(job, held), None
+
+    def _sell(self, job: Job, held: int) -> int:
         good = job.good or ""
         remaining = min(held, self.cargo.held(good))
-        fruitless = 0
+        fruitless = sold = 0
         while remaining > 0 and fruitless < MAX_FRUITLESS:
-            quote = self._read(job.destination).snapshot.quote(good)
-            if quote is None:
-                raise ApiError(f"{job.destination} does not buy {good}")
+            quote = self._quote(job, job.destination)
             done = self._trade("SELL", job, job.destination, min(remaining, quote.trade_volume),
                                quote.sell_price)
             remaining -= done
+            sold += done
             fruitless = 0 if done else fruitless + 1
         if remaining > 0:
             raise ApiError(f"could not deliver {remaining} {good} to {job.destination}")
+        return sold
+
+    def _supply(self, job: Job, held: int) -> tuple[int, int]:
+        good = job.good or ""
+        need = self.client.construction(job.destination).remaining(good)
+        units = min(held, need)
+        if units <= 0:
+            return 0, 0
+        entry = self._intend("SUPPLY", job, job.destination, units)
+        try:
+            site, cargo = self.client.supply_construction(self.symbol, job.destination, good,
+                                                          units)
+        except OutcomeUnknown:
+            return self._settled_delivery(entry, job, units), self.client.construction(
+                job.destination).remaining(good)
+        except ApiError as exc:
+            self.storage.ledger.fail(entry, str(exc), self.clock())
+            raise
+        self._delivered(entry, job, units, cargo)
+        return units, site.remaining(good)
+
+    def _deliver_contract(self, job: Job, held: int) -> tuple[int, int]:
+        good = job.good or ""
+        contract = self.client.contract(job.contract)
+        term = contract.term(good)
+        if term is None:
+            raise ApiError(f"contract {job.contract} does not ask for {good}")
+        units = min(held, term.remaining)
+        if units > 0:
+            entry = self._intend("DELIVER", job, job.destination, units)
+            try:
+                contract, cargo = self.client.deliver_contract(job.contract, self.symbol, good,
+                                                               units)
+            except OutcomeUnknown:
+                self._settled_delivery(entry, job, units)
+                contract = self.client.contract(job.contract)
+            except ApiError as exc:
+                self.storage.ledger.fail(entry, str(exc), self.clock())
+                raise
+            else:
+                self._delivered(entry, job, units, cargo)
+        if all(t.remaining == 0 for t in contract.terms) and not contract.fulfilled:
+            self._fulfil(job, contract.on_fulfilled)
+        return max(0, units), contract.term(good).remaining
+
+    def _fulfil(self, job: Job, payment: int) -> None:
+        ledger = self.storage.ledger
+        entry = ledger.intend(agent=self.agent, ship=self.symbol, waypoint=job.destination,
+                              good=job.contract, kind="CONTRACT", units=1, now=self.clock(),
+                              factory=job.factory, price_hint=payment, owner=self.owner)
+        try:
+            contract, credits = self.client.fulfill_contract(job.contract)
+        except OutcomeUnknown:
+            settle_entry(ledger, self.client, ledger.get(entry), self.clock())
+            return
+        except ApiError as exc:
+            ledger.fail(entry, str(exc), self.clock())
+            raise
+        ledger.confirm(entry, units=1, price_per_unit=contract.on_fulfilled,
+                       total=contract.on_fulfilled, credits_after=credits, server_time=None,
+                       now=self.clock())
+        self.wallet.set(credits)
+        self.log.info("contract.fulfilled", contract=job.contract, paid=contract.on_fulfilled)
+
+    def _intend(self, kind: str, job: Job, waypoint: str, units: int,
+                price: int | None = None) -> int:
+        return self.storage.ledger.intend(
+            agent=self.agent, ship=self.symbol, waypoint=waypoint, good=job.good or "",
+            kind=kind, units=units, now=self.clock(), factory=job.factory or None, task=job.task,
+            held_before=self.cargo.held(job.good or ""), price_hint=price, owner=self.owner)
+
+    def _delivered(self, entry: int, job: Job, units: int, cargo: Cargo) -> None:
+        self.storage.ledger.confirm(entry, units=units, price_per_unit=0, total=0,
+                                    credits_after=None, server_time=None, now=self.clock())
+        self._set_cargo(cargo)
+        kind = "SUPPLY" if job.deliver is DeliverKind.CONSTRUCTION else "DELIVER"
+        self.report(job.factory, Traded(self.symbol, job.factory, job.task or "", kind, units, 0))
+        self.log.info(f"trade.{kind.lower()}", good=job.good, units=units,
+                      waypoint=job.destination)
+
+    def _settled_delivery(self, entry: int, job: Job, units: int) -> int:
+        """A supply or delivery whose answer was lost: the hold says whether it happened."""
+        self._refresh()
+        settled = settle_entry(self.storage.ledger, self.client, self.storage.ledger.get(entry),
+                               self.clock(), self._ship)
+        if settled.outcome == "CONFIRMED":
+            kind = "SUPPLY" if job.deliver is DeliverKind.CONSTRUCTION else "DELIVER"
+            self.report(job.factory, Traded(self.symbol, job.factory, job.task or "", kind,
+                                            units, 0))
+            return units
+        if settled.outcome == "UNKNOWN":
+            raise ApiError(f"cannot tell whether the delivery of {units} {job.good} happened; "
+                           "the ledger keeps it open")
+        return 0
 
     def _trade(self, kind: str, job: Job, waypoint: str, units: int, price: int) -> int:
         """One purchase or sale, written to the ledger before and after. Returns the units
         that changed hands (0 when the server refused a size or it did not happen)."""
         ledger = self.storage.ledger
         good = job.good or ""
-        entry = ledger.intend(agent=self.agent, ship=self.symbol, waypoint=waypoint, good=good,
-                              kind=kind, units=units, now=self.clock(), factory=job.factory,
-                              task=job.task)
+        entry = self._intend(kind, job, waypoint, units, price)
         call = self.client.purchase if kind == "PURCHASE" else self.client.sell
         try:
             with self.wallet.hold(units * price if kind == "PURCHASE" else 0):
                 result = call(self.symbol, good, units)
         except OutcomeUnknown:
-            outcome = settle_entry(ledger, self.client, ledger.get(entry), self.clock())
-            self._set_cargo(self.client.cargo(self.symbol))
+            self._refresh()
+            outcome = settle_entry(ledger, self.client, ledger.get(entry), self.clock(),
+                                   self._ship)
             if outcome.outcome == "UNKNOWN":
                 raise ApiError(f"cannot tell whether {kind.lower()} of {units} {good} "
                                "happened; the ledger keeps it open") from None
             if outcome.outcome == "FAILED":
                 return 0
             settled = ledger.get(entry)
-            self.report(Traded(self.symbol, job.task or "", kind, settled.units,
-                               settled.total or 0))
+            self.report(job.factory, Traded(self.symbol, job.factory, job.task or "", kind,
+                                            settled.units, settled.total or 0))
             return settled.units
         except TradeVolumeError as exc:
             ledger.fail(entry, str(exc), self.clock())
             return 0
         except InsufficientCreditsError as exc:
             ledger.fail(entry, str(exc), self.clock())
-            message = f"not enough credits: {exc}"
-            raise _Stop(lambda: JobFailed(self.symbol, job, message, fatal=True)) from None
+            raise _Stop(JobFailed(self.symbol, job, f"not enough credits: {exc}",
+                                  fatal=True)) from None
         except ApiError as exc:
             ledger.fail(entry, str(exc), self.clock())
             raise
-        tx = self._confirm(entry, result)
+        tx = self._confirm(entry, result.transaction, result.credits)
         self._set_cargo(result.cargo)
-        self.report(Traded(self.symbol, job.task or "", kind, tx.units, tx.total))
+        self.report(job.factory, Traded(self.symbol, job.factory, job.task or "", kind,
+                                        tx.units, tx.total))
         self.log.info("trade." + kind.lower(), good=good, units=tx.units,
                       price=tx.price_per_unit, total=tx.total, waypoint=waypoint)
         return tx.units
 
-    def _confirm(self, entry: int, result: TradeResult) -> Transaction:
+    def _confirm(self, entry: int, tx: Transaction, credits: int) -> Transaction:
         """The server answered: write the bill down and believe its credit balance."""
-        tx = result.transaction
         self.storage.ledger.confirm(entry, units=tx.units, price_per_unit=tx.price_per_unit,
-                                    total=tx.total, credits_after=result.credits,
+                                    total=tx.total, credits_after=credits,
                                     server_time=tx.timestamp, now=self.clock())
-        self.wallet.set(result.credits)
+        self.wallet.set(credits)
         return tx
 
     def _is_lost(self) -> bool:
@@ -380,20 +549,33 @@ class ShipWorker:
 
 
 class ShipActor(pykka.ThreadingActor):
-    """A thread and a mailbox for one ship; the logic lives in ShipWorker."""
+    """A thread and a mailbox for one ship; the logic lives in ShipWorker. A result goes
+    to the coordinator of the job's factory; a bug outside the worker kills the actor,
+    and the pool tells that coordinator (`ShipCrashed`)."""
 
     use_daemon_thread = True
 
-    def __init__(self, worker: ShipWorker):
+    def __init__(self, worker: ShipWorker, directory: Directory,
+                 on_crash: Callable[[str, Job | None, str], None]):
         super().__init__()
         self.worker = worker
+        self.directory = directory
+        self.on_crash = on_crash
+        self.current: Job | None = None
 
     def on_start(self) -> None:
         structlog.contextvars.bind_contextvars(ship=self.worker.symbol)
 
-    def on_receive(self, message):
+    def on_receive(self, message: object) -> None:
         if isinstance(message, RunJob):
-            self.worker.report = message.reply
+            self.current = message.job
             result = self.worker.run(message.job)
             self.worker.fleet.free(self.worker.symbol)
-            message.reply(result)
+            self.current = None
+            self.directory.tell(message.job.factory, result)
+
+    def on_failure(self, exception_type, exception_value, traceback) -> None:
+        self.worker.fleet.free(self.worker.symbol)
+        self.on_crash(self.worker.symbol, self.current,
+                      f"{getattr(exception_type, '__name__', 'error')}: {exception_value}")
+

@@ -1,101 +1,206 @@
-"""Keeping market data fresh, and telling subscribers when a supply level is reached.
+"""Markets: the one place they are read, recorded and watched.
 
-Quotes are only visible with a ship present, so the watcher polls a watched market
-only while one of our ships (a parked probe, or an idle hauler) is there. It polls a
-new watch soon (`initial` seconds) and then settles (`settled` seconds), and every
-reading a ship makes on its own is fed in too (`observed`), so no request is wasted.
+`MarketBook` is the only code that asks the API for a market. It keeps the latest
+reading of every market in memory (shared by every factory of the process), writes each
+reading to the database in one transaction, and hands it to the watcher. Ships call it
+when they stand at a market; the watcher calls it to poll watched ones; nobody else.
+
+`MarketWatcher` keeps the subscriptions: it tells a factory when a good's supply reached
+the level it waits for (`SupplySeen`), when a market it follows was read (`MarketSeen`),
+and when a reading came back without quotes (`MarketBlind`): then none of our ships is
+there, whatever this process believed, and the fleet is read again from the server.
+It polls watched markets soon after a watch starts (`initial`), then settles (`settled`).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import pykka
 import structlog
 
 from actors.fleet import Fleet
-from actors.messages import SupplySeen, Tick
+from actors.messages import (
+    Follow,
+    MarketBlind,
+    MarketSeen,
+    Observed,
+    SupplySeen,
+    Tick,
+    Unwatch,
+    Watch,
+)
 from api.client import Client
 from api.errors import ApiError, Cancelled
+from api.models import MarketReading
 from api.ratelimit import Priority
-from domain.enums import SupplyLevel
 from domain.markets import MarketSnapshot
+from domain.navigation import Place
 from storage.repositories import Storage
 
 log = structlog.get_logger("watcher")
 
 
+class MarketBook:
+    """What the process knows of each market, and the one way to read one."""
+
+    def __init__(self, client: Client, storage: Storage):
+        self.client = client
+        self.storage = storage
+        self._lock = threading.Lock()
+        self._latest: dict[str, MarketSnapshot] = {}
+        self._places: dict[str, dict[str, Place]] = {}
+        self._listeners: list[Callable[[MarketSnapshot], None]] = []
+        self.reads = 0
+
+    def listen(self, listener: Callable[[MarketSnapshot], None]) -> None:
+        self._listeners.append(listener)
+
+    def know_system(self, system: str, again: bool = False) -> None:
+        """Waypoints and every market's lists, from the database or, for what it lacks
+        (or everything, `again`), from the API: they never change within a reset."""
+        storage = self.storage
+        if again or not storage.waypoints.known(system):
+            storage.waypoints.save(system, self.client.waypoints(system))
+        known = set() if again else storage.markets.known_waypoints(system)
+        fresh = [self.client.market(w, priority=Priority.REFRESH).snapshot
+                 for w in storage.waypoints.markets(system) if w not in known]
+        if fresh:
+            storage.markets.record(*fresh)
+        with self._lock:
+            for snapshot in storage.markets.snapshots(system):
+                self._latest[snapshot.waypoint] = snapshot
+            self._places[system] = storage.waypoints.places(system)
+
+    def read(self, waypoint: str, priority: Priority = Priority.REFRESH) -> MarketReading:
+        """Ask the API for the market, record it and tell the listeners."""
+        reading = self.client.market(waypoint, priority=priority)
+        snapshot = reading.snapshot
+        with self._lock:
+            self.reads += 1
+            old = self._latest.get(waypoint)
+            if snapshot.has_quotes or old is None:
+                self._latest[waypoint] = snapshot
+        if snapshot.has_quotes:
+            self.storage.markets.record(snapshot)
+        for listener in self._listeners:
+            listener(snapshot)
+        return reading
+
+    def latest(self, waypoint: str) -> MarketSnapshot | None:
+        with self._lock:
+            return self._latest.get(waypoint)
+
+    def snapshots(self, system: str, fresh_since: datetime | None = None
+                  ) -> list[MarketSnapshot]:
+        """Every market of `system`; quotes older than `fresh_since` are left out."""
+        with self._lock:
+            found = [s for s in self._latest.values() if s.system == system]
+        if fresh_since is None:
+            return found
+        return [s if s.observed_at and s.observed_at >= fresh_since
+                else replace(s, quotes={}, observed_at=None) for s in found]
+
+    def places(self, system: str) -> dict[str, Place]:
+        with self._lock:
+            return self._places.get(system, {})
+
+
 @dataclass
 class _Watch:
-    key: str
-    waypoint: str
-    good: str
-    min_supply: SupplyLevel
-    since: datetime
-    notify: Callable[[SupplySeen], None]
+    watch: Watch
     polls: int = 0
     last_poll: datetime | None = None
 
 
-@dataclass(frozen=True)
-class Observed:
-    """A ship read a market: let the watcher look at it."""
+class Directory:
+    """Port: deliver an event to a factory's current coordinator."""
 
-    snapshot: MarketSnapshot
+    def tell(self, factory: str, message: object) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
 
 
 class MarketWatcher:
-    def __init__(self, client: Client, storage: Storage, fleet: Fleet,
+    FLEET_REFRESH = timedelta(seconds=30)
+
+    def __init__(self, book: MarketBook, fleet: Fleet, directory: Directory,
                  clock: Callable[[], datetime], initial: float = 30.0, settled: float = 60.0):
-        self.client = client
-        self.storage = storage
+        self.book = book
         self.fleet = fleet
+        self.directory = directory
         self.clock = clock
         self.initial = timedelta(seconds=initial)
         self.settled = timedelta(seconds=settled)
         self.watches: dict[str, _Watch] = {}
+        self.follows: dict[str, frozenset[str]] = {}
+        self.fleet_read_at: datetime | None = None
         self.polls = 0
 
-    def watch(self, key: str, waypoint: str, good: str, min_supply: SupplyLevel,
-              since: datetime, notify: Callable[[SupplySeen], None]) -> None:
-        """Tell `notify` once `good` at `waypoint` shows `min_supply` in a reading taken
-        after `since`. A watch with the same key is replaced."""
-        self.watches[key] = _Watch(key, waypoint, good, min_supply, since, notify)
-        latest = self.storage.markets.snapshot(waypoint)
-        if latest is not None:
-            self.observed(latest)
-
-    def unwatch(self, key: str) -> None:
-        self.watches.pop(key, None)
-
-    def watched_waypoints(self) -> set[str]:
-        return {w.waypoint for w in self.watches.values()}
+    def handle(self, message: object) -> None:
+        if isinstance(message, Tick):
+            self.poll()
+        elif isinstance(message, Observed):
+            self.observed(message.snapshot)
+        elif isinstance(message, Watch):
+            self.watches[message.key] = _Watch(message)
+            latest = self.book.latest(message.waypoint)
+            if latest is not None and latest.observed_at is not None:
+                self._check_watches(latest)
+        elif isinstance(message, Unwatch):
+            self.watches.pop(message.key, None)
+        elif isinstance(message, Follow):
+            if message.waypoints:
+                self.follows[message.factory] = message.waypoints
+            else:
+                self.follows.pop(message.factory, None)
 
     def observed(self, snapshot: MarketSnapshot) -> None:
+        """A reading came in (from a ship, a poll or a survey): who was waiting for it?"""
+        waypoint = snapshot.waypoint
         if snapshot.observed_at is None:
+            for factory in self._followers(waypoint):
+                self.directory.tell(factory, MarketBlind(waypoint))
             return
-        for w in [w for w in self.watches.values() if w.waypoint == snapshot.waypoint]:
+        self._check_watches(snapshot)
+        for factory in self._followers(waypoint):
+            self.directory.tell(factory, MarketSeen(waypoint, snapshot.observed_at))
+
+    def _check_watches(self, snapshot: MarketSnapshot) -> None:
+        waypoint = snapshot.waypoint
+        for w in [w.watch for w in self.watches.values() if w.watch.waypoint == waypoint]:
             quote = snapshot.quote(w.good)
-            if quote and quote.supply >= w.min_supply and snapshot.observed_at > w.since:
+            if quote and quote.supply >= w.level and snapshot.observed_at > w.since:
                 del self.watches[w.key]
-                log.info("supply.reached", waypoint=w.waypoint, good=w.good,
-                         supply=quote.supply.name, key=w.key)
-                w.notify(SupplySeen(w.key, w.waypoint, w.good, quote.supply,
-                                    snapshot.observed_at))
+                log.info("supply.reached", waypoint=waypoint, good=w.good,
+                         supply=quote.supply.name, factory=w.factory, key=w.key)
+                self.directory.tell(w.factory, SupplySeen(w.key, waypoint, w.good, quote.supply,
+                                                          snapshot.observed_at))
+
+    def _followers(self, waypoint: str) -> list[str]:
+        watching = {w.watch.factory for w in self.watches.values()
+                    if w.watch.waypoint == waypoint}
+        following = {f for f, ws in self.follows.items() if waypoint in ws}
+        return sorted(watching | following)
 
     def poll(self) -> int:
-        """Read the watched markets that are due and have a ship present; returns reads."""
+        """Read the watched markets that are due and have one of our ships present;
+        returns the reads made."""
         now = self.clock()
         reads = 0
-        for waypoint in sorted(self.watched_waypoints()):
-            watches = [w for w in self.watches.values() if w.waypoint == waypoint]
-            due = any(self._due(w, now) for w in watches)
-            if not due or not self.fleet.present_at(waypoint, now):
+        for waypoint in sorted({w.watch.waypoint for w in self.watches.values()}):
+            watches = [w for w in self.watches.values() if w.watch.waypoint == waypoint]
+            if not any(self._due(w, now) for w in watches):
                 continue
+            if not self.fleet.present_at(waypoint, now):
+                continue
+            for w in watches:
+                w.polls += 1
+                w.last_poll = now
             try:
-                reading = self.client.market(waypoint, priority=Priority.REFRESH)
+                reading = self.book.read(waypoint, priority=Priority.REFRESH)
             except Cancelled:
                 raise
             except ApiError as exc:
@@ -103,19 +208,30 @@ class MarketWatcher:
                 continue
             reads += 1
             self.polls += 1
-            for w in watches:
-                w.polls += 1
-                w.last_poll = now
-            self.storage.markets.record(reading.snapshot)
-            self.observed(reading.snapshot)
+            if not reading.snapshot.has_quotes:
+                self._blind(waypoint, now)
         return reads
 
+    def _blind(self, waypoint: str, now: datetime) -> None:
+        """We believed a ship was there and it is not: learn where the fleet really is."""
+        log.info("watcher.blind", waypoint=waypoint)
+        if self.fleet_read_at is None or now - self.fleet_read_at >= self.FLEET_REFRESH:
+            self.fleet_read_at = now
+            try:
+                for ship in self.book.client.ships():
+                    self.fleet.update(ship)
+            except ApiError as exc:
+                log.warning("watcher.fleet_read_failed", error=str(exc))
+
     def _due(self, w: _Watch, now: datetime) -> bool:
-        last = w.last_poll or w.since
+        last = w.last_poll or w.watch.since
         return now - last >= (self.initial if w.polls == 0 else self.settled)
 
 
 class MarketWatcherActor(pykka.ThreadingActor):
+    """A mailbox for the watcher; its state lives in the plain object, so a restarted
+    actor carries on with the same subscriptions."""
+
     use_daemon_thread = True
 
     def __init__(self, watcher: MarketWatcher):
@@ -125,19 +241,8 @@ class MarketWatcherActor(pykka.ThreadingActor):
     def on_start(self) -> None:
         structlog.contextvars.bind_contextvars(actor="watcher")
 
-    def watch(self, *args, **kwargs) -> None:
-        self.watcher.watch(*args, **kwargs)
-
-    def unwatch(self, key: str) -> None:
-        self.watcher.unwatch(key)
-
-    def on_receive(self, message):
+    def on_receive(self, message: object) -> None:
         try:
-            if isinstance(message, Tick):
-                self.watcher.poll()
-            elif isinstance(message, Observed):
-                self.watcher.observed(message.snapshot)
+            self.watcher.handle(message)
         except Cancelled:
             pass
-        except Exception:  # a bug must not kill the watcher
-            log.exception("watcher.error")

@@ -176,11 +176,13 @@ class Waypoint:
     x: int
     y: int
     traits: frozenset[str]
+    under_construction: bool = False
 
     @classmethod
     def from_api(cls, d: dict) -> Waypoint:
         return cls(text(d, "symbol"), text(d, "type"), number(d, "x"), number(d, "y"),
-                   frozenset(text(t, "symbol") for t in items(d, "traits")))
+                   frozenset(text(t, "symbol") for t in items(d, "traits")),
+                   bool(d.get("isUnderConstruction")))
 
 
 @dataclass(frozen=True)

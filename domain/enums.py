@@ -58,7 +58,9 @@ class FlightMode(StrEnum):
 
 
 class Acquisition(StrEnum):
-    """How the planner gets a good: buy it where it is sold, or have its exporter make it."""
+    """How the planner gets a good: buy it where it is sold, or have its exporter make it
+    (PENDING while the markets that decide it have not been read)."""
 
     BUY = "BUY"
     FABRICATE = "FABRICATE"
+    PENDING = "PENDING"

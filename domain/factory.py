@@ -1,28 +1,35 @@
-"""The factory aggregate: a plan turned into a graph of ship tasks, and the rules that move it.
+"""The factory aggregate: lots of the target, the stations fed to make goods, and the ship
+tasks that move goods between markets.
 
-A *source* task buys a good at one market and sells it to the exporter that consumes it
-(or keeps it, for a bought target). A *collect* task buys a made good from its exporter
-once every input was delivered and the exporter's supply rose to the threshold, then
-delivers it one level up (or keeps it, for the target). The actors only execute what
-this module decides; every method takes `now` and does no I/O.
+A *task* moves one good from the market where it is bought to where it is needed:
+
+- an OUTPUT task carries one lot of the target to the factory's destination;
+- a FEED task carries an input to an exporter, to make a good the factory needs there.
+
+A task whose market holds the good at the supply threshold is READY. One whose market is
+an exporter below the threshold (a *station*) WAITS while the factory feeds that exporter
+its imports, lot after lot, until the export answers. A task takes as many trips as its
+lot needs; a partial load is never done. Units and credits come from the ledger (the
+repository loads them). The actors only carry out what this module decides; every method
+takes `now` and does no I/O.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from domain.enums import Acquisition, SupplyLevel
-from domain.errors import InvalidTransition
-from domain.plan import PlanNode
+from domain.errors import DomainError, InvalidTransition
+from domain.plan import Decision, PlanNode
 
 MAX_ATTEMPTS = 5
 
 
 class FactoryStatus(StrEnum):
-    PENDING = "PENDING"
+    PENDING = "PENDING"  # reading the markets that decide the first lot
     ACTIVE = "ACTIVE"
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
@@ -34,13 +41,17 @@ class FactoryStatus(StrEnum):
 
 
 class TaskKind(StrEnum):
-    SOURCE = "SOURCE"
-    COLLECT = "COLLECT"
+    SOURCE = "SOURCE"  # bought where it is sold at the threshold
+    COLLECT = "COLLECT"  # bought from its exporter once feeding lifted the supply
+
+
+class TaskPurpose(StrEnum):
+    OUTPUT = "OUTPUT"  # a lot of the target, for the factory's destination
+    FEED = "FEED"  # an input, sold to the exporter of a good the factory needs
 
 
 class TaskState(StrEnum):
-    BLOCKED = "BLOCKED"  # inputs not yet delivered
-    WAITING = "WAITING"  # inputs delivered; waiting for the exporter's supply to rise
+    WAITING = "WAITING"  # its exporter's supply is below the threshold: being fed
     READY = "READY"  # may be given to a ship (after `not_before`)
     RUNNING = "RUNNING"  # a ship is on it
     DONE = "DONE"
@@ -48,42 +59,161 @@ class TaskState(StrEnum):
     CANCELLED = "CANCELLED"
 
 
+class DeliverKind(StrEnum):
+    HOLD = "hold"  # keep the goods in the hold
+    SELL = "sell"  # sell them at a market
+    CONSTRUCTION = "construction"  # supply a construction site
+    CONTRACT = "contract"  # deliver them on a procurement contract
+
+
+class DestinationError(DomainError):
+    """A `--deliver` value that names no destination."""
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where the factory's product goes."""
+
+    kind: DeliverKind = DeliverKind.HOLD
+    waypoint: str | None = None
+    contract: str | None = None
+
+    @property
+    def keeps(self) -> bool:
+        return self.kind is DeliverKind.HOLD
+
+    @classmethod
+    def parse(cls, text: str | None) -> Destination:
+        """`hold`, `sell:WAYPOINT`, `construction[:WAYPOINT]` or `contract:ID`."""
+        raw = (text or "hold").strip()
+        name, _, arg = raw.partition(":")
+        try:
+            kind = DeliverKind(name.lower())
+        except ValueError:
+            raise DestinationError(f"unknown destination {raw!r}: use hold, sell:WAYPOINT, "
+                                   "construction[:WAYPOINT] or contract:ID") from None
+        arg = arg.strip() or None
+        if kind is DeliverKind.SELL and not arg:
+            raise DestinationError("sell needs a market: sell:WAYPOINT")
+        if kind is DeliverKind.CONTRACT and not arg:
+            raise DestinationError("contract needs its id: contract:ID")
+        if kind is DeliverKind.HOLD and arg:
+            raise DestinationError("hold takes no argument")
+        if kind is DeliverKind.CONTRACT:
+            return cls(kind, None, arg)
+        return cls(kind, arg.upper() if arg else None)
+
+    def resolved(self, waypoint: str) -> Destination:
+        return Destination(self.kind, waypoint, self.contract)
+
+    def stored(self) -> str:
+        return json.dumps({"kind": self.kind.value, "waypoint": self.waypoint,
+                           "contract": self.contract})
+
+    @classmethod
+    def parse_stored(cls, text: str | None) -> Destination:
+        if not text or not text.startswith("{"):
+            return cls.parse(text)
+        data = json.loads(text)
+        return cls(DeliverKind(data["kind"]), data.get("waypoint"), data.get("contract"))
+
+    def __str__(self) -> str:
+        if self.kind is DeliverKind.CONTRACT:
+            return f"contract:{self.contract}" + (f" at {self.waypoint}" if self.waypoint else "")
+        return self.kind.value + (f":{self.waypoint}" if self.waypoint else "")
+
+
+def station_key(good: str, waypoint: str) -> str:
+    return f"{good}@{waypoint}"
+
+
 @dataclass
 class Task:
     id: str
     factory_id: str
-    round: int
-    node_path: str
+    purpose: TaskPurpose
     kind: TaskKind
     good: str
     source: str
-    destination: str | None  # None: keep the goods (the target)
+    destination: str | None  # an exporter (FEED), or None: the factory's destination
     units_target: int
-    depends_on: tuple[str, ...] = ()
-    feed: int = 0  # 0, or n for the n-th re-feed of a node whose output was lost
-    state: TaskState = TaskState.BLOCKED
+    lot: int = 1  # OUTPUT: the lot's number; FEED: the feed's number at its station
+    station: str | None = None  # FEED: the station it feeds (GOOD@WAYPOINT)
+    above: tuple[str, ...] = ()  # goods being made above this one, nearest last
+    inputs: tuple[str, ...] = ()  # COLLECT: what its exporter is fed
+    below_threshold: bool = False  # a raw material, bought whatever the supply
+    keeps: bool = False  # an output kept in the hold: what is bought is there to stay
+    state: TaskState = TaskState.READY
     ship: str | None = None
     last_ship: str | None = None
     attempts: int = 0
-    units_bought: int = 0
-    units_delivered: int = 0
-    units_lost: int = 0  # bought, then gone with a lost ship
-    cost: int = 0
-    revenue: int = 0
+    trips: int = 0
     not_before: datetime | None = None
-    inputs_done_at: datetime | None = None
+    waiting_since: datetime | None = None
+    created_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
     last_error: str | None = None
+    # Progress, from the ledger: units per ship, and the credits they moved.
+    bought_by: dict[str, int] = field(default_factory=dict)
+    delivered_by: dict[str, int] = field(default_factory=dict)
+    lost_by: dict[str, int] = field(default_factory=dict)  # gone with a lost ship
+    cost: int = 0
+    revenue: int = 0
+
+    @property
+    def units_bought(self) -> int:
+        return sum(self.bought_by.values())
+
+    @property
+    def units_delivered(self) -> int:
+        return sum(self.delivered_by.values())
+
+    @property
+    def units_lost(self) -> int:
+        return sum(self.lost_by.values())
+
+    def held_by(self, ship: str) -> int:
+        """Units this ship bought for the task and still carries."""
+        return max(0, self.bought_by.get(ship, 0) - self.delivered_by.get(ship, 0)
+                   - self.lost_by.get(ship, 0))
+
+    @property
+    def holders(self) -> dict[str, int]:
+        ships = set(self.bought_by) | set(self.delivered_by)
+        return {s: n for s in sorted(ships) if (n := self.held_by(s)) > 0}
 
     @property
     def units_held(self) -> int:
-        """Units bought for this task and not yet delivered (they are in the ship's hold)."""
-        return self.units_bought - self.units_delivered - self.units_lost
+        return sum(self.holders.values())
 
     @property
-    def keeps_goods(self) -> bool:
-        return self.destination is None
+    def carriers(self) -> dict[str, int]:
+        """Ships carrying goods of this task that still have to be delivered."""
+        return {} if self.keeps else self.holders
+
+    @property
+    def to_deliver(self) -> int:
+        return sum(self.carriers.values())
+
+    @property
+    def units_acquired(self) -> int:
+        """Bought and not lost: delivered or on its way."""
+        return self.units_bought - self.units_lost
+
+    @property
+    def to_buy(self) -> int:
+        return max(0, self.units_target - self.units_acquired)
+
+    @property
+    def depth(self) -> int:
+        """Levels below the target: the output is 0, its inputs 1, theirs 2…"""
+        return len(self.above)
+
+    @property
+    def station_here(self) -> str:
+        """The station this task buys from (meaningful for COLLECT tasks)."""
+        return station_key(self.good, self.source)
 
     @property
     def finished(self) -> bool:
@@ -91,65 +221,204 @@ class Task:
 
 
 @dataclass
+class Station:
+    """An exporter the factory makes a good at: who waits for it, and what it was fed."""
+
+    good: str
+    waypoint: str
+    inputs: tuple[str, ...]
+    above: tuple[str, ...]
+    collects: list[Task] = field(default_factory=list)
+    feeds: list[Task] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return station_key(self.good, self.waypoint)
+
+    @property
+    def waiting(self) -> list[Task]:
+        return [t for t in self.collects if t.state is TaskState.WAITING]
+
+    @property
+    def open(self) -> bool:
+        return any(not t.finished for t in self.collects)
+
+    def feeds_of(self, good: str) -> list[Task]:
+        return [t for t in self.feeds if t.good == good]
+
+    def fed(self) -> dict[str, int]:
+        """Units of each input delivered to the exporter so far."""
+        out = dict.fromkeys(self.inputs, 0)
+        for t in self.feeds:
+            out[t.good] = out.get(t.good, 0) + t.units_delivered
+        return out
+
+    @property
+    def since(self) -> datetime | None:
+        """When the first feed was decided."""
+        return min((t.created_at for t in self.feeds if t.created_at), default=None)
+
+
+@dataclass
 class Factory:
     id: str
     target: str
     system: str
-    plan: PlanNode | None  # None until the coordinator has planned it
+    plan: PlanNode | None  # the tree as last decided, for status; None until planned
     lot: int
-    units_wanted: int | None = None  # None: one collection of whatever is available
+    units_wanted: int | None = None  # None: one load of whatever is available
     min_supply: SupplyLevel = SupplyLevel.MODERATE
+    destination: Destination = field(default_factory=Destination)
+    strict_supply: bool = False
+    reference: dict[str, int] = field(default_factory=dict)  # first prices seen, per good
+    held_at_start: int = 0  # target units our holds carried when it was created
     status: FactoryStatus = FactoryStatus.PENDING
-    round: int = 0
-    units_acquired: int = 0
-    credits_spent: int = 0
     created_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
     error: str | None = None
     tasks: dict[str, Task] = field(default_factory=dict)
+    credits_spent: int = 0
     max_attempts: int = MAX_ATTEMPTS
 
     # --- lifecycle -------------------------------------------------------------------
 
-    def start(self, now: datetime, plan: PlanNode | None = None) -> list[Task]:
-        """PENDING -> ACTIVE with `plan` (or the one given at creation): the first round."""
+    def start(self, now: datetime, plan: PlanNode | None = None) -> None:
+        """PENDING -> ACTIVE: the first lot has been decided."""
         self._require(FactoryStatus.PENDING, "start")
         self.plan = plan or self.plan
-        if self.plan is None:
-            raise InvalidTransition(f"cannot start factory {self.id} without a plan")
         self.status = FactoryStatus.ACTIVE
         self.started_at = now
-        return self._new_round()
 
     def complete(self, now: datetime) -> None:
         self._require(FactoryStatus.ACTIVE, "complete")
         self.status = FactoryStatus.COMPLETED
         self.finished_at = now
 
-    def fail(self, reason: str, now: datetime) -> None:
+    def fail(self, reason: str, now: datetime) -> list[Task]:
         if self.status.finished:
             raise InvalidTransition(f"factory {self.id} is already {self.status.value}")
         self.status = FactoryStatus.FAILED
         self.error = reason
         self.finished_at = now
-        self._cancel_open_tasks(now)
+        return self._cancel_open_tasks(now)
 
-    def stop(self, now: datetime) -> None:
+    def stop(self, now: datetime) -> list[Task]:
         """The user's `stop`: final; work under way is cancelled."""
         if self.status.finished:
             raise InvalidTransition(f"factory {self.id} is already {self.status.value}")
         self.status = FactoryStatus.STOPPED
         self.finished_at = now
-        self._cancel_open_tasks(now)
+        return self._cancel_open_tasks(now)
+
+    def cap_wanted(self, units: int) -> None:
+        """The destination needs no more than `units` in all (a construction site's or a
+        contract's remaining need, plus what was already delivered)."""
+        self.units_wanted = units if self.units_wanted is None else min(self.units_wanted,
+                                                                         units)
+
+    # --- quantities ------------------------------------------------------------------
+
+    def outputs(self) -> list[Task]:
+        return sorted((t for t in self.tasks.values() if t.purpose is TaskPurpose.OUTPUT),
+                      key=lambda t: t.lot)
+
+    @property
+    def units_acquired(self) -> int:
+        """Units of the target held (`hold`) or delivered to the destination so far."""
+        keeps = self.destination.keeps
+        got = sum(t.units_acquired if keeps else t.units_delivered for t in self.outputs())
+        return got + self.held_at_start
+
+    def in_flight(self) -> int:
+        """Units of the target that open lots still have to bring."""
+        keeps = self.destination.keeps
+        return sum(t.to_buy if keeps else max(0, t.units_target - t.units_delivered)
+                   for t in self.outputs() if not t.finished)
+
+    @property
+    def reached(self) -> bool:
+        """Whether the factory has what it was asked for."""
+        if self.units_wanted is None:  # one load of whatever is available
+            return any(t.state is TaskState.DONE for t in self.outputs())
+        return self.units_acquired >= self.units_wanted
+
+    def lots_to_open(self, max_open: int) -> list[int]:
+        """Sizes of the output lots to open now: several at once, none beyond the order."""
+        if self.status is not FactoryStatus.ACTIVE or self.reached:
+            return []
+        open_lots = [t for t in self.outputs() if not t.finished]
+        if self.units_wanted is None:
+            return [] if self.outputs() else [self.lot]
+        left = self.units_wanted - self.units_acquired - self.in_flight()
+        sizes = []
+        while left > 0 and len(open_lots) + len(sizes) < max_open:
+            sizes.append(min(self.lot, left))
+            left -= sizes[-1]
+        return sizes
+
+    # --- stations ----------------------------------------------------------------------
+
+    def stations(self) -> dict[str, Station]:
+        """Every exporter the factory has waited at, with its collects and feeds."""
+        out: dict[str, Station] = {}
+        for t in self.tasks.values():
+            if t.kind is TaskKind.COLLECT:
+                st = out.setdefault(t.station_here, Station(t.good, t.source, t.inputs,
+                                                            t.above))
+                st.collects.append(t)
+        for t in self.tasks.values():
+            if t.purpose is TaskPurpose.FEED and t.station in out:
+                out[t.station].feeds.append(t)
+        return out
+
+    # --- opening work ------------------------------------------------------------------
+
+    def open_output(self, decision: Decision, units: int, now: datetime) -> Task:
+        number = 1 + max((t.lot for t in self.outputs()), default=0)
+        task = self._new_task(f"{self.id}/out{number}", TaskPurpose.OUTPUT, decision, units,
+                              None, number, None, (), now)
+        return task
+
+    def open_feed(self, station: Station, decision: Decision, units: int,
+                  now: datetime) -> Task:
+        number = 1 + len(station.feeds_of(decision.good))
+        seq = 1 + sum(1 for t in self.tasks.values() if t.purpose is TaskPurpose.FEED)
+        return self._new_task(f"{self.id}/feed{seq}", TaskPurpose.FEED, decision, units,
+                              station.waypoint, number, station.key,
+                              (*station.above, station.good), now)
+
+    def redirect(self, task_id: str, decision: Decision, now: datetime) -> Task:
+        """Get the rest of a task's units elsewhere (its market fell below the threshold, or
+        a better one came up). Goods already held stay with it."""
+        task = self._task(task_id, (TaskState.READY, TaskState.WAITING), "redirect")
+        self._apply(task, decision, now)
+        return task
+
+    def _new_task(self, task_id: str, purpose: TaskPurpose, decision: Decision, units: int,
+                  destination: str | None, number: int, station: str | None,
+                  above: tuple[str, ...], now: datetime) -> Task:
+        self._require(FactoryStatus.ACTIVE, "open a task for")
+        task = Task(task_id, self.id, purpose, TaskKind.SOURCE, decision.good,
+                    decision.waypoint, destination, units, number, station, above,
+                    keeps=purpose is TaskPurpose.OUTPUT and self.destination.keeps,
+                    created_at=now)
+        self._apply(task, decision, now)
+        self.tasks[task.id] = task
+        return task
+
+    @staticmethod
+    def _apply(task: Task, decision: Decision, now: datetime) -> None:
+        task.source = decision.waypoint
+        task.below_threshold = decision.below_threshold
+        if decision.method is Acquisition.FABRICATE:
+            task.kind, task.inputs = TaskKind.COLLECT, decision.inputs
+            task.state, task.waiting_since = TaskState.WAITING, now
+        else:
+            task.kind, task.inputs = TaskKind.SOURCE, ()
+            task.state, task.waiting_since = TaskState.READY, None
 
     # --- queries ---------------------------------------------------------------------
-
-    def current_tasks(self) -> list[Task]:
-        return [t for t in self.tasks.values() if t.round == self.round]
-
-    def root_task(self) -> Task:
-        return next(t for t in self.current_tasks() if t.node_path == "0")
 
     def running(self) -> list[Task]:
         return [t for t in self.tasks.values() if t.state is TaskState.RUNNING]
@@ -157,19 +426,13 @@ class Factory:
     def waiting(self) -> list[Task]:
         return [t for t in self.tasks.values() if t.state is TaskState.WAITING]
 
-    def assignable(self, now: datetime, per_source_cap: int | None = None) -> list[Task]:
-        """READY tasks whose back-off is over, skipping sources that already have
-        `per_source_cap` ships on them; deepest first so inputs start early."""
-        busy = Counter(t.source for t in self.running())
-        out = []
-        for t in sorted(self.tasks.values(), key=lambda t: (-t.node_path.count("."), t.id)):
-            if t.state is not TaskState.READY or (t.not_before and t.not_before > now):
-                continue
-            if per_source_cap is not None and busy[t.source] >= per_source_cap:
-                continue
-            busy[t.source] += 1
-            out.append(t)
-        return out
+    def open_tasks(self) -> list[Task]:
+        return [t for t in self.tasks.values() if not t.finished]
+
+    def ready(self, now: datetime) -> list[Task]:
+        """READY tasks whose back-off is over."""
+        return [t for t in self.tasks.values() if t.state is TaskState.READY
+                and (t.not_before is None or t.not_before <= now)]
 
     def wanted_remaining(self) -> int | None:
         if self.units_wanted is None:
@@ -179,7 +442,7 @@ class Factory:
     # --- task transitions ------------------------------------------------------------
 
     def assign(self, task_id: str, ship: str, now: datetime) -> Task:
-        task = self._task(task_id, TaskState.READY, "assign")
+        task = self._task(task_id, (TaskState.READY,), "assign")
         if task.not_before and task.not_before > now:
             raise InvalidTransition(f"task {task_id} is backing off until {task.not_before}")
         task.state = TaskState.RUNNING
@@ -188,23 +451,23 @@ class Factory:
         return task
 
     def supply_ready(self, task_id: str) -> Task:
-        """The watcher saw the exporter's supply at the threshold after the inputs landed."""
-        task = self._task(task_id, TaskState.WAITING, "mark ready")
+        """The watcher saw the exporter's supply at the threshold."""
+        task = self._task(task_id, (TaskState.WAITING,), "mark ready")
         task.state = TaskState.READY
+        task.not_before = None
         return task
 
-    def record_purchase(self, task_id: str, units: int, price: int) -> Task:
-        task = self._task(task_id, TaskState.RUNNING, "record a purchase for")
-        task.units_bought += units
+    def record_purchase(self, task_id: str, ship: str, units: int, price: int) -> Task:
+        task = self._known(task_id)
+        task.bought_by[ship] = task.bought_by.get(ship, 0) + units
         task.cost += price
         self.credits_spent += price
         return task
 
-    def record_sale(self, task_id: str, units: int, price: int) -> Task:
-        task = self._task(task_id, TaskState.RUNNING, "record a sale for")
-        if units > task.units_held:
-            raise InvalidTransition(f"task {task_id} holds {task.units_held}, cannot sell {units}")
-        task.units_delivered += units
+    def record_delivery(self, task_id: str, ship: str, units: int, price: int) -> Task:
+        """Units left the hold at the destination (sold, supplied or delivered)."""
+        task = self._known(task_id)
+        task.delivered_by[ship] = task.delivered_by.get(ship, 0) + units
         task.revenue += price
         self.credits_spent -= price
         return task
@@ -212,120 +475,128 @@ class Factory:
     def record_fuel(self, price: int) -> None:
         self.credits_spent += price
 
-    def finish_task(self, task_id: str, now: datetime) -> list[Task]:
-        """A ship finished its task; returns the tasks this change touched (to persist)."""
-        task = self._task(task_id, TaskState.RUNNING, "finish")
-        moved = task.units_held if task.keeps_goods else task.units_delivered
-        if moved <= 0:
-            raise InvalidTransition(f"task {task_id} moved no goods; report it as not ready")
-        task.state = TaskState.DONE
-        task.finished_at = now
+    def trip_done(self, task_id: str, now: datetime, supply_fell: bool = False) -> Task:
+        """A ship finished a trip. The task is DONE when its lot is complete; otherwise
+        another trip follows, after a new supply signal if its market fell below the
+        threshold."""
+        task = self._task(task_id, (TaskState.RUNNING,), "finish a trip of")
+        task.trips += 1
         task.last_ship, task.ship = task.ship, None
-        touched = [task]
-        if task.node_path == "0":
-            self.units_acquired += task.units_held
-            remaining = self.wanted_remaining()
-            if remaining is None or remaining == 0:
-                self.complete(now)
-            else:
-                touched.extend(self._new_round())
-            return touched
-        parent = self._parent_of(task)
-        if all(self.tasks[d].state is TaskState.DONE for d in parent.depends_on):
-            parent.state = TaskState.WAITING
-            parent.inputs_done_at = now
-            touched.append(parent)
-        return touched
+        if self._complete(task):
+            task.state = TaskState.DONE
+            task.finished_at = now
+        elif supply_fell and task.kind is TaskKind.COLLECT and not task.to_deliver:
+            task.state, task.waiting_since = TaskState.WAITING, now
+        else:
+            task.state = TaskState.READY
+        return task
+
+    def _complete(self, task: Task) -> bool:
+        if task.to_deliver:
+            return False
+        if task.purpose is TaskPurpose.OUTPUT and self.units_wanted is None:
+            return task.units_acquired > 0  # one load of whatever was there
+        return task.units_acquired >= task.units_target
 
     def not_ready(self, task_id: str, now: datetime, reason: str, retry_at: datetime) -> Task:
-        """The ship found nothing to buy yet (supply fell, or the price is above the ceiling).
-
-        Goods already bought stay with the task; a collect task goes back to waiting for
-        a new supply signal, a source task backs off without spending an attempt.
-        """
-        task = self._task(task_id, TaskState.RUNNING, "mark not ready")
+        """The ship could buy nothing (supply fell, or the price is above the ceiling):
+        a collect waits for a new supply signal, a source backs off without spending an
+        attempt (and is redirected if its seller fell below the threshold)."""
+        task = self._task(task_id, (TaskState.RUNNING,), "mark not ready")
         task.last_ship, task.ship = task.ship, None
         task.last_error = reason
-        if task.kind is TaskKind.COLLECT:
-            task.state = TaskState.WAITING
-            task.inputs_done_at = now
+        if task.kind is TaskKind.COLLECT and not task.to_deliver:
+            task.state, task.waiting_since = TaskState.WAITING, now
         else:
             task.state = TaskState.READY
             task.not_before = retry_at
         return task
 
-    def fail_task(self, task_id: str, now: datetime, error: str, retry_at: datetime) -> Task:
-        """A ship failed; retry later (on another ship) or, out of attempts, fail the factory."""
-        task = self._task(task_id, TaskState.RUNNING, "fail")
+    def fail_task(self, task_id: str, now: datetime, error: str, retry_at: datetime
+                  ) -> list[Task]:
+        """A ship failed; retry later (on another ship) or, out of attempts, fail the
+        factory. Returns the tasks this touched."""
+        task = self._task(task_id, (TaskState.RUNNING,), "fail")
         task.attempts += 1
         task.last_error = error
         task.last_ship, task.ship = task.ship, None
         if task.attempts >= self.max_attempts:
             task.state = TaskState.FAILED
             task.finished_at = now
-            self.fail(f"{task.kind.value.lower()} {task.good} failed {task.attempts} times: "
-                      f"{error}", now)
-        else:
-            task.state = TaskState.READY
-            task.not_before = retry_at
-        return task
+            return [task, *self.fail(f"{task.purpose.value.lower()} {task.good} failed "
+                                     f"{task.attempts} times: {error}", now)]
+        task.state = TaskState.READY
+        task.not_before = retry_at
+        return [task]
 
-    def refeed(self, task_id_: str) -> list[Task]:
-        """The output bought for this collect task left with a lost ship, and its
-        exporter used up the inputs making it: deliver its inputs again."""
-        task = self.tasks[task_id_]
-        if task.kind is not TaskKind.COLLECT or task.state is not TaskState.READY:
-            raise InvalidTransition(f"task {task_id_} is not a collect task ready to re-feed")
-        node = self.plan.find(task.node_path)
-        feed = 1 + max(t.feed for t in self.tasks.values() if t.round == task.round)
-        fresh = [t for child in node.children for t in _subtree_tasks(
-            self, child, node, task.round, feed, self.lot)]
-        self.tasks.update((t.id, t) for t in fresh)
-        task.depends_on = tuple(task_id(self.id, task.round, c.path, feed)
-                                for c in node.children)
-        task.state = TaskState.BLOCKED
-        task.inputs_done_at = None
-        return [task, *fresh]
-
-    def release(self, task_id: str, ship_lost: bool = False) -> Task:
-        """Take a task off a ship that is gone or busy elsewhere, without counting an
-        attempt. If the ship is lost, what it held for the task is written off."""
-        task = self._task(task_id, TaskState.RUNNING, "release")
-        if ship_lost:
-            task.units_lost += task.units_held
+    def release(self, task_id: str) -> Task:
+        """Take a task off a ship that is gone, busy elsewhere or stopped, without counting
+        an attempt."""
+        task = self._task(task_id, (TaskState.RUNNING,), "release")
         task.last_ship, task.ship = task.ship, None
         task.state = TaskState.READY
         return task
 
+    def lose(self, task_id: str, ship: str, units: int | None = None) -> Task:
+        """Write off what `ship` held for the task (all of it when `units` is None): the
+        ship is gone, or the goods are not in its hold."""
+        task = self._known(task_id)
+        gone = task.held_by(ship) if units is None else min(units, task.held_by(ship))
+        if gone:
+            task.lost_by[ship] = task.lost_by.get(ship, 0) + gone
+        return task
+
+    # --- the end -----------------------------------------------------------------------
+
+    def wind_down(self, now: datetime) -> list[Task]:
+        """The target is reached: open work that holds nothing is cancelled; work that holds
+        goods only delivers them. Returns the tasks touched."""
+        touched = []
+        for t in self.open_tasks():
+            if t.state is TaskState.RUNNING:
+                continue
+            if t.to_deliver:
+                if t.units_target != t.units_acquired or t.state is not TaskState.READY:
+                    t.units_target = t.units_acquired  # deliver what is held, buy no more
+                    t.state, t.not_before = TaskState.READY, None
+                    touched.append(t)
+                continue
+            t.state, t.finished_at = TaskState.CANCELLED, now
+            touched.append(t)
+        return touched
+
+    @property
+    def settled(self) -> bool:
+        """Nothing is moving any more: every task is finished."""
+        return not self.open_tasks()
+
     # --- internals -------------------------------------------------------------------
 
-    def _new_round(self) -> list[Task]:
-        self.round += 1
-        tasks = build_tasks(self, self.round)
-        self.tasks.update((t.id, t) for t in tasks)
-        return tasks
-
-    def _cancel_open_tasks(self, now: datetime) -> None:
+    def _cancel_open_tasks(self, now: datetime) -> list[Task]:
+        touched = []
         for task in self.tasks.values():
             if not task.finished:
                 task.state = TaskState.CANCELLED
                 task.finished_at = now
+                touched.append(task)
+        return touched
 
-    def _task(self, task_id: str, expected: TaskState, verb: str) -> Task:
-        if self.status is not FactoryStatus.ACTIVE:
-            raise InvalidTransition(f"cannot {verb} a task: factory {self.id} is "
-                                    f"{self.status.value}")
+    def _known(self, task_id: str) -> Task:
         task = self.tasks.get(task_id)
         if task is None:
             raise InvalidTransition(f"no task {task_id} in factory {self.id}")
-        if task.state is not expected:
-            raise InvalidTransition(
-                f"cannot {verb} task {task_id}: it is {task.state.value}, not {expected.value}"
-            )
         return task
 
-    def _parent_of(self, task: Task) -> Task:
-        return next(t for t in self.tasks.values() if task.id in t.depends_on)
+    def _task(self, task_id: str, expected: tuple[TaskState, ...], verb: str) -> Task:
+        if self.status is not FactoryStatus.ACTIVE:
+            raise InvalidTransition(f"cannot {verb} a task: factory {self.id} is "
+                                    f"{self.status.value}")
+        task = self._known(task_id)
+        if task.state not in expected:
+            names = " or ".join(s.value for s in expected)
+            raise InvalidTransition(
+                f"cannot {verb} task {task_id}: it is {task.state.value}, not {names}")
+        return task
 
     def _require(self, status: FactoryStatus, verb: str) -> None:
         if self.status is not status:
@@ -334,33 +605,8 @@ class Factory:
             )
 
 
-def task_id(factory_id: str, round_: int, node_path: str, feed: int = 0) -> str:
-    return f"{factory_id}/r{round_}/{node_path}" + (f"~{feed}" if feed else "")
-
-
-def build_tasks(factory: Factory, round_: int) -> list[Task]:
-    """One task per plan node. Inputs are fed in equal lots; the root asks for what is left."""
-    remaining = factory.wanted_remaining()
-    root_units = factory.lot if remaining is None else remaining
-    return _subtree_tasks(factory, factory.plan, None, round_, 0, root_units)
-
-
-def _subtree_tasks(factory: Factory, top: PlanNode, above: PlanNode | None, round_: int,
-                   feed: int, top_units: int) -> list[Task]:
-    tasks = []
-    for node, parent in top.walk():
-        parent = parent or above
-        kind = TaskKind.SOURCE if node.method is Acquisition.BUY else TaskKind.COLLECT
-        deps = tuple(task_id(factory.id, round_, c.path, feed) for c in node.children)
-        tasks.append(Task(
-            id=task_id(factory.id, round_, node.path, feed), factory_id=factory.id,
-            round=round_, node_path=node.path, kind=kind, good=node.good,
-            source=node.waypoint or "", destination=parent.waypoint if parent else None,
-            units_target=top_units if node is top else factory.lot, depends_on=deps,
-            state=TaskState.BLOCKED if deps else TaskState.READY, feed=feed))
-    return tasks
-
-
 def backoff(attempts: int, now: datetime, base: float = 5.0, cap: float = 300.0) -> datetime:
     """Exponential back-off for retries: 5 s, 10 s, 20 s … capped at five minutes."""
     return now + timedelta(seconds=min(cap, base * 2 ** max(0, attempts - 1)))
+
+

@@ -1,8 +1,11 @@
-"""The production plan: a tree saying, for each good, whether to buy it or have it made.
+"""The production plan: for each good, buy it or have its exporter make it.
 
-`resolve` implements DESIGN.md §3: buy where a seller holds at least `min_supply`,
-otherwise fabricate at a market that exports the good, feeding it the imports that the
-market itself lists for it, recursively down to goods that can be bought.
+`decide` answers the question for one good from what is known of the system's markets
+(DESIGN.md §3): buy where a seller holds at least `min_supply`; otherwise make it at a
+market that exports it, feeding the imports that market lists for it; and a good that
+no market can be made to produce (a raw material) is bought from its best seller
+whatever its supply, marked `below_threshold`. `resolve` applies it down the tree.
+Factories call `decide` again for every lot, so the tree follows the markets.
 """
 
 from __future__ import annotations
@@ -24,9 +27,28 @@ from domain.ranking import rank_sellers
 from domain.supply_chain import SupplyChain
 
 
+@dataclass(frozen=True)
+class Decision:
+    """How to get one good now: buy it at `waypoint`, or feed `inputs` to the exporter at
+    `waypoint` and buy what it makes."""
+
+    good: str
+    method: Acquisition
+    waypoint: str
+    supply: SupplyLevel | None = None
+    activity: ActivityLevel | None = None
+    inputs: tuple[str, ...] = ()
+    below_threshold: bool = False  # a raw material bought whatever its supply
+
+    @property
+    def made(self) -> bool:
+        return self.method is Acquisition.FABRICATE
+
+
 @dataclass
 class PlanNode:
-    """One good in the tree. `path` ("0", "0.1", …) identifies the node; goods repeat."""
+    """One good in the tree. `path` ("0", "0.1", …) identifies the node; goods repeat.
+    A PENDING node waits for quotes of markets nobody has read yet."""
 
     good: str
     method: Acquisition
@@ -35,6 +57,7 @@ class PlanNode:
     supply: SupplyLevel | None = None
     children: list[PlanNode] = field(default_factory=list)
     path: str = "0"
+    below_threshold: bool = False
 
     @property
     def is_leaf(self) -> bool:
@@ -69,11 +92,18 @@ class PlanNode:
 
     def raw_materials(self) -> list[str]:
         """The goods bought at the leaves, each once."""
-        return sorted({n.good for n in self.flatten() if n.is_leaf})
+        return sorted({n.good for n in self.flatten()
+                       if n.is_leaf and n.method is Acquisition.BUY})
+
+    @property
+    def pending(self) -> bool:
+        """Whether some decision in the tree still waits for market quotes."""
+        return any(n.method is Acquisition.PENDING for n in self.flatten())
 
     def to_dict(self) -> dict:
-        """The seed plan's JSON schema, plus the chosen waypoint."""
-        return {
+        """The seed plan's JSON schema, plus the chosen waypoint (and `below_threshold`
+        on a raw material bought under the supply threshold)."""
+        out = {
             "good": self.good,
             "acquisition_method": self.method.value,
             "waypoint": self.waypoint,
@@ -81,6 +111,9 @@ class PlanNode:
             "supply_level": self.supply.name if self.supply else "",
             "children": [c.to_dict() for c in self.children],
         }
+        if self.below_threshold:
+            out["below_threshold"] = True
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping, path: str = "0") -> PlanNode:
@@ -91,6 +124,7 @@ class PlanNode:
             activity=ActivityLevel.parse_optional(data.get("market_activity")),
             supply=SupplyLevel.parse_optional(data.get("supply_level")),
             path=path,
+            below_threshold=bool(data.get("below_threshold")),
         )
         node.children = [
             cls.from_dict(c, f"{path}.{i}") for i, c in enumerate(data.get("children", []))
@@ -98,85 +132,108 @@ class PlanNode:
         return node
 
 
-def resolve(
-    target: str,
-    chain: SupplyChain,
-    markets: Iterable[MarketSnapshot],
-    *,
-    min_supply: SupplyLevel = SupplyLevel.MODERATE,
-    origin: Place | None = None,
-    places: Mapping[str, Place] | None = None,
-) -> PlanNode:
-    """Build the plan for `target` from what is known of the system's markets.
+class Planner:
+    """Decisions over one view of the system's markets."""
 
-    Raises UnknownGoodError (no market lists a good), UnsourceableError (listed but
-    neither sold nor made), CycleError (making it needs itself and nobody sells it) and
-    NeedsMarketData (a decision needs quotes nobody has read yet). A good is never bought
-    below `min_supply`: that is the player's rule, and the errors say which good needs it.
-    """
-    resolver = _Resolver(chain, list(markets), min_supply, origin, places)
-    return resolver.build(target, [], "0")
+    def __init__(self, chain: SupplyChain, markets: Iterable[MarketSnapshot], *,
+                 min_supply: SupplyLevel = SupplyLevel.MODERATE, strict_supply: bool = False,
+                 origin: Place | None = None, places: Mapping[str, Place] | None = None):
+        self.chain = chain
+        self.markets = list(markets)
+        self.min_supply = min_supply
+        self.strict_supply = strict_supply
+        self.origin = origin
+        self.places = places
+        self.system = self.markets[0].system if self.markets else "the system"
 
+    def decide(self, good: str, above: Iterable[str] = ()) -> Decision:
+        """Buy or make `good`, given the goods being made `above` it in the tree.
 
-class _Resolver:
-    def __init__(self, chain, markets, min_supply, origin, places):
-        self.chain: SupplyChain = chain
-        self.markets: list[MarketSnapshot] = markets
-        self.min_supply: SupplyLevel = min_supply
-        self.origin: Place | None = origin
-        self.places: Mapping[str, Place] | None = places
-        self.system = markets[0].system if markets else "the system"
-
-    def build(self, good: str, path: list[str], node_path: str) -> PlanNode:
-        if good in path:
-            raise CycleError([*path[path.index(good) :], good])
+        Raises UnknownGoodError (no market lists it), UnsourceableError (listed but
+        neither sold nor made, or a raw material under the threshold with
+        `strict_supply`), CycleError (making it needs a good already being made above)
+        and NeedsMarketData (the decision needs quotes nobody has read yet).
+        """
+        above = list(above)
         if not any(m.lists(good) for m in self.markets):
             raise UnknownGoodError(f"no market in {self.system} lists {good}")
         ranked = rank_sellers(good, self.markets, self.origin, self.places)
         if ranked and ranked[0][1].supply >= self.min_supply:
-            return self._buy(good, ranked[0], node_path)
+            market, quote = ranked[0]
+            return Decision(good, Acquisition.BUY, market.waypoint, quote.supply,
+                            quote.activity)
         unread = {m.waypoint for m in self.markets if m.sells(good) and m.quote(good) is None}
         if unread:
             raise NeedsMarketData(unread, good)
-        return self._fabricate(good, path, node_path, ranked)
-
-    def _buy(self, good, market_quote, node_path) -> PlanNode:
-        market, quote = market_quote
-        return PlanNode(good, Acquisition.BUY, market.waypoint, quote.activity, quote.supply,
-                        path=node_path)
-
-    def _fabricate(self, good: str, path: list[str], node_path: str, ranked) -> PlanNode:
-        """Make `good` at its best exporter. Buying below the threshold is never a silent
-        fallback: the threshold is the player's rule, so they are told to lower it."""
+        if good in above:
+            raise CycleError([*above[above.index(good):], good])
         recipe = self.chain.inputs(good)
         exporters = [m for m in self.markets if good in m.exports and set(recipe) & m.imports]
-        if not exporters:
-            if ranked:
-                market, quote = ranked[0]
-                why = (f"no exporter of {good} in {self.system} imports its inputs"
-                       if recipe and any(good in m.exports for m in self.markets)
-                       else f"{good} is not made in {self.system}")
-                raise UnsourceableError(
-                    f"{why}, and no seller has {self.min_supply.name} supply (best: "
-                    f"{quote.supply.name} at {market.waypoint}); lower the supply threshold "
-                    "to buy it")
+        if exporters:
+            market = min(exporters, key=lambda m: self._exporter_key(m, good, recipe))
+            quote = market.quote(good)
+            return Decision(good, Acquisition.FABRICATE, market.waypoint,
+                            quote.supply if quote else None, quote.activity if quote else None,
+                            tuple(g for g in recipe if g in market.imports))
+        if not ranked:
             raise UnsourceableError(f"{good} is neither sold nor made in {self.system}")
-        market = min(exporters, key=lambda m: self._exporter_key(m, good, recipe))
-        quote = market.quote(good)
-        node = PlanNode(good, Acquisition.FABRICATE, market.waypoint,
-                        quote.activity if quote else None, quote.supply if quote else None,
-                        path=node_path)
-        missing: set[str] = set()
-        missing_good = good
-        for i, child in enumerate(g for g in recipe if g in market.imports):
-            try:
-                node.children.append(self.build(child, [*path, good], f"{node_path}.{i}"))
-            except NeedsMarketData as need:  # gather a whole level's needs in one survey
-                missing |= need.waypoints
-                missing_good = need.good
-        if missing:
-            raise NeedsMarketData(missing, missing_good)
+        market, quote = ranked[0]
+        why = (f"no exporter of {good} in {self.system} imports its inputs"
+               if recipe and any(good in m.exports for m in self.markets)
+               else f"{good} is not made in {self.system}")
+        if self.strict_supply:
+            raise UnsourceableError(
+                f"{why}, and no seller has {self.min_supply.name} supply (best: "
+                f"{quote.supply.name} at {market.waypoint}); lower the supply threshold, or "
+                "drop --strict-supply to buy it anyway")
+        return Decision(good, Acquisition.BUY, market.waypoint, quote.supply, quote.activity,
+                        below_threshold=True)
+
+    def resolve(self, target: str, partial: bool = False) -> PlanNode:
+        """The whole tree for `target`. With `partial`, a decision that needs unread
+        quotes becomes a PENDING node instead of raising NeedsMarketData."""
+        missing: dict[str, set[str]] = {}
+        tree = self._build(target, [], "0", missing, partial)
+        if missing and not partial:
+            waypoints = set().union(*missing.values())
+            raise NeedsMarketData(waypoints, next(iter(missing)))
+        return tree
+
+    def _build(self, good: str, above: list[str], path: str, missing: dict[str, set[str]],
+               partial: bool) -> PlanNode:
+        try:
+            d = self.decide(good, above)
+        except NeedsMarketData as need:
+            missing.setdefault(need.good, set()).update(need.waypoints)
+            return PlanNode(good, Acquisition.PENDING, path=path)
+        node = PlanNode(good, d.method, d.waypoint, d.activity, d.supply, path=path,
+                        below_threshold=d.below_threshold)
+        for i, child in enumerate(d.inputs):  # a whole level's needs gather in one survey
+            node.children.append(self._build(child, [*above, good], f"{path}.{i}", missing,
+                                             partial))
         return node
+
+    def to_read(self, target: str) -> set[str]:
+        """Every market whose quotes a plan for `target` may need and nobody has read:
+        the sellers of each good of the tree, level by level, skipping the inputs of
+        goods that can already be bought."""
+        needed: set[str] = set()
+        seen: set[str] = set()
+        queue = deque([target])
+        while queue:
+            good = queue.popleft()
+            if good in seen:
+                continue
+            seen.add(good)
+            sellers = [m for m in self.markets if m.sells(good)]
+            needed.update(m.waypoint for m in sellers if m.quote(good) is None)
+            if any(q.supply >= self.min_supply for m in sellers if (q := m.quote(good))):
+                continue  # it can be bought: its inputs will not be needed
+            recipe = self.chain.inputs(good)
+            for m in self.markets:
+                if good in m.exports:
+                    queue.extend(g for g in recipe if g in m.imports)
+        return needed
 
     def _exporter_key(self, market: MarketSnapshot, good: str, recipe: tuple[str, ...]) -> tuple:
         quote = market.quote(good)
@@ -188,16 +245,37 @@ class _Resolver:
         return (uncovered, -activity, far, market.waypoint)
 
 
+def resolve(
+    target: str,
+    chain: SupplyChain,
+    markets: Iterable[MarketSnapshot],
+    *,
+    min_supply: SupplyLevel = SupplyLevel.MODERATE,
+    strict_supply: bool = False,
+    origin: Place | None = None,
+    places: Mapping[str, Place] | None = None,
+) -> PlanNode:
+    """Build the plan for `target` from what is known of the system's markets (see
+    `Planner.decide` for the rules and the errors)."""
+    return Planner(chain, markets, min_supply=min_supply, strict_supply=strict_supply,
+                   origin=origin, places=places).resolve(target)
+
+
 def render_tree(node: PlanNode, note: Callable[[PlanNode], str] | None = None) -> str:
     """The tree as box-drawing text, each line `GOOD [METHOD at WAYPOINT, …] note`."""
     lines: list[str] = []
 
     def label(n: PlanNode) -> str:
-        parts = [f"{n.method.value} at {n.waypoint}" if n.waypoint else n.method.value]
+        if n.method is Acquisition.PENDING:
+            parts = ["reading its markets"]
+        else:
+            parts = [f"{n.method.value} at {n.waypoint}" if n.waypoint else n.method.value]
         if n.activity:
             parts.append(f"{n.activity.name} activity")
         if n.supply:
             parts.append(f"{n.supply.name} supply")
+        if n.below_threshold:
+            parts.append("below threshold")
         extra = note(n) if note else ""
         return f"{n.good} [{', '.join(parts)}]" + (f" {extra}" if extra else "")
 

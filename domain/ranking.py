@@ -38,22 +38,27 @@ def rank_sellers(
     return sorted(found, key=lambda mq: seller_key(mq[1], mq[0].waypoint, origin, places))
 
 
-def price_ceiling(
-    good: str, markets: Iterable[MarketSnapshot], factor: float | None = DEFAULT_CEILING_FACTOR
-) -> int | None:
-    """`factor` × the median purchase price of `good` over the sellers seen; None means no cap.
+def reference_price(good: str, markets: Iterable[MarketSnapshot]) -> int | None:
+    """The median purchase price of `good` over the sellers with quotes (the lone seller's
+    price if there is one); None if nobody quotes it.
 
     Only sellers count: an import's purchase price is what the market would charge to
     sell back a good it consumes, several times the exporter's price, and would lift
-    the median far above anything a careful buyer pays.
+    the median far above anything a careful buyer pays. A factory fixes this once, when
+    it first needs the good, so that its own buying cannot raise the ceiling.
     """
-    if factor is None:
+    prices = [q.purchase_price for m in markets if m.sells(good) and (q := m.quote(good))]
+    return int(statistics.median(prices)) if prices else None
+
+
+def ceiling(reference: int | None, factor: float | None = DEFAULT_CEILING_FACTOR) -> int | None:
+    """The highest price per unit to pay: `factor` × the reference; None means no cap."""
+    if factor is None or reference is None:
         return None
-    prices = [
-        q.purchase_price
-        for m in markets
-        if m.sells(good) and (q := m.quote(good)) is not None
-    ]
-    if not prices:
-        return None
-    return int(statistics.median(prices) * factor)
+    return int(reference * factor)
+
+
+def price_ceiling(good: str, markets: Iterable[MarketSnapshot],
+                  factor: float | None = DEFAULT_CEILING_FACTOR) -> int | None:
+    """`factor` × the median purchase price of `good` over the sellers seen."""
+    return ceiling(reference_price(good, markets), factor)

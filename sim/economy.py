@@ -51,15 +51,16 @@ class Economy:
 
 ECONOMIES = {e.name: e for e in (
     Economy("gentle", "one lot of inputs lifts a starved export; surplus drains slowly"),
-    Economy("hungry", "each unit made eats 4 of every input and NPC buyers take 4 % of a "
-            "made export's stock every tick, so lifting a starved export takes several "
-            "lots and output keeps draining (NPC traders keep the other markets fed)",
-            inputs_per_unit=4.0, npc_demand=0.04, import_inflow=0.5),
+    Economy("hungry", "each unit made eats 4 of every input and NPC buyers take 0.2 % of a "
+            "made export's stock every tick (half of it in about three game hours), so "
+            "lifting a starved export takes several lots and output keeps draining (NPC "
+            "traders keep the other markets fed)",
+            inputs_per_unit=4.0, npc_demand=0.002, import_inflow=0.5),
     Economy("slow", "production and recovery run three times slower",
             rate=(0.05, 0.25 / 3, 0.35 / 3), import_inflow=0.10 / 3,
             exchange_drift=0.05 / 3),
     Economy("strict", "hungry and slow together", rate=(0.05, 0.25 / 3, 0.35 / 3),
-            inputs_per_unit=4.0, npc_demand=0.04, import_inflow=0.5 / 3,
+            inputs_per_unit=4.0, npc_demand=0.002, import_inflow=0.5 / 3,
             exchange_drift=0.05 / 3),
 )}
 DEFAULT_ECONOMY = ECONOMIES["gentle"]

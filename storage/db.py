@@ -8,7 +8,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import peewee
-from playhouse.db_url import connect
+from playhouse.db_url import parse
+from playhouse.pool import PooledPostgresqlDatabase
+from playhouse.shortcuts import ReconnectMixin
 
 DB_ENV = "GOODS_FACTORY_DB"
 SQLITE_PRAGMAS = {
@@ -21,6 +23,25 @@ SQLITE_PRAGMAS = {
 
 class DatabaseError(Exception):
     """The database cannot be opened or used."""
+
+
+# What a lost connection looks like: the server went away, or the backend was killed.
+CONNECTION_LOST = (peewee.OperationalError, peewee.InterfaceError)
+
+
+class Postgres(ReconnectMixin, PooledPostgresqlDatabase):
+    """PostgreSQL with a pool of connections (one per thread at a time). A query outside a
+    transaction that finds its connection dead reconnects and runs again; a transaction
+    that does fails, its connection is dropped, and the caller tries again later."""
+
+    reconnect_errors = (
+        (peewee.OperationalError, "server closed the connection"),
+        (peewee.OperationalError, "terminating connection"),
+        (peewee.OperationalError, "could not receive data"),
+        (peewee.OperationalError, "connection to server"),
+        (peewee.InterfaceError, "connection already closed"),
+        (peewee.InterfaceError, "cursor already closed"),
+    )
 
 
 def default_path() -> Path:
@@ -48,7 +69,8 @@ def open_database(url: str) -> peewee.Database:
     scheme = urlsplit(url).scheme
     try:
         if scheme in ("postgres", "postgresql"):
-            db = connect(url)
+            db = Postgres(max_connections=64, stale_timeout=300, timeout=15,
+                          **parse(url))
         else:
             path = Path(url[len("sqlite:///"):] if scheme == "sqlite" else url).expanduser()
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -66,10 +88,28 @@ def is_sqlite(db: peewee.Database) -> bool:
 @contextmanager
 def transaction(db: peewee.Database):
     """One atomic change. SQLite takes the write lock up front (BEGIN IMMEDIATE), so two
-    writers queue on the busy timeout instead of failing when a read turns into a write."""
-    if db.transaction_depth() == 0 and is_sqlite(db):
-        with db.atomic(lock_type="IMMEDIATE") as txn:
-            yield txn
-    else:
-        with db.atomic() as txn:
-            yield txn
+    writers queue on the busy timeout instead of failing when a read turns into a write.
+    If the connection is lost, the change is rolled back with it and the connection is
+    dropped, so that the next change opens a new one."""
+    outermost = db.transaction_depth() == 0
+    try:
+        if outermost and is_sqlite(db):
+            with db.atomic(lock_type="IMMEDIATE") as txn:
+                yield txn
+        else:
+            with db.atomic() as txn:
+                yield txn
+    except CONNECTION_LOST:
+        if outermost and not is_sqlite(db):
+            _drop_connection(db)
+        raise
+
+
+def _drop_connection(db: peewee.Database) -> None:
+    try:
+        if isinstance(db, PooledPostgresqlDatabase):
+            db.manual_close()
+        else:
+            db.close()
+    except Exception:  # it is already broken; a new one is opened on next use
+        pass

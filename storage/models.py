@@ -29,7 +29,10 @@ class FactoryRow(BaseModel):
     units_wanted = peewee.IntegerField(null=True)
     units_acquired = peewee.IntegerField(default=0)
     min_supply = peewee.CharField(max_length=16)
-    round = peewee.IntegerField(default=0)
+    destination = peewee.CharField(max_length=160, default="hold")  # Destination as text
+    strict_supply = peewee.BooleanField(default=False)
+    reference = peewee.TextField(default="{}")  # JSON: good -> first price seen
+    held_at_start = peewee.IntegerField(default=0)
     created_at = peewee.DateTimeField()
     started_at = peewee.DateTimeField(null=True)
     finished_at = peewee.DateTimeField(null=True)
@@ -42,22 +45,26 @@ class FactoryRow(BaseModel):
 class TaskRow(BaseModel):
     id = peewee.CharField(primary_key=True, max_length=128)
     factory = peewee.ForeignKeyField(FactoryRow, backref="tasks", on_delete="CASCADE")
-    round = peewee.IntegerField()
-    node_path = peewee.CharField(max_length=64)
-    kind = peewee.CharField(max_length=16)
+    purpose = peewee.CharField(max_length=16)  # OUTPUT or FEED
+    kind = peewee.CharField(max_length=16)  # SOURCE or COLLECT
     good = peewee.CharField(max_length=64)
     source = peewee.CharField(max_length=64)
     destination = peewee.CharField(max_length=64, null=True)
     units_target = peewee.IntegerField()
-    depends_on = peewee.TextField(default="[]")  # JSON list of task ids
-    feed = peewee.IntegerField(default=0)
+    lot = peewee.IntegerField(default=1)
+    station = peewee.CharField(max_length=160, null=True)  # FEED: GOOD@WAYPOINT it feeds
+    above = peewee.TextField(default="[]")  # JSON: goods made above it
+    inputs = peewee.TextField(default="[]")  # JSON: what its exporter is fed (COLLECT)
+    below_threshold = peewee.BooleanField(default=False)
     state = peewee.CharField(max_length=16, index=True)
     ship = peewee.CharField(max_length=64, null=True)
     last_ship = peewee.CharField(max_length=64, null=True)
     attempts = peewee.IntegerField(default=0)  # units and credits live in the ledger
-    units_lost = peewee.IntegerField(default=0)  # ...except units gone with a lost ship
+    trips = peewee.IntegerField(default=0)
+    lost_by = peewee.TextField(default="{}")  # JSON: ship -> units gone with it
     not_before = peewee.DateTimeField(null=True)
-    inputs_done_at = peewee.DateTimeField(null=True)
+    waiting_since = peewee.DateTimeField(null=True)
+    created_at = peewee.DateTimeField(null=True)
     started_at = peewee.DateTimeField(null=True)
     finished_at = peewee.DateTimeField(null=True)
     last_error = peewee.TextField(null=True)
@@ -81,6 +88,7 @@ class WaypointRow(BaseModel):
     x = peewee.IntegerField()
     y = peewee.IntegerField()
     traits = peewee.TextField(default="[]")
+    under_construction = peewee.BooleanField(default=False)
 
 
 class MarketGood(BaseModel):
@@ -124,7 +132,8 @@ class LedgerEntry(BaseModel):
     ship = peewee.CharField(max_length=64)
     waypoint = peewee.CharField(max_length=64)
     good = peewee.CharField(max_length=64)
-    kind = peewee.CharField(max_length=16)  # PURCHASE, SELL, REFUEL, SHIP or BALANCE
+    # PURCHASE, SELL, REFUEL, SHIP, SUPPLY, DELIVER, CONTRACT or BALANCE
+    kind = peewee.CharField(max_length=16)
     units = peewee.IntegerField()
     state = peewee.CharField(max_length=16, index=True)  # INTENDED, CONFIRMED or FAILED
     price_per_unit = peewee.IntegerField(null=True)
@@ -134,6 +143,11 @@ class LedgerEntry(BaseModel):
     confirmed_at = peewee.DateTimeField(null=True)
     server_time = peewee.DateTimeField(null=True)
     note = peewee.TextField(null=True)
+    # What the ship held of the good (or of fuel, or how many ships the agent had) when it
+    # was intended: after a crash, the server's count tells whether it happened.
+    held_before = peewee.IntegerField(null=True)
+    price_hint = peewee.IntegerField(null=True)  # the quoted price, if no bill is found
+    owner = peewee.CharField(max_length=128, null=True)  # the process that sent it
 
 
 TABLES = [SchemaVersion, FactoryRow, TaskRow, ShipAssignment, WaypointRow, MarketGood,

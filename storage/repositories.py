@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import peewee
 
 from domain.enums import ActivityLevel, SupplyLevel, TradeType
-from domain.factory import Factory, FactoryStatus, Task, TaskKind, TaskState
+from domain.factory import (
+    Destination,
+    Factory,
+    FactoryStatus,
+    Task,
+    TaskKind,
+    TaskPurpose,
+    TaskState,
+)
 from domain.markets import MarketSnapshot, Quote, system_of
 from domain.navigation import Place
 from domain.plan import PlanNode
@@ -102,7 +110,7 @@ class FactoryRepository:
             self._upsert_tasks(tasks)
 
     def load(self, factory_id: str) -> Factory:
-        """The factory with its tasks; purchase and sale totals come from the ledger."""
+        """The factory with its tasks; units and credits come from the ledger."""
         row = FactoryRow.get_or_none(FactoryRow.id == factory_id)
         if row is None:
             raise KeyError(factory_id)
@@ -110,25 +118,30 @@ class FactoryRepository:
             id=row.id, target=row.target, system=row.system,
             plan=PlanNode.from_dict(json.loads(row.plan)) if row.plan else None, lot=row.lot,
             units_wanted=row.units_wanted, min_supply=SupplyLevel.parse(row.min_supply),
-            status=FactoryStatus(row.status), round=row.round,
-            units_acquired=row.units_acquired, created_at=from_db(row.created_at),
-            started_at=from_db(row.started_at), finished_at=from_db(row.finished_at),
-            error=row.error)
-        progress = LedgerRepository(self.db).task_progress(factory_id)
+            destination=Destination.parse_stored(row.destination),
+            strict_supply=row.strict_supply, reference=json.loads(row.reference or "{}"),
+            held_at_start=row.held_at_start, status=FactoryStatus(row.status),
+            created_at=from_db(row.created_at), started_at=from_db(row.started_at),
+            finished_at=from_db(row.finished_at), error=row.error)
+        ledger = LedgerRepository(self.db)
+        progress = ledger.task_progress(factory_id)
         for t in TaskRow.select().where(TaskRow.factory == factory_id):
-            bought, delivered, cost, revenue = progress.get(t.id, (0, 0, 0, 0))
+            p = progress.get(t.id, Progress())
             factory.tasks[t.id] = Task(
-                id=t.id, factory_id=factory_id, round=t.round, node_path=t.node_path,
+                id=t.id, factory_id=factory_id, purpose=TaskPurpose(t.purpose),
                 kind=TaskKind(t.kind), good=t.good, source=t.source, destination=t.destination,
-                units_target=t.units_target, depends_on=tuple(json.loads(t.depends_on)),
-                feed=t.feed,
-                state=TaskState(t.state), ship=t.ship, last_ship=t.last_ship,
-                attempts=t.attempts, units_bought=bought, units_delivered=delivered,
-                units_lost=t.units_lost,
-                cost=cost, revenue=revenue, not_before=from_db(t.not_before),
-                inputs_done_at=from_db(t.inputs_done_at), started_at=from_db(t.started_at),
-                finished_at=from_db(t.finished_at), last_error=t.last_error)
-        factory.credits_spent = LedgerRepository(self.db).factory_spend(factory_id)
+                units_target=t.units_target, lot=t.lot, station=t.station,
+                above=tuple(json.loads(t.above)), inputs=tuple(json.loads(t.inputs)),
+                below_threshold=t.below_threshold,
+                keeps=t.purpose == TaskPurpose.OUTPUT.value and factory.destination.keeps,
+                state=TaskState(t.state), ship=t.ship,
+                last_ship=t.last_ship, attempts=t.attempts, trips=t.trips,
+                not_before=from_db(t.not_before), waiting_since=from_db(t.waiting_since),
+                created_at=from_db(t.created_at), started_at=from_db(t.started_at),
+                finished_at=from_db(t.finished_at), last_error=t.last_error,
+                bought_by=p.bought_by, delivered_by=p.delivered_by,
+                lost_by=json.loads(t.lost_by or "{}"), cost=p.cost, revenue=p.revenue)
+        factory.credits_spent = ledger.factory_spend(factory_id)
         return factory
 
     def summary(self, factory_id: str) -> FactorySummary | None:
@@ -211,22 +224,24 @@ class FactoryRepository:
         return {"target": f.target, "system": f.system, "status": f.status.value,
                 "plan": json.dumps(f.plan.to_dict()) if f.plan else None, "lot": f.lot,
                 "units_wanted": f.units_wanted, "units_acquired": f.units_acquired,
-                "min_supply": f.min_supply.name,
-                "round": f.round, "created_at": to_db(f.created_at),
+                "min_supply": f.min_supply.name, "destination": f.destination.stored(),
+                "strict_supply": f.strict_supply, "reference": json.dumps(f.reference),
+                "held_at_start": f.held_at_start, "created_at": to_db(f.created_at),
                 "started_at": to_db(f.started_at), "finished_at": to_db(f.finished_at),
                 "error": f.error}
 
     @staticmethod
     def _upsert_tasks(tasks: Iterable[Task]) -> None:
         rows = [{
-            "id": t.id, "factory": t.factory_id, "round": t.round, "node_path": t.node_path,
+            "id": t.id, "factory": t.factory_id, "purpose": t.purpose.value,
             "kind": t.kind.value, "good": t.good, "source": t.source,
-            "destination": t.destination, "units_target": t.units_target,
-            "depends_on": json.dumps(list(t.depends_on)), "feed": t.feed,
-            "state": t.state.value,
-            "ship": t.ship, "last_ship": t.last_ship, "attempts": t.attempts,
-            "units_lost": t.units_lost, "not_before": to_db(t.not_before),
-            "inputs_done_at": to_db(t.inputs_done_at), "started_at": to_db(t.started_at),
+            "destination": t.destination, "units_target": t.units_target, "lot": t.lot,
+            "station": t.station, "above": json.dumps(list(t.above)),
+            "inputs": json.dumps(list(t.inputs)), "below_threshold": t.below_threshold,
+            "state": t.state.value, "ship": t.ship, "last_ship": t.last_ship,
+            "attempts": t.attempts, "trips": t.trips, "lost_by": json.dumps(t.lost_by),
+            "not_before": to_db(t.not_before), "waiting_since": to_db(t.waiting_since),
+            "created_at": to_db(t.created_at), "started_at": to_db(t.started_at),
             "finished_at": to_db(t.finished_at), "last_error": t.last_error,
         } for t in tasks]
         if rows:
@@ -320,7 +335,8 @@ class WaypointRepository:
     def save(self, system: str, waypoints: Iterable) -> None:
         """Cache a system's waypoints (objects with symbol, type, x, y and traits)."""
         rows = [{"symbol": w.symbol, "system": system, "type": w.type, "x": w.x, "y": w.y,
-                 "traits": json.dumps(sorted(w.traits))} for w in waypoints]
+                 "traits": json.dumps(sorted(w.traits)),
+                 "under_construction": w.under_construction} for w in waypoints]
         with transaction(self.db):
             WaypointRow.delete().where(WaypointRow.system == system).execute()
             for chunk in peewee.chunked(rows, 200):
@@ -328,6 +344,10 @@ class WaypointRepository:
 
     def known(self, system: str) -> bool:
         return WaypointRow.select().where(WaypointRow.system == system).exists()
+
+    def under_construction(self, system: str) -> list[str]:
+        return [w.symbol for w in WaypointRow.select(WaypointRow.symbol).where(
+            WaypointRow.system == system, WaypointRow.under_construction)]
 
     def markets(self, system: str) -> list[str]:
         return [w.symbol for w in WaypointRow.select().where(WaypointRow.system == system)
@@ -346,30 +366,41 @@ class MarketRepository:
     def __init__(self, db: peewee.Database):
         self.db = db
 
-    def record(self, snapshot: MarketSnapshot) -> None:
-        """Store a reading: its lists always, its quotes (and their history) when present."""
-        roles = [(g, TradeType.EXPORT) for g in snapshot.exports] + \
-                [(g, TradeType.IMPORT) for g in snapshot.imports] + \
-                [(g, TradeType.EXCHANGE) for g in snapshot.exchange]
-        observed = to_db(snapshot.observed_at)
-        with transaction(self.db):
+    def record(self, *snapshots: MarketSnapshot) -> None:
+        """Store readings in one transaction: their lists always, their quotes (and the
+        quotes' history) when present."""
+        listed, quoted, history = [], [], []
+        for snapshot in snapshots:
+            observed = to_db(snapshot.observed_at)
+            roles = [(g, TradeType.EXPORT) for g in snapshot.exports] + \
+                    [(g, TradeType.IMPORT) for g in snapshot.imports] + \
+                    [(g, TradeType.EXCHANGE) for g in snapshot.exchange]
             for good, role in roles:
-                fields = {"type": role.value}
+                row = {"waypoint": snapshot.waypoint, "system": snapshot.system, "good": good,
+                       "type": role.value}
                 q = snapshot.quote(good)
-                if q is not None and observed is not None:
-                    fields.update(supply=q.supply.name,
-                                  activity=q.activity.name if q.activity else None,
-                                  trade_volume=q.trade_volume, purchase_price=q.purchase_price,
-                                  sell_price=q.sell_price, observed_at=observed)
-                    MarketHistory.create(waypoint=snapshot.waypoint, good=good,
-                                         supply=q.supply.name, activity=fields["activity"],
-                                         trade_volume=q.trade_volume,
-                                         purchase_price=q.purchase_price,
-                                         sell_price=q.sell_price, observed_at=observed)
-                MarketGood.insert(waypoint=snapshot.waypoint, system=snapshot.system, good=good,
-                                  **fields).on_conflict(
-                    conflict_target=[MarketGood.waypoint, MarketGood.good],
-                    update=fields).execute()
+                if q is None or observed is None:
+                    listed.append(row)
+                    continue
+                quote = {"supply": q.supply.name,
+                         "activity": q.activity.name if q.activity else None,
+                         "trade_volume": q.trade_volume, "purchase_price": q.purchase_price,
+                         "sell_price": q.sell_price, "observed_at": observed}
+                quoted.append({**row, **quote})
+                history.append({"waypoint": snapshot.waypoint, "good": good, **quote})
+        with transaction(self.db):
+            key = [MarketGood.waypoint, MarketGood.good]
+            for chunk in peewee.chunked(listed, 200):
+                MarketGood.insert_many(chunk).on_conflict(
+                    conflict_target=key, preserve=[MarketGood.type]).execute()
+            for chunk in peewee.chunked(quoted, 200):
+                MarketGood.insert_many(chunk).on_conflict(
+                    conflict_target=key, preserve=[
+                        MarketGood.type, MarketGood.supply, MarketGood.activity,
+                        MarketGood.trade_volume, MarketGood.purchase_price,
+                        MarketGood.sell_price, MarketGood.observed_at]).execute()
+            for chunk in peewee.chunked(history, 200):
+                MarketHistory.insert_many(chunk).execute()
 
     def known_waypoints(self, system: str) -> set[str]:
         """Markets whose lists are stored (they never change within a reset)."""
@@ -419,6 +450,16 @@ class MarketRepository:
 # --- the ledger ----------------------------------------------------------------------------
 
 
+@dataclass
+class Progress:
+    """A task's progress as the ledger tells it."""
+
+    bought_by: dict[str, int] = field(default_factory=dict)
+    delivered_by: dict[str, int] = field(default_factory=dict)
+    cost: int = 0
+    revenue: int = 0
+
+
 @dataclass(frozen=True)
 class LedgerRecord:
     id: int
@@ -436,30 +477,39 @@ class LedgerRecord:
     credits_after: int | None
     intended_at: datetime
     server_time: datetime | None
+    held_before: int | None = None
+    price_hint: int | None = None
+    owner: str | None = None
 
     @property
     def signed_total(self) -> int:
         """Credits this entry moved: negative for spending."""
         if self.state != LedgerRepository.CONFIRMED or self.total is None:
             return 0
-        return self.total if self.kind in ("SELL", "BALANCE") else -self.total
+        return self.total if self.kind in ("SELL", "BALANCE", "CONTRACT") else -self.total
 
 
 class LedgerRepository:
     INTENDED, CONFIRMED, FAILED = "INTENDED", "CONFIRMED", "FAILED"
     SPENDING = ("PURCHASE", "REFUEL", "SHIP")
+    DELIVERIES = ("SELL", "SUPPLY", "DELIVER")
 
     def __init__(self, db: peewee.Database):
         self.db = db
 
     def intend(self, *, agent: str, ship: str, waypoint: str, good: str, kind: str,
                units: int, now: datetime, factory: str | None = None,
-               task: str | None = None) -> int:
-        """Write down a trade before sending it, so a crash cannot hide it."""
+               task: str | None = None, held_before: int | None = None,
+               price_hint: int | None = None, owner: str | None = None) -> int:
+        """Write down a trade before sending it, so a crash cannot hide it. `held_before`
+        is what the ship held of the good (of fuel, for a refuel; the fleet's size, for a
+        ship) just before: the server's count after a crash tells whether it happened."""
         with transaction(self.db):
             return LedgerEntry.create(agent=agent, ship=ship, waypoint=waypoint, good=good,
                                       kind=kind, units=units, state=self.INTENDED,
-                                      intended_at=to_db(now), factory=factory, task=task).id
+                                      intended_at=to_db(now), factory=factory, task=task,
+                                      held_before=held_before, price_hint=price_hint,
+                                      owner=owner).id
 
     def confirm(self, entry: int, *, units: int, price_per_unit: int, total: int,
                 credits_after: int | None, server_time: datetime | None, now: datetime) -> None:
@@ -485,10 +535,10 @@ class LedgerRepository:
     def entries(self, agent: str | None = None, factory: str | None = None,
                 state: str | None = None, ship: str | None = None) -> list[LedgerRecord]:
         query = LedgerEntry.select().order_by(LedgerEntry.id)
-        for field, value in ((LedgerEntry.agent, agent), (LedgerEntry.factory, factory),
-                             (LedgerEntry.state, state), (LedgerEntry.ship, ship)):
+        for column, value in ((LedgerEntry.agent, agent), (LedgerEntry.factory, factory),
+                              (LedgerEntry.state, state), (LedgerEntry.ship, ship)):
             if value is not None:
-                query = query.where(field == value)
+                query = query.where(column == value)
         return [_record(e) for e in query]
 
     def get(self, entry: int) -> LedgerRecord:
@@ -502,20 +552,38 @@ class LedgerRepository:
         return {from_db(e.server_time) for e in LedgerEntry.select(LedgerEntry.server_time)
                 .where(LedgerEntry.ship == ship, LedgerEntry.server_time.is_null(False))}
 
-    def task_progress(self, factory: str) -> dict[str, tuple[int, int, int, int]]:
-        """task -> (units bought, units delivered, cost, revenue), from confirmed trades."""
-        out: dict[str, list[int]] = {}
-        for e in LedgerEntry.select().where(LedgerEntry.factory == factory,
-                                            LedgerEntry.state == self.CONFIRMED,
-                                            LedgerEntry.task.is_null(False)):
-            row = out.setdefault(e.task, [0, 0, 0, 0])
+    def task_progress(self, factory: str, task: str | None = None) -> dict[str, Progress]:
+        """task -> units bought and delivered by each ship, and the credits they moved,
+        from confirmed entries (a sale, a construction supply and a contract delivery all
+        deliver)."""
+        out: dict[str, Progress] = {}
+        query = LedgerEntry.select().where(LedgerEntry.factory == factory,
+                                           LedgerEntry.state == self.CONFIRMED,
+                                           LedgerEntry.task.is_null(False))
+        if task is not None:
+            query = query.where(LedgerEntry.task == task)
+        for e in query:
+            p = out.setdefault(e.task, Progress())
             if e.kind == "PURCHASE":
-                row[0] += e.units
-                row[2] += e.total or 0
-            elif e.kind == "SELL":
-                row[1] += e.units
-                row[3] += e.total or 0
-        return {k: (v[0], v[1], v[2], v[3]) for k, v in out.items()}
+                p.bought_by[e.ship] = p.bought_by.get(e.ship, 0) + e.units
+                p.cost += e.total or 0
+            elif e.kind in self.DELIVERIES:
+                p.delivered_by[e.ship] = p.delivered_by.get(e.ship, 0) + e.units
+                p.revenue += e.total or 0
+        return out
+
+    def ship_holdings(self, ship: str) -> dict[tuple[str | None, str], int]:
+        """(factory, good) -> units the ledger says this ship bought and has not delivered
+        (a factory of None: goods bought outside any factory)."""
+        out: dict[tuple[str | None, str], int] = {}
+        for e in LedgerEntry.select().where(LedgerEntry.ship == ship,
+                                            LedgerEntry.state == self.CONFIRMED,
+                                            LedgerEntry.kind.in_(("PURCHASE",
+                                                                  *self.DELIVERIES))):
+            sign = 1 if e.kind == "PURCHASE" else -1
+            key = (e.factory, e.good)
+            out[key] = out.get(key, 0) + sign * e.units
+        return {k: v for k, v in out.items() if v > 0}
 
     def expected_credits(self, agent: str) -> int | None:
         """The agent's credits as the ledger accounts for them: the last balance read from
@@ -534,7 +602,8 @@ class LedgerRepository:
 def _record(e: LedgerEntry) -> LedgerRecord:
     return LedgerRecord(e.id, e.agent, e.factory, e.task, e.ship, e.waypoint, e.good, e.kind,
                         e.units, e.state, e.price_per_unit, e.total, e.credits_after,
-                        from_db(e.intended_at), from_db(e.server_time))
+                        from_db(e.intended_at), from_db(e.server_time), e.held_before,
+                        e.price_hint, e.owner)
 
 
 # --- all of it -----------------------------------------------------------------------------

@@ -11,7 +11,8 @@ WAYPOINTS = str(DATA / "X1-AD75" / "waypoints.json")
 
 
 def invoke(*args, env=None):
-    return CliRunner().invoke(cli, list(args), env=env or {}, catch_exceptions=False)
+    return CliRunner().invoke(cli, ["--log-format", "console", *args], env=env or {},
+                              catch_exceptions=False)
 
 
 def test_plan_prints_the_tree():
@@ -42,7 +43,7 @@ def test_bad_input_is_one_line_and_non_zero(tmp_path):
     assert result.exit_code == 1 and "file not found" in result.output
 
     result = invoke("plan", "FOOD", "--markets", MARKETS, "--min-supply", "LOTS")
-    assert result.exit_code == 2 and "unknown SupplyLevel 'LOTS'" in result.output
+    assert result.exit_code == 2 and "'LOTS' is not one of 'scarce', 'limited'" in result.output
 
     result = invoke("plan", "FOOD", "--markets", MARKETS, "--from", "X1-AD75-A1")
     assert result.exit_code == 2 and "is not a known waypoint" in result.output
@@ -92,4 +93,4 @@ def test_price_factor_must_be_finite_and_positive(factor, tmp_path):
     result = invoke("--token", "t", "--base-url", "http://127.0.0.1:9/v2", "--db",
                     str(tmp_path / "x.db"), "produce", "FOOD", "--max-price-factor", factor)
     assert result.exit_code == 2, result.output
-    assert "Invalid value for --max-price-factor" in result.output
+    assert "Invalid value for '--max-price-factor'" in result.output

@@ -46,7 +46,8 @@ class Live:
         return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
     def invoke(self, *args):
-        return CliRunner().invoke(cli, list(args), env=self.env(), catch_exceptions=False)
+        return CliRunner().invoke(cli, ["--log-format", "console", *args], env=self.env(),
+                                  catch_exceptions=False)
 
     def storage(self) -> Storage:
         return Storage(open_database(self.db))
@@ -70,6 +71,16 @@ class Live:
         return sum(1 for x in self.record if x.spec_path.endswith("/purchase") and x.status == 201)
 
 
+def events(result) -> list[dict]:
+    """Every line a JSON-logging run printed, on either stream, parsed (all must parse)."""
+    lines = [line for text in (result.stdout, result.stderr) for line in text.splitlines()]
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def said(result, event: str) -> list[str]:
+    return [e.get("message", "") for e in events(result) if e["event"] == event]
+
+
 @pytest.fixture
 def live(sim_factory, tmp_path):
     record = []
@@ -89,11 +100,16 @@ def confirmed_purchases(storage, factory=None) -> int:
 def test_produce_then_look_at_it(live):
     done = live.run("produce", "clothing")
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "completed: acquired" in done.stdout and "CLOTHING" in done.stdout
-    events = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
-    assert events and all("event" in e and "timestamp" in e for e in events)
-    assigned = [e for e in events if e["event"] == "task.assigned"]
+    logged = events(done)  # `produce … 2>&1 | jq` reads every line
+    assert logged and all("event" in e and "timestamp" in e for e in logged)
+    [outcome] = said(done, "factory.outcome")
+    assert "completed: acquired" in outcome and "CLOTHING" in outcome
+    assigned = [e for e in logged if e["event"] == "task.assigned"]
     assert assigned and {"factory", "task", "ship"} <= set(assigned[0])
+    trades = [e for e in logged if e["event"].startswith("trade.")]
+    assert trades and all({"factory", "task", "ship"} <= set(e) for e in trades)
+    flights = [e for e in logged if e["event"] == "ship.navigate"]
+    assert all({"factory", "ship"} <= set(e) and "T" in e["arrival"] for e in flights)
     assert not any(live.token in line for line in done.stderr.splitlines())
 
     status = live.invoke("status")
@@ -129,13 +145,14 @@ def test_sigkill_mid_run_then_resume_repeats_no_purchase(live):
     assert storage.factories.summary(factory_id).status is FactoryStatus.ACTIVE
     resumed = live.run("resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f"resuming {factory_id}" in resumed.stderr and "completed" in resumed.stdout
+    assert said(resumed, "resume.taken") == [f"resuming {factory_id}"]
+    assert "completed" in said(resumed, "factory.outcome")[0]
     factory = storage.factories.load(factory_id)
     assert factory.status is FactoryStatus.COMPLETED
     assert live.server_purchases() == confirmed_purchases(storage), "no purchase repeated"
     assert storage.ledger.pending("OPERATOR") == []
     assert storage.ledger.expected_credits("OPERATOR") == live.client().agent().credits
-    assert live.run("resume").stdout.strip() == "nothing to resume"
+    assert said(live.run("resume"), "resume.nothing") == ["nothing to resume"]
 
 
 def test_sigterm_stops_within_seconds_and_resume_finishes(live):
@@ -169,8 +186,9 @@ def test_stop_command_stops_a_running_factory(live):
         factory_id = live.storage().factories.list()[-1].id
         asked = live.invoke("stop", factory_id)
         assert asked.exit_code == 0 and "stop requested" in asked.output
-        out, _ = proc.communicate(timeout=30)
-        assert proc.returncode == 1 and f"factory {factory_id} is STOPPED" in out
+        _out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 1
+        assert f"factory {factory_id} is STOPPED" in err
     finally:
         proc.kill()
     storage = live.storage()
@@ -189,30 +207,36 @@ def test_stop_of_an_orphan_marks_it_stopped(live):
         proc.communicate()
     factory_id = live.storage().factories.list()[-1].id
     assert live.invoke("stop", factory_id).output.strip() == f"factory {factory_id} stopped"
-    assert live.run("resume").stdout.strip() == "nothing to resume"
+    assert said(live.run("resume"), "resume.nothing") == ["nothing to resume"]
 
 
 def test_errors_are_one_line_and_non_zero(live):
     bad = live.run("produce", "CLOTHING", SPACETRADERS_TOKEN="not-a-token")
     assert bad.returncode == 1
-    assert bad.stderr.strip().splitlines()[-1] == (
-        "Error: GET /my/agent: the token was refused (Failed to parse token. Token is invalid "
-        "or expired.)")
+    assert said(bad, "error") == [
+        "GET /my/agent: the token was refused (Failed to parse token. Token is invalid "
+        "or expired.)"]
     unknown = live.run("produce", "UNOBTAINIUM")
-    assert unknown.returncode == 1 and unknown.stderr.strip().splitlines()[-1] == \
-        "Error: unknown good UNOBTAINIUM: it is not a trade good of the game"
+    assert unknown.returncode == 1 and said(unknown, "error") == [
+        "unknown good UNOBTAINIUM: it is not a trade good of the game"]
     missing = live.run("produce", "CLOTHING", "--ships", "OPERATOR-99")
-    assert missing.returncode == 1 and "no such ship: OPERATOR-99" in missing.stderr
+    assert missing.returncode == 1 and said(missing, "error") == ["no such ship: OPERATOR-99"]
+    plain = subprocess.run([sys.executable, "-m", "cli", "--log-format", "console", "produce",
+                            "UNOBTAINIUM"], cwd=ROOT, env=live.env(), capture_output=True,
+                           text=True, timeout=60)
+    assert plain.returncode == 1 and plain.stderr.strip().splitlines()[-1] == \
+        "Error: unknown good UNOBTAINIUM: it is not a trade good of the game"
     storage = live.storage()
     owner = f"{socket.gethostname()}:{os.getpid()}:test"
     for ship in ("OPERATOR-1", "OPERATOR-3"):
         storage.assignments.claim(ship, owner, datetime.now(UTC))
     busy = live.run("produce", "CLOTHING")
-    assert busy.returncode == 1 and "Error: no idle ships" in busy.stderr
+    assert busy.returncode == 1 and said(busy, "error")[0].startswith("no idle ships")
     no_token = live.run("produce", "CLOTHING", SPACETRADERS_TOKEN="")
-    assert no_token.returncode == 1 and "no token" in no_token.stderr
+    assert no_token.returncode == 1 and "no token" in said(no_token, "error")[0]
     limit = live.run("produce", "CLOTHING", GOODS_FACTORY_RATE_LIMIT="fast")
-    assert limit.returncode == 1 and "GOODS_FACTORY_RATE_LIMIT must be" in limit.stderr
+    assert limit.returncode == 1 and "GOODS_FACTORY_RATE_LIMIT must be" in said(limit,
+                                                                                "error")[0]
 
 
 def test_register_prints_only_the_token_on_stdout(live):

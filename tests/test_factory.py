@@ -1,226 +1,232 @@
+"""The factory aggregate: lots, trips, stations and their feeds, destinations, the end."""
+
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from domain.enums import Acquisition
 from domain.errors import InvalidTransition
 from domain.factory import (
+    DeliverKind,
+    Destination,
+    DestinationError,
     Factory,
     FactoryStatus,
     TaskKind,
+    TaskPurpose,
     TaskState,
     backoff,
-    task_id,
 )
-from domain.plan import resolve
-from tests.test_plan import AC_CHAIN, ac_markets
+from domain.plan import Decision
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+BUY = Decision("CLOTHING", Acquisition.BUY, "X1-T-S")
+MAKE = Decision("CLOTHING", Acquisition.FABRICATE, "X1-T-E", inputs=("FABRICS",))
+FABRICS = Decision("FABRICS", Acquisition.BUY, "X1-T-F")
 
 
-def make(units_wanted=None, lot=40, max_attempts=5):
-    plan = resolve("ADVANCED_CIRCUITRY", AC_CHAIN, ac_markets())
-    return Factory(id="f1", target="ADVANCED_CIRCUITRY", system="X1-T1", plan=plan, lot=lot,
-                   units_wanted=units_wanted, max_attempts=max_attempts, created_at=T0)
+def make(units=None, lot=40, destination="hold", max_attempts=5):
+    f = Factory(id="f1", target="CLOTHING", system="X1-T", plan=None, lot=lot,
+                units_wanted=units, destination=Destination.parse(destination),
+                max_attempts=max_attempts, created_at=T0)
+    f.start(T0)
+    return f
 
 
-def run(f, tid, ship="S1", bought=None, delivered=None, price=100, now=T0):
-    """Drive one task through assign, purchase, sale and finish."""
-    task = f.assign(tid, ship, now)
-    units = task.units_target if bought is None else bought
-    f.record_purchase(tid, units, units * price)
-    if not task.keeps_goods:
-        f.record_sale(tid, units if delivered is None else delivered, units * price // 2)
-    return f.finish_task(tid, now)
+def trip(f, task, ship="S1", bought=0, delivered=0, price=10, supply_fell=False, now=T0):
+    """One ship trip: assign, buy, deliver, report."""
+    f.assign(task.id, ship, now)
+    if bought:
+        f.record_purchase(task.id, ship, bought, bought * price)
+    if delivered:
+        f.record_delivery(task.id, ship, delivered, delivered * price * 2)
+    return f.trip_done(task.id, now, supply_fell)
 
 
-def tid(path, r=1):
-    return task_id("f1", r, path)
-
-
-def test_start_builds_one_task_per_node_with_dependencies():
+def test_one_load_of_whatever_is_available():
     f = make()
-    tasks = f.start(T0)
-    assert f.status is FactoryStatus.ACTIVE and f.started_at == T0 and f.round == 1
-    assert len(tasks) == len(f.plan.flatten()) == 9
-    root = f.root_task()
-    assert root.kind is TaskKind.COLLECT and root.destination is None
-    assert root.depends_on == (tid("0.0"), tid("0.1"))
-    copper_ore = f.tasks[tid("0.0.1.0")]
-    assert (copper_ore.kind, copper_ore.source, copper_ore.destination) == (
-        TaskKind.SOURCE, "X1-T1-B2", "X1-T1-A3")
-    assert copper_ore.state is TaskState.READY and copper_ore.units_target == 40
-    assert f.tasks[tid("0.0.1")].state is TaskState.BLOCKED
-    with pytest.raises(InvalidTransition, match="not PENDING"):
-        f.start(T0)
+    assert f.lots_to_open(max_open=4) == [40]
+    out = f.open_output(BUY, 40, T0)
+    assert (out.id, out.purpose, out.kind, out.state, out.keeps) == (
+        "f1/out1", TaskPurpose.OUTPUT, TaskKind.SOURCE, TaskState.READY, True)
+    assert f.lots_to_open(max_open=4) == [], "one load: one lot"
+    trip(f, out, bought=18)
+    assert out.state is TaskState.DONE, "whatever was there"
+    assert f.reached and f.units_acquired == 18 and f.settled
 
 
-def test_inputs_feed_balanced_lots_and_parent_waits_for_supply():
-    f = make(lot=30)
-    f.start(T0)
-    assert {f.tasks[tid(p)].units_target for p in ("0.0.0", "0.0.1.0", "0.1.0")} == {30}
-    touched = run(f, tid("0.0.1.0"))
-    copper = f.tasks[tid("0.0.1")]
-    assert copper.state is TaskState.WAITING and copper in touched
-    assert copper.inputs_done_at == T0
-    assert f.tasks[tid("0.0")].state is TaskState.BLOCKED
-    f.supply_ready(copper.id)
-    assert copper.state is TaskState.READY
+def test_units_open_several_lots_and_never_more_than_the_order():
+    f = make(units=200, lot=40)
+    assert f.lots_to_open(max_open=3) == [40, 40, 40]
+    lots = [f.open_output(BUY, n, T0) for n in f.lots_to_open(max_open=3)]
+    assert [t.lot for t in lots] == [1, 2, 3] and f.in_flight() == 120
+    assert f.lots_to_open(max_open=3) == [], "three open at once"
+    trip(f, lots[0], bought=40)
+    assert lots[0].state is TaskState.DONE and f.units_acquired == 40
+    assert f.lots_to_open(max_open=3) == [40]
+    lots.append(f.open_output(BUY, 40, T0))
+    assert f.lots_to_open(max_open=9) == [40], "200 - 40 acquired - 120 in flight"
+    lots.append(f.open_output(BUY, 40, T0))
+    assert f.lots_to_open(max_open=9) == []
 
 
-def test_assignable_orders_deepest_first_and_caps_ships_per_source():
-    f = make()
-    f.start(T0)
-    ready = f.assignable(T0)
-    assert ready[0].node_path.count(".") == 3
-    both_b1 = [t for t in ready if t.source == "X1-T1-B1"]
-    assert len(both_b1) == 2
-    capped = f.assignable(T0, per_source_cap=1)
-    assert len([t for t in capped if t.source == "X1-T1-B1"]) == 1
-    f.assign(both_b1[0].id, "S1", T0)
-    assert not [t for t in f.assignable(T0, per_source_cap=1) if t.source == "X1-T1-B1"]
+def test_the_last_lot_is_the_remainder_and_units_can_exceed_any_hold():
+    f = make(units=90, lot=40)
+    assert f.lots_to_open(max_open=5) == [40, 40, 10]
+    f = make(units=1000, lot=40)
+    assert len(f.lots_to_open(max_open=100)) == 25
 
 
-def test_whole_round_completes_the_factory():
-    f = make()
-    f.start(T0)
-    for path in ("0.0.1.0", "0.1.1.0"):
-        run(f, tid(path))
-    for path in ("0.0.1", "0.1.1"):
-        f.supply_ready(tid(path))
-        run(f, tid(path))
-    for path in ("0.0.0", "0.1.0"):
-        run(f, tid(path))
-    for path in ("0.0", "0.1"):
-        f.supply_ready(tid(path))
-        run(f, tid(path))
-    f.supply_ready(tid("0"))
-    run(f, tid("0"), bought=25, price=400, now=T0 + timedelta(hours=1))
-    assert f.status is FactoryStatus.COMPLETED
-    assert f.units_acquired == 25 and f.finished_at == T0 + timedelta(hours=1)
-    assert f.credits_spent == sum(t.cost - t.revenue for t in f.tasks.values())
+def test_a_partial_load_is_never_done():
+    f = make(units=40, destination="sell:X1-T-M")
+    out = f.open_output(BUY, 40, T0)
+    assert not out.keeps
+    trip(f, out, bought=18, delivered=18)
+    assert out.state is TaskState.READY and out.to_buy == 22
+    trip(f, out, ship="S2", bought=22)
+    assert out.state is TaskState.READY, "22 still in the hold, to deliver"
+    assert out.carriers == {"S2": 22} and out.to_deliver == 22
+    trip(f, out, ship="S2", delivered=22)
+    assert out.state is TaskState.DONE and out.trips == 3
+    assert f.units_acquired == 40 and f.reached
 
 
-def test_units_wanted_starts_new_rounds_until_held():
-    f = make(units_wanted=50)
-    f.start(T0)
-    root = f.root_task()
-    assert root.units_target == 50
-    for t in list(f.current_tasks()):
-        t.state = TaskState.DONE if t is not root else TaskState.READY
-    touched = run(f, root.id, bought=30)
-    assert f.status is FactoryStatus.ACTIVE and f.round == 2 and f.units_acquired == 30
-    assert f.root_task().units_target == 20 and f.root_task() in touched
-    assert sorted(t.round for t in f.tasks.values() if t.node_path == "0") == [1, 2]
-    for t in list(f.current_tasks()):
-        t.state = TaskState.DONE if t.node_path != "0" else TaskState.READY
-    run(f, f.root_task().id, bought=20)
-    assert f.status is FactoryStatus.COMPLETED and f.units_acquired == 50
+def test_a_kept_partial_load_waits_for_the_market_instead_of_looping():
+    f = make(units=40)
+    out = f.open_output(MAKE, 40, T0)
+    assert out.state is TaskState.WAITING and out.kind is TaskKind.COLLECT
+    f.supply_ready(out.id)
+    trip(f, out, bought=15, supply_fell=True)
+    assert out.state is TaskState.WAITING, "kept goods are not in the way: wait for supply"
+    assert out.carriers == {} and out.holders == {"S1": 15}
+    f.supply_ready(out.id)
+    f.assign(out.id, "S1", T0)
+    f.not_ready(out.id, T0, "below", backoff(1, T0))
+    assert out.state is TaskState.WAITING
+
+
+def test_stations_gather_their_collects_and_feeds():
+    f = make(units=80)
+    a = f.open_output(MAKE, 40, T0)
+    b = f.open_output(MAKE, 40, T0)
+    [station] = f.stations().values()
+    assert (station.key, station.inputs, station.above) == ("CLOTHING@X1-T-E", ("FABRICS",), ())
+    assert station.waiting == [a, b]
+    feed = f.open_feed(station, FABRICS, 40, T0 + timedelta(seconds=5))
+    assert (feed.id, feed.purpose, feed.destination, feed.station, feed.above, feed.depth) == (
+        "f1/feed1", TaskPurpose.FEED, "X1-T-E", "CLOTHING@X1-T-E", ("CLOTHING",), 1)
+    trip(f, feed, bought=40, delivered=40)
+    station = f.stations()["CLOTHING@X1-T-E"]
+    assert station.fed() == {"FABRICS": 40} and station.since == T0 + timedelta(seconds=5)
+    made = Decision("FABRICS", Acquisition.FABRICATE, "X1-T-B", inputs=("FERTILIZERS",))
+    deeper = f.open_feed(station, made, 40, T0)
+    assert deeper.kind is TaskKind.COLLECT and deeper.state is TaskState.WAITING
+    assert f.stations()["FABRICS@X1-T-B"].above == ("CLOTHING",)
+
+
+def test_a_lot_is_redirected_when_its_market_moves():
+    f = make(units=40)
+    out = f.open_output(BUY, 40, T0)
+    f.redirect(out.id, MAKE, T0)
+    assert (out.kind, out.source, out.state, out.inputs) == (
+        TaskKind.COLLECT, "X1-T-E", TaskState.WAITING, ("FABRICS",))
+    f.redirect(out.id, BUY, T0)
+    assert (out.kind, out.state) == (TaskKind.SOURCE, TaskState.READY)
+    f.assign(out.id, "S1", T0)
+    with pytest.raises(InvalidTransition, match="RUNNING"):
+        f.redirect(out.id, MAKE, T0)
 
 
 def test_failures_back_off_then_fail_the_factory():
     f = make(max_attempts=2)
-    f.start(T0)
-    t = tid("0.1.0")
-    f.assign(t, "S1", T0)
-    retry = backoff(1, T0)
-    task = f.fail_task(t, T0, "4203 not enough fuel", retry)
-    assert task.state is TaskState.READY and task.last_ship == "S1" and task.attempts == 1
-    assert t not in [x.id for x in f.assignable(T0)]
-    assert t in [x.id for x in f.assignable(retry)]
+    out = f.open_output(BUY, 40, T0)
+    f.assign(out.id, "S1", T0)
+    f.fail_task(out.id, T0, "4203", backoff(1, T0))
+    assert out.state is TaskState.READY and out.not_before == T0 + timedelta(seconds=5)
+    assert f.ready(T0) == [] and f.ready(T0 + timedelta(seconds=5)) == [out]
     with pytest.raises(InvalidTransition, match="backing off"):
-        f.assign(t, "S2", T0)
-    f.assign(t, "S2", retry)
-    f.fail_task(t, retry, "4203 not enough fuel", backoff(2, retry))
-    assert f.status is FactoryStatus.FAILED
-    assert f.error == "source SILICON_CRYSTALS failed 2 times: 4203 not enough fuel"
-    assert all(x.finished for x in f.tasks.values())
+        f.assign(out.id, "S1", T0)
+    f.assign(out.id, "S2", T0 + timedelta(seconds=5))
+    touched = f.fail_task(out.id, T0, "4203 again", T0)
+    assert f.status is FactoryStatus.FAILED and "failed 2 times: 4203 again" in f.error
+    assert out in touched and out.state is TaskState.FAILED
 
 
-def test_not_ready_sends_collect_back_to_waiting_and_source_to_backoff():
-    f = make()
-    f.start(T0)
-    run(f, tid("0.0.1.0"))
-    f.supply_ready(tid("0.0.1"))
-    f.assign(tid("0.0.1"), "S1", T0)
-    later = T0 + timedelta(minutes=1)
-    task = f.not_ready(tid("0.0.1"), later, "supply fell to LIMITED", later)
-    assert task.state is TaskState.WAITING and task.inputs_done_at == later
-    assert task.attempts == 0
-    f.assign(tid("0.1.0"), "S2", T0)
-    task = f.not_ready(tid("0.1.0"), T0, "price above ceiling", later)
-    assert task.state is TaskState.READY and task.not_before == later
+def test_a_lost_ship_writes_off_what_it_held_and_the_task_goes_on():
+    f = make(units=40, destination="sell:X1-T-M")
+    out = f.open_output(BUY, 40, T0)
+    f.assign(out.id, "S1", T0)
+    f.record_purchase(out.id, "S1", 40, 400)
+    f.lose(out.id, "S1")
+    f.release(out.id)
+    assert out.units_lost == 40 and out.to_buy == 40 and out.state is TaskState.READY
+    assert out.held_by("S1") == 0
 
 
-def test_release_returns_the_task_without_an_attempt():
-    f = make()
-    f.start(T0)
-    f.assign(tid("0.1.0"), "S1", T0)
-    f.record_purchase(tid("0.1.0"), 10, 100)
-    task = f.release(tid("0.1.0"))
-    assert task.state is TaskState.READY and task.attempts == 0 and task.ship is None
-    assert task.units_held == 10, "a ship busy elsewhere still holds the goods"
-    f.assign(tid("0.1.0"), "S1", T0)
-    task = f.release(tid("0.1.0"), ship_lost=True)
-    assert task.units_held == 0 and task.units_lost == 10, "a lost ship took them along"
+def test_wind_down_cancels_idle_work_and_delivers_what_is_held():
+    f = make(units=40)
+    out = f.open_output(MAKE, 40, T0)
+    [station] = f.stations().values()
+    idle = f.open_feed(station, FABRICS, 40, T0)
+    carrying = f.open_feed(station, FABRICS, 40, T0)
+    f.assign(carrying.id, "S2", T0)
+    f.record_purchase(carrying.id, "S2", 30, 300)
+    f.release(carrying.id)
+    f.supply_ready(out.id)
+    trip(f, out, bought=40)
+    assert f.reached and not f.settled
+    f.wind_down(T0)
+    assert idle.state is TaskState.CANCELLED
+    assert carrying.state is TaskState.READY and carrying.units_target == 30, \
+        "it delivers the 30 it holds and buys no more"
+    trip(f, carrying, ship="S2", delivered=30)
+    assert carrying.state is TaskState.DONE and f.settled
+    f.complete(T0)
+    assert f.status is FactoryStatus.COMPLETED
 
 
-def test_planless_factory_starts_with_the_plan_it_is_given():
-    f = make()
-    plan, f.plan = f.plan, None
-    with pytest.raises(InvalidTransition, match="without a plan"):
-        f.start(T0)
-    assert len(f.start(T0, plan)) == 9 and f.plan is plan
+def test_a_site_or_contract_caps_the_order():
+    f = make(units=None, destination="construction:X1-T-G")
+    f.cap_wanted(300)
+    assert f.units_wanted == 300
+    f.cap_wanted(500)
+    assert f.units_wanted == 300
 
 
-def test_refeed_delivers_the_inputs_of_a_lost_collect_again():
-    f = make()
-    f.start(T0)
-    run(f, tid("0.0.1.0"))
-    f.supply_ready(tid("0.0.1"))
-    f.assign(tid("0.0.1"), "S1", T0)
-    f.record_purchase(tid("0.0.1"), 40, 4000)
-    task = f.release(tid("0.0.1"), ship_lost=True)
-    touched = f.refeed(task.id)
-    fresh = tid("0.0.1.0") + "~1"
-    assert [t.id for t in touched] == [tid("0.0.1"), fresh]
-    assert task.state is TaskState.BLOCKED and task.depends_on == (fresh,)
-    assert f.tasks[fresh].state is TaskState.READY and f.tasks[fresh].feed == 1
-    assert f.tasks[fresh].destination == task.source
-    run(f, fresh)
-    assert task.state is TaskState.WAITING, "the new delivery unblocks it"
-    with pytest.raises(InvalidTransition, match="not a collect task ready"):
-        f.refeed(fresh)
+def test_destinations_parse_and_round_trip():
+    assert Destination.parse(None).keeps
+    assert Destination.parse("sell:x1-t-m") == Destination(DeliverKind.SELL, "X1-T-M")
+    site = Destination.parse("construction")
+    assert site.kind is DeliverKind.CONSTRUCTION and site.waypoint is None
+    assert str(site.resolved("X1-T-G")) == "construction:X1-T-G"
+    contract = Destination.parse("contract:abc123").resolved("X1-T-D")
+    assert contract.contract == "abc123" and str(contract) == "contract:abc123 at X1-T-D"
+    assert Destination.parse_stored(contract.stored()) == contract
+    assert Destination.parse_stored("hold") == Destination()
+    for bad in ("shelf", "sell", "contract:", "hold:X"):
+        with pytest.raises(DestinationError):
+            Destination.parse(bad)
 
 
 def test_guards():
-    f = make()
-    with pytest.raises(InvalidTransition, match="factory f1 is PENDING"):
-        f.assign(tid("0.1.0"), "S1", T0)
+    f = Factory(id="f1", target="CLOTHING", system="X1-T", plan=None, lot=40)
+    with pytest.raises(InvalidTransition, match="open a task"):
+        f.open_output(BUY, 40, T0)
     f.start(T0)
+    with pytest.raises(InvalidTransition, match="not PENDING"):
+        f.start(T0)
     with pytest.raises(InvalidTransition, match="no task"):
-        f.assign("nope", "S1", T0)
-    with pytest.raises(InvalidTransition, match="it is BLOCKED, not READY"):
-        f.assign(tid("0"), "S1", T0)
-    f.assign(tid("0.1.0"), "S1", T0)
-    with pytest.raises(InvalidTransition, match="moved no goods"):
-        f.finish_task(tid("0.1.0"), T0)
-    f.record_purchase(tid("0.1.0"), 10, 1000)
-    with pytest.raises(InvalidTransition, match="holds 10, cannot sell 11"):
-        f.record_sale(tid("0.1.0"), 11, 10)
-    f.record_fuel(72)
-    assert f.credits_spent == 1072
+        f.supply_ready("nope")
+    out = f.open_output(BUY, 40, T0)
+    with pytest.raises(InvalidTransition, match="READY, not WAITING"):
+        f.supply_ready(out.id)
     f.stop(T0)
-    assert f.status is FactoryStatus.STOPPED
-    assert f.tasks[tid("0.1.0")].state is TaskState.CANCELLED
-    with pytest.raises(InvalidTransition):
-        f.stop(T0)
-    with pytest.raises(InvalidTransition):
-        f.fail("x", T0)
-    with pytest.raises(InvalidTransition):
-        f.complete(T0)
+    assert out.state is TaskState.CANCELLED
+    with pytest.raises(InvalidTransition, match="already STOPPED"):
+        f.fail("late", T0)
+    with pytest.raises(InvalidTransition, match="factory f1 is STOPPED"):
+        f.assign(out.id, "S1", T0)
 
 
 def test_backoff_grows_and_caps():
-    assert backoff(1, T0) == T0 + timedelta(seconds=5)
-    assert backoff(3, T0) == T0 + timedelta(seconds=20)
-    assert backoff(30, T0) == T0 + timedelta(seconds=300)
+    assert [(backoff(n, T0) - T0).total_seconds() for n in (1, 2, 3, 10)] == [5, 10, 20, 300]

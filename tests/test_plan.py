@@ -11,7 +11,7 @@ from domain.errors import (
     UnsourceableError,
 )
 from domain.navigation import Place
-from domain.plan import PlanNode, render_tree, resolve
+from domain.plan import Planner, PlanNode, render_tree, resolve
 from domain.supply_chain import SupplyChain
 from storage.files import default_supply_chain, load_markets
 from tests.builders import market
@@ -129,17 +129,65 @@ def test_cycle_reported_with_its_path():
     assert str(info.value) == "cycle in the supply chain: IRON -> IRON_ORE -> IRON"
 
 
-def test_below_threshold_is_never_bought_silently():
+def test_a_raw_material_is_bought_below_the_threshold_and_says_so():
     chain = SupplyChain({"FUEL": ["HYDROCARBON"]})
     markets = [market("X1-T1-A", exchange=["FUEL"], supply="LIMITED")]
+    tree = resolve("FUEL", chain, markets)
+    assert (tree.method, tree.waypoint, tree.below_threshold) == (
+        Acquisition.BUY, "X1-T1-A", True)
+    assert tree.to_dict()["below_threshold"] is True
+    assert PlanNode.from_dict(tree.to_dict()).below_threshold
+    assert "below threshold" in render_tree(tree)
     with pytest.raises(UnsourceableError, match="FUEL is not made in X1-T1, and no seller has "
                        "MODERATE supply \\(best: LIMITED at X1-T1-A\\); lower the supply"):
-        resolve("FUEL", chain, markets)
-    assert resolve("FUEL", chain, markets, min_supply=SupplyLevel.LIMITED).method is \
-        Acquisition.BUY
+        resolve("FUEL", chain, markets, strict_supply=True)
+    above = resolve("FUEL", chain, markets, min_supply=SupplyLevel.LIMITED)
+    assert above.method is Acquisition.BUY and not above.below_threshold
     markets.append(market("X1-T1-B", exports=["FUEL"], imports=["SHIP_PARTS"], supply="SCARCE"))
+    assert resolve("FUEL", chain, markets).below_threshold, "its exporter cannot be fed"
     with pytest.raises(UnsourceableError, match="no exporter of FUEL in X1-T1 imports its"):
-        resolve("FUEL", chain, markets)
+        resolve("FUEL", chain, markets, strict_supply=True)
+
+
+def test_a_made_good_below_the_threshold_is_made_not_bought():
+    chain = SupplyChain({"IRON": ["IRON_ORE"]})
+    markets = [market("X1-T1-A", exports=["IRON"], imports=["IRON_ORE"], supply="LIMITED"),
+               market("X1-T1-B", exports=["IRON_ORE"], supply="HIGH")]
+    tree = resolve("IRON", chain, markets)
+    assert tree.method is Acquisition.FABRICATE and not tree.below_threshold
+
+
+def test_survey_reads_every_level_that_may_be_needed_but_not_below_what_can_be_bought():
+    markets = ac_markets()
+    unread = {w: market(w, exports=sorted(m.exports), imports=sorted(m.imports),
+                        exchange=sorted(m.exchange), quotes=False)
+              for w, m in ((m.waypoint, m) for m in markets)}
+    planner = Planner(AC_CHAIN, unread.values())
+    assert planner.to_read("ADVANCED_CIRCUITRY") == {"X1-T1-A1", "X1-T1-A2", "X1-T1-A3",
+                                                     "X1-T1-B1", "X1-T1-B2"}
+    known = [*[m for m in markets if m.waypoint == "X1-T1-A1"],
+             *[u for w, u in unread.items() if w != "X1-T1-A1"]]
+    assert Planner(AC_CHAIN, known).to_read("ADVANCED_CIRCUITRY") == {
+        "X1-T1-A2", "X1-T1-A3", "X1-T1-B1", "X1-T1-B2"}
+    stocked = [market("X1-T1-A1", exports=["ADVANCED_CIRCUITRY"],
+                      imports=["ELECTRONICS", "MICROPROCESSORS"], supply="HIGH"),
+               *[u for w, u in unread.items() if w != "X1-T1-A1"]]
+    assert Planner(AC_CHAIN, stocked).to_read("ADVANCED_CIRCUITRY") == set(), \
+        "it can be bought: nothing below it matters"
+    partial = Planner(AC_CHAIN, known).resolve("ADVANCED_CIRCUITRY", partial=True)
+    assert partial.method is Acquisition.FABRICATE and partial.pending
+    assert {c.method for c in partial.children} == {Acquisition.PENDING}
+    assert "reading its markets" in render_tree(partial)
+
+
+def test_decisions_carry_the_exporters_inputs():
+    planner = Planner(AC_CHAIN, ac_markets())
+    made = planner.decide("ELECTRONICS")
+    assert made.made and made.inputs == ("SILICON_CRYSTALS", "COPPER")
+    bought = planner.decide("COPPER_ORE")
+    assert not bought.made and bought.waypoint == "X1-T1-B2" and bought.inputs == ()
+    with pytest.raises(CycleError):
+        planner.decide("COPPER", above=["COPPER"])
 
 
 def test_unread_sellers_are_asked_for_all_at_once():
@@ -196,7 +244,16 @@ def test_real_system_plans():
     ]
     assert tree.depth() == 2
     with pytest.raises(UnsourceableError, match="SILICON_CRYSTALS is not made in X1-AD75"):
-        resolve("LAB_INSTRUMENTS", chain, markets, min_supply=SupplyLevel.ABUNDANT)
+        resolve("LAB_INSTRUMENTS", chain, markets, min_supply=SupplyLevel.ABUNDANT,
+                strict_supply=True)
+    lab = resolve("LAB_INSTRUMENTS", chain, markets, min_supply=SupplyLevel.ABUNDANT)
+    silicon = [n for n in lab.flatten() if n.good == "SILICON_CRYSTALS"]
+    assert silicon and all(n.below_threshold and n.method is Acquisition.BUY for n in silicon)
+    every = sorted({g for m in markets for g in m.exports | m.exchange})
+    assert len(every) == 46
+    for good in every:  # at reset start every good on sale can be bought
+        assert resolve(good, chain, markets).method is Acquisition.BUY, good
+    assert resolve("MERITIUM_ORE", chain, markets).below_threshold, "only LIMITED, not made"
 
 
 # --- properties over random maps and markets ---------------------------------------------
@@ -246,6 +303,7 @@ def test_plans_are_sound(world, target, min_supply):
             assert node.is_leaf and market_.sells(node.good)
             best = max(m.quote(node.good).supply for m in markets if m.sells(node.good))
             assert node.supply == best or node.supply >= min_supply
+            assert node.below_threshold == (node.supply < min_supply)
         else:
             assert node.children, "every FABRICATE node has inputs"
             assert node.good in market_.exports

@@ -18,9 +18,12 @@ from actors.messages import (
     ShipLost,
     Traded,
 )
+from actors.ship import ShipWorker
+from actors.watcher import MarketBook
 from api.client import Client
 from api.ratelimit import RateLimiter
 from domain.enums import SupplyLevel, TradeType
+from domain.factory import DeliverKind
 from sim.faults import FaultPlan
 from storage.db import open_database
 from storage.repositories import Storage
@@ -40,19 +43,17 @@ class Rig:
         reg = anon.register("WORKER", "COSMIC", "account")
         self.client = anon.with_token(reg.token)
         self.storage = Storage(open_database(str(tmp_path / "w.db")))
-        system = self.game.universe.symbol
-        self.storage.waypoints.save(system, self.client.waypoints(system))
-        for waypoint in self.game.universe.markets:
-            self.storage.markets.record(self.client.market(waypoint).snapshot)
+        self.book = MarketBook(self.client, self.storage)
+        self.book.know_system(self.game.universe.symbol)
         self.fleet, self.wallet = Fleet(), Wallet(reg.agent.credits)
         self.reports: list = []
         self.stop = threading.Event()
         self.ship = reg.ships[0].symbol
-        from actors.ship import ShipWorker
-
         self.worker = ShipWorker(self.ship, agent="WORKER", client=self.client,
-                                 storage=self.storage, fleet=self.fleet, wallet=self.wallet,
-                                 clock=utcnow, stop=self.stop, report=self.reports.append)
+                                 storage=self.storage, book=self.book, fleet=self.fleet,
+                                 wallet=self.wallet, clock=utcnow, stop=self.stop,
+                                 report=lambda factory, event: self.reports.append(event),
+                                 owner="test:1:x")
         self.fleet.update(self.client.ship(self.ship))
 
     def sellers(self, good):
@@ -66,12 +67,12 @@ class Rig:
     def trade(self, good="IRON_ORE", units=40, **kw) -> Job:
         source = kw.pop("source", None) or max(
             self.sellers(good), key=lambda w: self.game.universe.markets[w].goods[good].stock)
-        return Job(JobKind.TRADE, source, factory="f", task="t", good=good, units=units,
+        return Job(JobKind.TRADE, source, "f", task="t", good=good, units=units,
                    **{"destination": self.buyer(good), **kw})
 
-    def server_trades(self, kind):
-        return sum(1 for m in self.game.universe.markets.values() for tx in m.transactions
-                   if tx["type"] == kind and tx["shipSymbol"] == self.ship)
+    def books(self, kind, good=None):
+        return sum(e.units for e in self.game.books
+                   if e.kind == kind and e.ship == self.ship and (good is None or e.good == good))
 
 
 @pytest.fixture
@@ -81,23 +82,35 @@ def rig(sim_factory, tmp_path):
     rig.storage.close()
 
 
-def test_a_trade_job_buys_flies_and_delivers(rig):
+def test_a_trip_buys_flies_and_delivers(rig):
     job = rig.trade()
-    assert rig.worker.run(job) == JobDone(rig.ship, job)
+    assert rig.worker.run(job) == JobDone(rig.ship, job, bought=40, delivered=40)
     traded = [r for r in rig.reports if isinstance(r, Traded)]
     assert [(t.kind, t.units) for t in traded] == [("PURCHASE", 40), ("SELL", 40)]
     assert rig.client.cargo(rig.ship).held("IRON_ORE") == 0
     entries = rig.storage.ledger.entries(agent="WORKER")
     assert {e.state for e in entries} == {"CONFIRMED"}
+    assert {e.owner for e in entries} == {"test:1:x"}
     assert rig.fleet.get(rig.ship).waypoint == job.destination
-    assert rig.storage.ledger.entries(ship=rig.ship)[-1].kind == "SELL"
+    assert rig.books("PURCHASE", "IRON_ORE") == rig.books("SELL", "IRON_ORE") == 40
+
+
+def test_a_lot_bigger_than_the_hold_takes_several_trips(rig):
+    job = rig.trade(units=100)
+    first = rig.worker.run(job)
+    assert (first.bought, first.delivered) == (40, 40)
+    second = rig.worker.run(job)
+    assert (second.bought, second.delivered) == (40, 40)
+    third = rig.worker.run(job)
+    assert (third.bought, third.delivered) == (20, 20), "only what the lot still needs"
+    assert rig.books("PURCHASE", "IRON_ORE") == 100
 
 
 def test_unknown_outcome_of_a_purchase_is_read_back_not_repeated(rig):
     rig.server.faults = FaultPlan.parse("500after=1,on=purchase,times=1")
     job = rig.trade(destination=None)
     assert isinstance(rig.worker.run(job), JobDone)
-    assert rig.server_trades("PURCHASE") == 1, "sent once"
+    assert rig.books("PURCHASE") == 40, "sent once"
     confirmed = [e for e in rig.storage.ledger.entries(ship=rig.ship) if e.kind == "PURCHASE"]
     assert [(e.state, e.units) for e in confirmed] == [("CONFIRMED", 40)]
     assert rig.client.cargo(rig.ship).held("IRON_ORE") == 40
@@ -106,24 +119,102 @@ def test_unknown_outcome_of_a_purchase_is_read_back_not_repeated(rig):
 def test_unknown_outcome_of_a_sale_and_a_navigation(rig):
     rig.server.faults = FaultPlan.parse("500after=1,on=sell,times=1")
     assert isinstance(rig.worker.run(rig.trade()), JobDone)
-    assert rig.server_trades("SELL") == 1
+    assert rig.books("SELL") == 40
     rig.server.faults = FaultPlan.parse("500after=1,on=navigate,times=1")
-    assert isinstance(rig.worker.run(rig.trade(units=10)), JobDone)
+    assert isinstance(rig.worker.run(Job(JobKind.TRADE, rig.trade().source, "f", task="t2",
+                                         good="IRON_ORE", units=10,
+                                         destination=rig.buyer("IRON_ORE"))), JobDone)
     assert rig.client.cargo(rig.ship).held("IRON_ORE") == 0
 
 
-def test_collect_waits_when_supply_is_below_the_threshold(rig):
+def test_restarted_after_a_purchase_it_delivers_what_it_holds_and_buys_no_more(rig):
+    """The process died after the purchase was answered, before it was written down: the
+    next job settles the entry from the market's books and delivers, nothing bought twice."""
+    job = rig.trade()
+    rig.worker.run(Job(JobKind.VISIT, job.source, "f"))
+    rig.client.dock(rig.ship)
+    held = rig.client.cargo(rig.ship).held("IRON_ORE")
+    entry = rig.storage.ledger.intend(agent="WORKER", ship=rig.ship, waypoint=job.source,
+                                      good="IRON_ORE", kind="PURCHASE", units=40,
+                                      now=utcnow(), factory="f", task="t", held_before=held)
+    rig.client.purchase(rig.ship, "IRON_ORE", 20)
+    rig.client.purchase(rig.ship, "IRON_ORE", 20)  # the server took it in two, say
+    rig.storage.ledger.confirm(entry, units=40, price_per_unit=0, total=0,
+                               credits_after=None, server_time=None, now=utcnow())
+    result = rig.worker.run(job)
+    assert (result.bought, result.delivered) == (0, 40), "a full hold is progress"
+    assert rig.books("PURCHASE", "IRON_ORE") == 40
+
+
+def test_an_open_entry_is_settled_before_the_trip_and_counted(rig):
+    job = rig.trade()
+    rig.worker.run(Job(JobKind.VISIT, job.source, "f"))
+    rig.client.dock(rig.ship)
+    rig.storage.ledger.intend(agent="WORKER", ship=rig.ship, waypoint=job.source,
+                              good="IRON_ORE", kind="PURCHASE", units=40, now=utcnow(),
+                              factory="f", task="t", held_before=0, owner="dead:1:x")
+    rig.client.purchase(rig.ship, "IRON_ORE", 40)  # answered, never confirmed
+    result = rig.worker.run(job)
+    assert (result.bought, result.delivered) == (0, 40)
+    assert rig.books("PURCHASE", "IRON_ORE") == 40
+    assert rig.storage.ledger.pending("WORKER") == []
+    fresh = rig.client.agent().credits
+    rig.storage.ledger.record_balance("WORKER", fresh, utcnow())
+    assert rig.storage.ledger.expected_credits("WORKER") == fresh
+
+
+def test_cargo_that_belongs_to_no_task_is_reported_and_kept(rig, capsys):
+    import structlog
+
+    structlog.configure(processors=[structlog.processors.JSONRenderer()],
+                        logger_factory=structlog.PrintLoggerFactory())
+    rig.game.ships[rig.ship].cargo["GOLD"] = 7
+    result = rig.worker.run(rig.trade(units=20))
+    out = capsys.readouterr().out
+    structlog.reset_defaults()
+    assert isinstance(result, JobDone) and result.bought == 20
+    assert '"cargo.not_ours"' in out and '"good": "GOLD"' in out and '"units": 7' in out
+    assert rig.client.cargo(rig.ship).held("GOLD") == 7, "never dropped"
+
+
+def test_goods_gone_from_the_hold_are_reported_missing(rig):
+    job = rig.trade(units=40, destination=None)
+    rig.worker.run(job)
+    rig.game.ships[rig.ship].cargo["IRON_ORE"] = 30  # ten vanished (jettisoned by hand)
+    result = rig.worker.run(rig.trade(units=40))
+    assert result.missing == 10
+
+
+def test_a_collect_waits_when_supply_is_below_the_threshold(rig):
     good = "CLOTHING"  # starved: SCARCE at its only exporter
-    job = rig.trade(good, collect=True, min_supply=SupplyLevel.MODERATE)
+    job = rig.trade(good, min_supply=SupplyLevel.MODERATE)
     result = rig.worker.run(job)
     assert isinstance(result, JobNotReady) and "is SCARCE, below MODERATE" in result.reason
-    assert rig.server_trades("PURCHASE") == 0
+    assert result.supply_fell
+    assert rig.books("PURCHASE") == 0
 
 
-def test_ceiling_stops_the_buying(rig):
-    job = rig.trade(ceiling=1)
-    result = rig.worker.run(job)
+def test_buying_stops_when_the_seller_falls_below_the_threshold(rig):
+    source = rig.trade().source
+    stock = rig.game.universe.markets[source].goods["IRON_ORE"]
+    stock.stock = stock.target = 0.62 * stock.scale  # just MODERATE, and no miners refill it
+    stock.trade_volume = 20  # 20 units make it LIMITED
+    result = rig.worker.run(rig.trade(units=40, destination=None))
+    assert isinstance(result, JobDone) and result.supply_fell and 0 < result.bought < 40
+
+
+def test_a_raw_material_is_bought_whatever_the_supply(rig):
+    source = rig.trade().source
+    stock = rig.game.universe.markets[source].goods["IRON_ORE"]
+    stock.stock = 0.1 * stock.scale
+    result = rig.worker.run(rig.trade(units=20, destination=None, below_threshold=True))
+    assert isinstance(result, JobDone) and result.bought == 20
+
+
+def test_the_ceiling_stops_the_buying(rig):
+    result = rig.worker.run(rig.trade(ceiling=1))
     assert isinstance(result, JobNotReady) and "above the ceiling of 1" in result.reason
+    assert not result.supply_fell
 
 
 def test_out_of_credits_is_fatal(rig):
@@ -155,19 +246,21 @@ def test_stop_interrupts_a_flight_at_once(sim_factory, tmp_path):
     slow.storage.close()
 
 
-def test_visit_reads_the_market_there(rig):
+def test_finish_lets_it_deliver_what_it_holds_but_buy_nothing(rig):
+    rig.worker.run(rig.trade(units=40, destination=None))
+    rig.worker.finish.set()
+    result = rig.worker.run(rig.trade(units=80))
+    assert (result.bought, result.delivered) == (0, 40)
+
+
+def test_a_visit_reads_the_market_there(rig):
     target = rig.sellers("IRON_ORE")[0]
     seen = []
-    rig.worker.observe = seen.append
-    assert isinstance(rig.worker.run(Job(JobKind.VISIT, target)), JobDone)
+    rig.book.listen(seen.append)
+    assert isinstance(rig.worker.run(Job(JobKind.VISIT, target, "f")), JobDone)
     assert seen[-1].waypoint == target and seen[-1].has_quotes
     assert rig.storage.markets.snapshot(target).quote("IRON_ORE") is not None
-
-
-def test_resumed_after_the_last_delivery_does_nothing(rig):
-    job = rig.trade(delivered=40, held=0)
-    assert isinstance(rig.worker.run(job), JobDone)
-    assert rig.server_trades("PURCHASE") == 0
+    assert rig.book.latest(target).has_quotes
 
 
 def test_a_refuel_stop_is_made_when_the_tank_is_short(rig):
@@ -175,4 +268,47 @@ def test_a_refuel_stop_is_made_when_the_tank_is_short(rig):
     job = rig.trade(destination=None)
     assert isinstance(rig.worker.run(job), JobDone)
     refuels = [e for e in rig.storage.ledger.entries(ship=rig.ship) if e.kind == "REFUEL"]
-    assert refuels and all(e.state == "CONFIRMED" for e in refuels)
+    assert refuels and all(e.state == "CONFIRMED" and e.held_before is not None
+                           for e in refuels)
+
+
+def test_supplying_a_construction_site(rig):
+    gate = next(iter(rig.game.universe.constructions))
+    rig.game.ships[rig.ship].cargo["FAB_MATS"] = 30
+    rig.game.ships[rig.ship].waypoint = gate
+    rig.storage.ledger.record_balance("WORKER", 0, utcnow())
+    entry = rig.storage.ledger.intend(agent="WORKER", ship=rig.ship, waypoint="x",
+                                      good="FAB_MATS", kind="PURCHASE", units=30,
+                                      now=utcnow(), factory="f", task="t")
+    rig.storage.ledger.confirm(entry, units=30, price_per_unit=1, total=30,
+                               credits_after=None, server_time=None, now=utcnow())
+    job = Job(JobKind.TRADE, gate, "f", task="t", good="FAB_MATS", units=30,
+              destination=gate, deliver=DeliverKind.CONSTRUCTION)
+    result = rig.worker.run(job)
+    assert (result.delivered, result.need) == (30, 1570)
+    assert rig.game.universe.constructions[gate].materials["FAB_MATS"].fulfilled == 30
+    assert rig.books("SUPPLY", "FAB_MATS") == 30
+
+
+def test_delivering_and_fulfilling_a_contract(rig):
+    contract = rig.game.offer_contract("WORKER", "IRON_ORE", 40, rig.buyer("IRON_ORE"),
+                                       100, 5_000)
+    rig.client.accept_contract(contract.id)
+    job = rig.trade(units=40, deliver=DeliverKind.CONTRACT, contract=contract.id)
+    credits = rig.client.agent().credits
+    result = rig.worker.run(job)
+    assert (result.delivered, result.need) == (40, 0)
+    assert contract.fulfilled
+    assert rig.client.agent().credits > credits
+    paid = [e for e in rig.storage.ledger.entries(ship=rig.ship) if e.kind == "CONTRACT"]
+    assert [(e.state, e.total) for e in paid] == [("CONFIRMED", 5_000)]
+
+
+def test_unloading_sells_everything_of_a_good(rig):
+    rig.game.ships[rig.ship].cargo["IRON_ORE"] = 25
+    buyer = rig.buyer("IRON_ORE")
+    result = rig.worker.run(Job(JobKind.UNLOAD, buyer, "", good="IRON_ORE",
+                                destination=buyer))
+    assert result.delivered == 25 and rig.client.cargo(rig.ship).held("IRON_ORE") == 0
+    [sale] = [e for e in rig.storage.ledger.entries(ship=rig.ship) if e.kind == "SELL"]
+    assert sale.factory is None and sale.state == "CONFIRMED"

@@ -1,5 +1,6 @@
 """Storage on SQLite and on PostgreSQL: the same tests run against both."""
 
+import json
 import multiprocessing
 import os
 import random
@@ -15,10 +16,10 @@ import pytest
 from actors.recovery import settle_ledger
 from api.client import Client
 from api.ratelimit import RateLimiter
-from domain.enums import SupplyLevel
-from domain.factory import Factory, FactoryStatus, TaskState
+from domain.enums import Acquisition, SupplyLevel
+from domain.factory import Destination, Factory, FactoryStatus, TaskPurpose, TaskState
 from domain.navigation import Place
-from domain.plan import resolve
+from domain.plan import Decision, resolve
 from storage.db import DatabaseError, default_path, describe, open_database, resolve_url
 from storage.migrations import MIGRATIONS, current_version, migrate
 from storage.repositories import Lease, LeaseLost, Storage
@@ -29,10 +30,25 @@ from tests.test_plan import AC_CHAIN, ac_markets
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
-def new_factory(fid="f-1", units=None):
+def new_factory(fid="f-1", units=None, destination="hold"):
     plan = resolve("ADVANCED_CIRCUITRY", AC_CHAIN, ac_markets())
-    return Factory(id=fid, target="ADVANCED_CIRCUITRY", system="X1-T1", plan=plan, lot=40,
-                   units_wanted=units, min_supply=SupplyLevel.MODERATE, created_at=T0)
+    f = Factory(id=fid, target="ADVANCED_CIRCUITRY", system="X1-T1", plan=plan, lot=40,
+                units_wanted=units, min_supply=SupplyLevel.MODERATE,
+                destination=Destination.parse(destination), reference={"COPPER": 70},
+                held_at_start=3, created_at=T0)
+    f.start(T0)
+    return f
+
+
+MAKE = Decision("ADVANCED_CIRCUITRY", Acquisition.FABRICATE, "X1-T1-A1",
+                inputs=("ELECTRONICS", "MICROPROCESSORS"))
+ELECTRONICS = Decision("ELECTRONICS", Acquisition.BUY, "X1-T1-A2")
+
+
+def with_tasks(f):
+    out = f.open_output(MAKE, 40, T0)
+    feed = f.open_feed(f.stations()[out.station_here], ELECTRONICS, 40, T0)
+    return out, feed
 
 
 def test_schema_is_migrated_once_and_versioned(store):
@@ -74,44 +90,53 @@ def test_where_the_database_lives(monkeypatch, tmp_path):
 
 
 def test_factory_round_trip(store):
-    f = new_factory()
-    f.start(T0)
+    f = new_factory(units=200, destination="construction:X1-T1-G")
+    out, feed = with_tasks(f)
+    f.assign(feed.id, "S-1", T0)
+    f.lose(feed.id, "S-1", 0)
+    feed.lost_by["S-1"] = 4
     store.factories.create(f, agent="AGENT", owner="host:1:a", now=T0)
     loaded = store.factories.load("f-1")
     assert loaded.plan.to_dict() == f.plan.to_dict()
-    assert loaded.status is FactoryStatus.ACTIVE and loaded.started_at == T0
-    assert set(loaded.tasks) == set(f.tasks)
+    assert (loaded.status, loaded.started_at, loaded.destination, loaded.reference,
+            loaded.held_at_start, loaded.units_wanted) == (
+        FactoryStatus.ACTIVE, T0, f.destination, {"COPPER": 70}, 3, 200)
+    assert set(loaded.tasks) == {out.id, feed.id}
     for tid, task in f.tasks.items():
         again = loaded.tasks[tid]
-        assert (again.kind, again.state, again.depends_on, again.source, again.destination,
-                again.units_target) == (task.kind, task.state, task.depends_on, task.source,
-                                        task.destination, task.units_target)
+        assert (again.purpose, again.kind, again.state, again.source, again.destination,
+                again.units_target, again.lot, again.station, again.above, again.inputs,
+                again.ship, again.lost_by, again.keeps, again.created_at) == (
+            task.purpose, task.kind, task.state, task.source, task.destination,
+            task.units_target, task.lot, task.station, task.above, task.inputs, task.ship,
+            task.lost_by, task.keeps, task.created_at)
+    assert loaded.stations()[out.station_here].inputs == ("ELECTRONICS", "MICROPROCESSORS")
     with pytest.raises(KeyError):
         store.factories.load("nope")
 
 
 def test_each_transition_is_saved_with_its_tasks(store):
     f = new_factory()
-    f.start(T0)
     store.factories.create(f, agent="AGENT", owner="o", now=T0)
-    leaf = f.assignable(T0)[0]
-    f.assign(leaf.id, "S-1", T0)
+    _out, feed = with_tasks(f)
+    f.assign(feed.id, "S-1", T0)
     later = T0 + timedelta(seconds=30)
-    task = f.fail_task(leaf.id, T0, "4203 fuel", later)
+    [task] = f.fail_task(feed.id, T0, "4203 fuel", later)
     store.factories.save(f, [task], owner="o")
-    again = store.factories.load("f-1").tasks[leaf.id]
+    again = store.factories.load("f-1").tasks[feed.id]
     assert (again.state, again.attempts, again.last_ship, again.not_before, again.last_error) \
         == (TaskState.READY, 1, "S-1", later, "4203 fuel")
 
 
 def test_task_progress_and_spending_come_from_the_ledger(store):
     f = new_factory()
-    f.start(T0)
     store.factories.create(f, agent="AGENT", owner="o", now=T0)
-    leaf = f.assignable(T0)[0]
+    _out, leaf = with_tasks(f)
+    store.factories.save(f, f.tasks.values(), owner="o")
     ledger = store.ledger
-    for kind, units, total in (("PURCHASE", 30, 900), ("PURCHASE", 10, 320), ("SELL", 25, 2500)):
-        entry = ledger.intend(agent="AGENT", ship="S-1", waypoint=leaf.source, good=leaf.good,
+    for ship, kind, units, total in (("S-1", "PURCHASE", 30, 900), ("S-2", "PURCHASE", 10, 320),
+                                     ("S-1", "SELL", 25, 2500), ("S-2", "SUPPLY", 4, 0)):
+        entry = ledger.intend(agent="AGENT", ship=ship, waypoint=leaf.source, good=leaf.good,
                               kind=kind, units=units, now=T0, factory="f-1", task=leaf.id)
         ledger.confirm(entry, units=units, price_per_unit=total // units, total=total,
                        credits_after=None, server_time=T0, now=T0)
@@ -124,10 +149,47 @@ def test_task_progress_and_spending_come_from_the_ledger(store):
                    server_time=None, now=T0)
     task = store.factories.load("f-1").tasks[leaf.id]
     assert (task.units_bought, task.units_delivered, task.cost, task.revenue) == (
-        40, 25, 1220, 2500)
+        40, 29, 1220, 2500)
+    assert task.holders == {"S-1": 5, "S-2": 6}
     assert store.factories.load("f-1").credits_spent == 1220 + 144 - 2500
     assert store.factories.summary("f-1").credits_spent == 1220 + 144 - 2500
     assert [e.state for e in ledger.entries(agent="AGENT")].count("FAILED") == 1
+    assert ledger.ship_holdings("S-1") == {("f-1", leaf.good): 5}
+
+
+def test_a_v1_database_with_an_interrupted_factory_migrates_and_carries_on(tmp_path):
+    from storage.models import database
+
+    db = open_database(str(tmp_path / "old.db"))
+    assert migrate(db, upto=1) == 1
+    plan = resolve("ADVANCED_CIRCUITRY", AC_CHAIN, ac_markets())
+    db.execute_sql(
+        "INSERT INTO factory_row (id, agent, target, system, status, plan, lot, units_wanted, "
+        "units_acquired, min_supply, round, created_at, started_at, owner, heartbeat_at, "
+        "stop_requested) VALUES ('f-old', 'A', 'ADVANCED_CIRCUITRY', 'X1-T1', 'ACTIVE', ?, 40, "
+        "NULL, 0, 'MODERATE', 1, ?, ?, 'host:1:x', ?, 0)",
+        (json.dumps(plan.to_dict()), T0, T0, T0))
+    for tid, path, kind, good, src, dest, state, lost in (
+            ("f-old/r1/0", "0", "COLLECT", "ADVANCED_CIRCUITRY", "X1-T1-A1", None, "BLOCKED", 0),
+            ("f-old/r1/0.0.1.0", "0.0.1.0", "SOURCE", "COPPER_ORE", "X1-T1-B2", "X1-T1-A3",
+             "RUNNING", 7)):
+        db.execute_sql(
+            "INSERT INTO task_row (id, factory_id, round, node_path, kind, good, source, "
+            "destination, units_target, depends_on, feed, state, ship, attempts, units_lost, "
+            "started_at) VALUES (?, 'f-old', 1, ?, ?, ?, ?, ?, 40, '[]', 0, ?, 'S-1', 0, ?, ?)",
+            (tid, path, kind, good, src, dest, state, lost, T0))
+    database.initialize(db)
+    store = Storage(db)
+    assert store.version == 2
+    f = store.factories.load("f-old")
+    root, copper = f.tasks["f-old/r1/0"], f.tasks["f-old/r1/0.0.1.0"]
+    assert (root.purpose, root.state, root.inputs) == (
+        TaskPurpose.OUTPUT, TaskState.WAITING, ("ELECTRONICS", "MICROPROCESSORS"))
+    assert (copper.purpose, copper.station, copper.above, copper.state, copper.lost_by) == (
+        TaskPurpose.FEED, "COPPER@X1-T1-A3",
+        ("ADVANCED_CIRCUITRY", "ELECTRONICS", "COPPER"), TaskState.RUNNING, {"S-1": 7})
+    assert f.destination.keeps and f.stations()["ADVANCED_CIRCUITRY@X1-T1-A1"].waiting == [root]
+    store.close()
 
 
 def test_ledger_accounts_for_the_agents_credits(store):
@@ -146,7 +208,6 @@ def test_ledger_accounts_for_the_agents_credits(store):
 
 def test_lease_heartbeat_stop_and_orphans(store):
     f = new_factory()
-    f.start(T0)
     store.factories.create(f, agent="A", owner="host:1:a", now=T0)
     assert store.factories.heartbeat("f-1", "host:1:a", T0) == "ok"
     store.factories.request_stop("f-1")
@@ -232,11 +293,13 @@ def test_waypoints_and_fuel_places(store):
     class W:
         def __init__(self, symbol, x, traits):
             self.symbol, self.type, self.x, self.y, self.traits = symbol, "PLANET", x, 0, traits
+            self.under_construction = symbol.endswith("B2")
 
     store.waypoints.save("X1-T1", [W("X1-T1-A1", 0, {"MARKETPLACE"}), W("X1-T1-B2", 50, set())])
     store.markets.record(market("X1-T1-A1", exchange=["FUEL"], quotes=False))
     assert store.waypoints.known("X1-T1") and not store.waypoints.known("X1-T9")
     assert store.waypoints.markets("X1-T1") == ["X1-T1-A1"]
+    assert store.waypoints.under_construction("X1-T1") == ["X1-T1-B2"]
     assert store.waypoints.places("X1-T1") == {"X1-T1-A1": Place("X1-T1-A1", 0, 0, True),
                                                "X1-T1-B2": Place("X1-T1-B2", 50, 0, False)}
 
@@ -289,8 +352,7 @@ def test_two_resumes_racing_for_one_factory_exactly_one_takes_it(db_url):
     store = Storage(open_database(db_url))
     trials = [f"f-race-{i}" for i in range(50)]
     for i, factory in enumerate(trials):
-        f = new_factory()
-        f.id = factory
+        f = new_factory(factory)
         store.factories.create(f, agent="A", owner="dead:1:x", now=T0)
         store.assignments.claim(f"S-{i}", "dead:1:x", T0, factory=factory)
     ctx = multiprocessing.get_context("spawn")

@@ -1,0 +1,33 @@
+"""Every tunable of a run, with its default, in one place (the CLI and the tests read it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from domain.enums import SupplyLevel
+from domain.ranking import DEFAULT_CEILING_FACTOR
+
+POLL_INITIAL_ENV = "GOODS_POLL_INTERVAL_INITIAL"
+POLL_SETTLED_ENV = "GOODS_POLL_INTERVAL_SETTLED"
+
+
+@dataclass(frozen=True)
+class Settings:
+    min_supply: SupplyLevel = SupplyLevel.MODERATE
+    strict_supply: bool = False  # refuse raw materials below the threshold
+    reserve: int = 0  # credits never spent
+    ceiling_factor: float | None = DEFAULT_CEILING_FACTOR  # × the reference price
+    per_source_cap: int = 2  # haulers buying at one market at once
+    feeds_per_input: int = 1  # lots of one input on their way to one exporter at once
+    max_ships: int | None = None  # haulers working for one factory at once
+    warn_after: float = 1200.0  # seconds of production wait before a warning
+    slow_after_feeds: int = 3  # lots of each input fed with no answer before a warning
+    blind_check_after: float = 60.0  # nobody can watch an exporter: send a ship to look
+    market_max_age: float = 3600.0  # older quotes are read again before the first plan
+    heartbeat_every: float = 5.0  # the lease on a factory is renewed this often
+    lease: float = 60.0  # a runner silent for longer is taken to be dead
+    poll_initial: float = 30.0  # first poll of a watched market after the watch starts
+    poll_settled: float = 60.0  # later polls
+    tick: float = 0.5  # how often actors look at the time
+    max_ship_restarts: int = 3  # a ship whose actor dies this often is benched
+    max_rebuilds: int = 3  # a coordinator that dies this often ends the run

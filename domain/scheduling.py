@@ -1,0 +1,173 @@
+"""Who does what next: tasks to ships, markets to read, and where idle ships wait.
+
+Tasks go out longest remaining path first (the deepest inputs, then older lots), each to
+the ship that would finish it earliest from where it is, at its own speed, with the
+fuel stops its route needs, and the trips its hold needs. Goods already in a hold stay
+with that ship's task. Markets to read go to whichever ship (probes included) reaches
+them first. Everything here is pure: callers pass the ships, the places and `now`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from domain.errors import NoRouteError
+from domain.factory import Task
+from domain.navigation import Place, distance, fuel_cost, plan_route, travel_seconds
+
+UNREACHABLE = 10**9  # seconds: a ship that cannot get there
+
+
+@dataclass(frozen=True)
+class ShipView:
+    """A ship as the scheduler sees it: where it is (or lands), when it is free, and how
+    fast, how far and how much it carries."""
+
+    symbol: str
+    waypoint: str
+    speed: int
+    fuel: int
+    fuel_capacity: int
+    cargo_capacity: int
+    cargo_free: int
+    free_in: float = 0.0  # seconds until it lands at `waypoint`
+    carrying: Mapping[str, int] = field(default_factory=dict)  # task id -> units held
+
+    @property
+    def is_hauler(self) -> bool:
+        return self.cargo_capacity > 0
+
+
+class TravelTimes:
+    """Flight times with refuel stops, memoised (positions and fuel markets never move)."""
+
+    def __init__(self, places: Mapping[str, Place]):
+        self.places = places
+        self._memo: dict[tuple, float] = {}
+
+    def seconds(self, origin: str, destination: str, speed: int, fuel: int,
+                capacity: int) -> float:
+        if origin == destination:
+            return 0.0
+        a, b = self.places.get(origin), self.places.get(destination)
+        if a is None or b is None:
+            return UNREACHABLE
+        d = distance(a, b)
+        if capacity == 0 or fuel_cost(d, fuel_capacity=capacity) <= fuel:
+            return float(travel_seconds(d, max(1, speed)))
+        key = (origin, destination, speed, capacity, fuel)
+        if key not in self._memo:
+            try:
+                self._memo[key] = float(plan_route(self.places, origin, destination, fuel=fuel,
+                                                   fuel_capacity=capacity,
+                                                   speed=max(1, speed)).seconds)
+            except NoRouteError:
+                self._memo[key] = UNREACHABLE
+        return self._memo[key]
+
+
+@dataclass(frozen=True)
+class Assignment:
+    task: Task
+    ship: str
+    finish_in: float  # estimated seconds until the task's goods are delivered
+
+
+def priority(task: Task) -> tuple:
+    """Longest remaining path first: deeper inputs, then older lots, then creation."""
+    return (-task.depth, task.lot, task.created_at.timestamp() if task.created_at else 0.0,
+            task.id)
+
+
+def assign(tasks: Iterable[Task], ships: Iterable[ShipView], times: TravelTimes,
+           destination_of: Mapping[str, str | None], *, busy_sources: Counter | None = None,
+           per_source_cap: int | None = None) -> list[Assignment]:
+    """Give each ready task (by priority) the idle ship that finishes it first.
+
+    `destination_of[task.id]` is where its goods go (None: they stay in the hold);
+    `busy_sources` counts ships already buying at each market, against `per_source_cap`.
+    """
+    free = {s.symbol: s for s in ships if s.is_hauler}
+    busy = Counter(busy_sources or {})
+    out: list[Assignment] = []
+    ordered = sorted(tasks, key=lambda t: (not _held_by(t, free), priority(t)))
+    for task in ordered:
+        holders = [s for s in free.values() if s.carrying.get(task.id)]
+        if task.carriers and not holders:
+            continue  # its goods are on a ship that is busy elsewhere: wait for it
+        candidates = holders or [s for s in free.values() if _room_for(s, task)]
+        if task.attempts and not holders:  # it failed there: another ship, if any
+            candidates = [s for s in candidates if s.symbol != task.last_ship] or candidates
+        if not holders and per_source_cap is not None and task.to_buy and \
+                busy[task.source] >= per_source_cap:
+            continue
+        best = None
+        for ship in candidates:
+            finish = finish_in(task, ship, times, destination_of.get(task.id))
+            if finish >= UNREACHABLE:
+                continue
+            if best is None or (finish, ship.symbol) < (best[0], best[1].symbol):
+                best = (finish, ship)
+        if best is None:
+            continue
+        out.append(Assignment(task, best[1].symbol, best[0]))
+        del free[best[1].symbol]
+        if task.to_buy:
+            busy[task.source] += 1
+    return out
+
+
+def finish_in(task: Task, ship: ShipView, times: TravelTimes, destination: str | None
+              ) -> float:
+    """Seconds until `ship` would have delivered all of `task` from where it is now."""
+    held = ship.carrying.get(task.id, 0)
+    room = ship.cargo_free + held
+    trips = max(1, math.ceil(task.to_buy / room)) if task.to_buy and room > 0 else 1
+    start = ship.free_in
+    if task.to_buy:
+        go = times.seconds(ship.waypoint, task.source, ship.speed, ship.fuel,
+                           ship.fuel_capacity)
+        here = task.source
+    else:  # only delivering what it holds
+        go, here = 0.0, ship.waypoint
+    loaded = 0.0
+    if destination is not None:
+        loaded = times.seconds(here, destination, ship.speed, ship.fuel_capacity,
+                               ship.fuel_capacity)
+    back = 0.0
+    if trips > 1 and destination is not None:
+        back = times.seconds(destination, task.source, ship.speed, ship.fuel_capacity,
+                             ship.fuel_capacity)
+    return start + go + loaded + (trips - 1) * (back + loaded)
+
+
+def visits(waypoints: Iterable[str], ships: Iterable[ShipView], times: TravelTimes
+           ) -> list[tuple[str, str, float]]:
+    """Send each idle ship to the unread market it reaches first, nearest pairs first:
+    (ship, waypoint, seconds). Every market gets at most one ship."""
+    todo = set(waypoints)
+    pairs = sorted((times.seconds(s.waypoint, w, s.speed, s.fuel, s.fuel_capacity)
+                    + s.free_in, s.symbol, w) for s in ships for w in todo)
+    taken_ships: set[str] = set()
+    out = []
+    for seconds, ship, waypoint in pairs:
+        if seconds >= UNREACHABLE or ship in taken_ships or waypoint not in todo:
+            continue
+        out.append((ship, waypoint, seconds))
+        taken_ships.add(ship)
+        todo.discard(waypoint)
+    return out
+
+
+def _held_by(task: Task, free: Mapping[str, ShipView]) -> bool:
+    return any(s.carrying.get(task.id) for s in free.values())
+
+
+def _room_for(ship: ShipView, task: Task) -> bool:
+    """A ship can take a task if it has room to buy for it (or nothing is left to buy)."""
+    return ship.cargo_free > 0 or not task.to_buy
+
+

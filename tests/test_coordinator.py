@@ -1,0 +1,388 @@
+"""The coordinator driven through its handlers: fake ports, a fake clock, a real database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from structlog.testing import capture_logs
+
+from actors.coordinator import Coordinator
+from actors.fleet import Fleet
+from actors.messages import (
+    Follow,
+    JobDone,
+    JobFailed,
+    JobKind,
+    JobNotReady,
+    MarketSeen,
+    ShipCrashed,
+    ShipLost,
+    SupplySeen,
+    Traded,
+    Unwatch,
+    Watch,
+)
+from actors.settings import Settings
+from actors.watcher import MarketBook
+from api.models import Cargo, Fuel, Nav, Ship
+from domain.enums import SupplyLevel
+from domain.factory import Destination, Factory, FactoryStatus, TaskPurpose, TaskState
+from domain.markets import MarketSnapshot
+from domain.supply_chain import SupplyChain
+from storage.db import open_database
+from storage.repositories import Storage
+from tests.builders import market
+
+T0 = datetime(2026, 5, 1, tzinfo=UTC)
+CHAIN = SupplyChain({"CLOTHING": ["FABRICS"], "FABRICS": ["FERTILIZERS"]})
+PLACES = {"X1-T-A": (0, 0), "X1-T-E": (100, 0), "X1-T-B": (200, 0), "X1-T-F": (300, 0)}
+
+
+class Clock:
+    def __init__(self):
+        self.now = T0
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds):
+        self.now += timedelta(seconds=seconds)
+
+
+class Ships:
+    def __init__(self):
+        self.jobs: list = []
+        self.cancelled: list = []
+        self.refuse: set[str] = set()
+
+    def dispatch(self, ship, job):
+        if ship in self.refuse:
+            return False
+        self.jobs.append((ship, job))
+        return True
+
+    def cancel(self, ship, soft=False):
+        self.cancelled.append((ship, soft))
+
+
+class Told:
+    def __init__(self):
+        self.messages: list = []
+
+    def tell(self, message):
+        self.messages.append(message)
+
+    def finished(self, factory):
+        self.messages.append(("finished", factory))
+
+    def stopping(self):
+        return self.stop
+
+    stop = False
+
+
+@dataclass
+class W:
+    symbol: str
+    x: int
+    y: int
+    type: str = "PLANET"
+    traits: frozenset = frozenset({"MARKETPLACE"})
+    under_construction: bool = False
+
+
+def snapshot(m: MarketSnapshot, when: datetime) -> MarketSnapshot:
+    return replace(m, observed_at=when)
+
+
+def markets(clothing="SCARCE", fabrics="SCARCE", quotes=True):
+    return [
+        market("X1-T-E", exports=["CLOTHING"], imports=["FABRICS"], quotes=quotes,
+               CLOTHING=(clothing, "WEAK"), FABRICS=("SCARCE", "WEAK")),
+        market("X1-T-B", exports=["FABRICS"], imports=["FERTILIZERS"], quotes=quotes,
+               FABRICS=(fabrics, "WEAK"), FERTILIZERS=("SCARCE", "WEAK")),
+        market("X1-T-F", exports=["FERTILIZERS"], supply="HIGH", quotes=quotes),
+        market("X1-T-A", exchange=["FUEL"], supply="HIGH", quotes=quotes),
+    ]
+
+
+def ship(symbol, at="X1-T-A", cargo=40, speed=15):
+    return Ship(symbol, "HAULER" if cargo else "SATELLITE",
+                Nav("X1-T", at, "DOCKED", "CRUISE", at, None, None),
+                Fuel(600 if cargo else 0, 600 if cargo else 0), Cargo(cargo, 0), speed,
+                "FRAME")
+
+
+class Rig:
+    def __init__(self, tmp_path, quotes=True, units=None, settings=None):
+        self.clock = Clock()
+        self.storage = Storage(open_database(str(tmp_path / "c.db")))
+        self.storage.waypoints.save("X1-T", [W(s, x, y) for s, (x, y) in PLACES.items()])
+        self.storage.markets.record(*[snapshot(m, T0) if quotes else m
+                                      for m in markets(quotes=quotes)])
+        self.book = MarketBook(client=None, storage=self.storage)
+        self.book.know_system("X1-T")
+        self.fleet = Fleet()
+        for s in (ship("S-1"), ship("S-2", at="X1-T-F"), ship("P-1", cargo=0, speed=9)):
+            self.fleet.update(s)
+        self.ships, self.watcher, self.runner = Ships(), Told(), Told()
+        f = Factory(id="f1", target="CLOTHING", system="X1-T", plan=None, lot=40,
+                    units_wanted=units, destination=Destination.parse("hold"),
+                    created_at=T0)
+        self.storage.factories.create(f, "AGENT", "me:1:x", T0)
+        self.c = Coordinator("f1", storage=self.storage, book=self.book, ships=self.ships,
+                             watcher=self.watcher, runner=self.runner, fleet=self.fleet,
+                             chain=CHAIN, settings=settings or Settings(), owner="me:1:x",
+                             agent="AGENT", clock=self.clock)
+
+    @property
+    def f(self) -> Factory:
+        return self.c.factory
+
+    def jobs(self, kind=JobKind.TRADE):
+        return [(s, j) for s, j in self.ships.jobs if j.kind is kind]
+
+    def see(self, *snapshots):
+        """Markets read now (the book remembers; the coordinator hears of it)."""
+        for m in snapshots:
+            m = snapshot(m, self.clock())
+            self.storage.markets.record(m)
+            self.book._latest[m.waypoint] = m
+            self.c.handle(MarketSeen(m.waypoint, self.clock()))
+
+    def done(self, ship, job, bought=0, delivered=0, **kw):
+        """A trip ended: write the ledger as the ship would have, then report."""
+        ledger = self.storage.ledger
+        for kind, units in (("PURCHASE", bought), ("SELL", delivered)):
+            if units:
+                e = ledger.intend(agent="AGENT", ship=ship, waypoint=job.source, good=job.good,
+                                  kind=kind, units=units, now=self.clock(), factory="f1",
+                                  task=job.task)
+                ledger.confirm(e, units=units, price_per_unit=10, total=10 * units,
+                               credits_after=None, server_time=None, now=self.clock())
+                self.c.handle(Traded(ship, "f1", job.task, kind, units, 10 * units))
+        self.fleet.free(ship)
+        self.c.handle(JobDone(ship, job, bought, delivered, **kw))
+
+
+@pytest.fixture
+def rig(tmp_path):
+    r = Rig(tmp_path)
+    yield r
+    r.storage.close()
+
+
+def test_it_plans_and_feeds_every_level_at_once(rig):
+    rig.c.start()
+    assert rig.f.status is FactoryStatus.ACTIVE
+    out = rig.f.outputs()[0]
+    assert (out.kind.value, out.source, out.state) == ("COLLECT", "X1-T-E", TaskState.WAITING)
+    feeds = [t for t in rig.f.tasks.values() if t.purpose is TaskPurpose.FEED]
+    assert {(t.good, t.destination, t.kind.value) for t in feeds} == {
+        ("FABRICS", "X1-T-E", "COLLECT"), ("FERTILIZERS", "X1-T-B", "SOURCE")}
+    [(who, job)] = rig.jobs()
+    assert (who, job.good, job.source, job.destination) == (
+        "S-2", "FERTILIZERS", "X1-T-F", "X1-T-B"), "the ship already at the seller"
+    assert {type(m) for m in rig.watcher.messages} >= {Watch, Follow}
+    watched = {m.key for m in rig.watcher.messages if isinstance(m, Watch)}
+    assert watched == {"CLOTHING@X1-T-E", "FABRICS@X1-T-B"}
+    saved = rig.storage.factories.load("f1")
+    assert saved.tasks[job.task].state is TaskState.RUNNING and saved.tasks[job.task].ship == "S-2"
+
+
+def test_unread_markets_are_surveyed_in_one_pass_before_planning(tmp_path):
+    rig = Rig(tmp_path, quotes=False)
+    rig.c.start()
+    assert rig.f.status is FactoryStatus.PENDING
+    visits = {j.source: s for s, j in rig.jobs(JobKind.VISIT)}
+    assert set(visits) == {"X1-T-E", "X1-T-B", "X1-T-F"}, "the tree's markets, not the rest"
+    assert len(set(visits.values())) == 3
+    assert visits["X1-T-F"] == "S-2", "each ship to the market it reaches first"
+    rig.see(*markets())
+    assert rig.f.status is FactoryStatus.ACTIVE and rig.f.reference["CLOTHING"] == 100
+    rig.storage.close()
+
+
+def test_a_supply_signal_sends_one_waiting_lot_and_a_trip_finishes_it(rig):
+    rig.c.start()
+    out = rig.f.outputs()[0]
+    rig.c.handle(SupplySeen("CLOTHING@X1-T-E", "X1-T-E", "CLOTHING", SupplyLevel.MODERATE,
+                            rig.clock()))
+    assert out.state is TaskState.RUNNING and out.ship == "S-1"
+    _, job = next((s, j) for s, j in rig.jobs() if j.task == out.id)
+    assert job.destination is None and job.take_what_is_there and job.ceiling == 150
+    rig.done("S-1", job, bought=40)
+    assert rig.f.status is FactoryStatus.ACTIVE, "the feed still runs: let it deliver"
+    assert ("S-2", True) in rig.ships.cancelled, "told to buy no more"
+    feed = next(t for t in rig.f.tasks.values() if t.state is TaskState.RUNNING)
+    _, fjob = next((s, j) for s, j in rig.jobs() if j.task == feed.id)
+    rig.done("S-2", fjob)
+    assert rig.f.status is FactoryStatus.COMPLETED and rig.f.units_acquired == 40
+    assert ("finished", "f1") in rig.runner.messages
+    assert rig.storage.assignments.all() == []
+    assert any(isinstance(m, Unwatch) for m in rig.watcher.messages)
+
+
+def test_a_feed_that_lands_is_logged_and_the_next_round_goes_out(rig):
+    rig.c.start()
+    [(_, job)] = rig.jobs()
+    rig.see(*markets())
+    with capture_logs() as logs:
+        rig.done("S-2", job, bought=40, delivered=40)
+    feeds = [t for t in rig.f.tasks.values() if t.good == "FERTILIZERS"]
+    assert [t.state for t in feeds] == [TaskState.DONE, TaskState.RUNNING], "the next lot"
+    [fed] = [e for e in logs if e["event"] == "production.fed"]
+    assert (fed["station"], fed["good"], fed["units"], fed["export_supply"]) == (
+        "FABRICS@X1-T-B", "FERTILIZERS", 40, "SCARCE")
+
+
+def test_a_crashed_ship_hands_its_task_out_again_and_a_benched_one_is_not_used(rig):
+    rig.c.start()
+    [(ship, job)] = rig.jobs()
+    rig.fleet.free(ship)
+    rig.c.handle(ShipCrashed(ship, job, "boom", benched=True))
+    task = rig.f.tasks[job.task]
+    assert task.attempts == 1 and task.state is TaskState.READY and "boom" in task.last_error
+    rig.clock.advance(10)
+    rig.c.tick()
+    assert task.state is TaskState.RUNNING and task.ship != ship
+
+
+def test_a_failed_task_is_retried_on_another_ship(rig):
+    rig.c.start()
+    [(ship, job)] = rig.jobs()
+    assert ship == "S-2", "nearest to the seller"
+    rig.fleet.free(ship)
+    rig.c.handle(JobFailed(ship, job, "could not set off"))
+    task = rig.f.tasks[job.task]
+    assert task.attempts == 1 and task.state is TaskState.READY
+    rig.clock.advance(6)
+    rig.c.tick()
+    assert task.state is TaskState.RUNNING and task.ship == "S-1", "the other ship this time"
+
+
+def test_a_lost_ship_writes_off_its_goods_and_another_ship_goes(rig):
+    rig.c.start()
+    [(ship, job)] = rig.jobs()
+    rig.storage.ledger.confirm(rig.storage.ledger.intend(
+        agent="AGENT", ship=ship, waypoint="X1-T-F", good="FERTILIZERS", kind="PURCHASE",
+        units=40, now=T0, factory="f1", task=job.task), units=40, price_per_unit=1, total=40,
+        credits_after=None, server_time=None, now=T0)
+    rig.c.handle(ShipLost(ship, job))
+    task = rig.f.tasks[job.task]
+    assert task.lost_by == {ship: 40} and task.to_buy == 40
+    assert rig.fleet.get(ship).lost
+    assert task.state is TaskState.RUNNING and task.ship == "S-1"
+
+
+def test_not_ready_backs_off_and_a_fatal_failure_ends_the_factory(rig):
+    rig.c.start()
+    [(ship, job)] = rig.jobs()
+    rig.fleet.free(ship)
+    rig.c.handle(JobNotReady(ship, job, "price above the ceiling"))
+    task = rig.f.tasks[job.task]
+    assert task.state is TaskState.READY and task.not_before > rig.clock()
+    rig.clock.advance(60)
+    rig.c.tick()
+    (ship, job), = [(s, j) for s, j in rig.jobs()[1:] if j.task == task.id]
+    rig.fleet.free(ship)
+    rig.c.handle(JobFailed(ship, job, "not enough credits: 3 left", fatal=True))
+    assert rig.f.status is FactoryStatus.FAILED and rig.f.error.startswith("not enough")
+    assert ("finished", "f1") in rig.runner.messages
+
+
+def test_an_exporter_nobody_watches_gets_a_ship_to_look_less_and_less_often(rig):
+    rig.c.settings = Settings(blind_check_after=60)
+    rig.fleet.mark_lost("P-1")  # no probe to park
+    rig.c.start()
+    fabrics = next(t for t in rig.f.tasks.values() if t.good == "FABRICS")
+    assert fabrics.state is TaskState.WAITING
+    rig.clock.advance(61)
+    rig.c.tick()
+    assert fabrics.state is TaskState.RUNNING, "the deepest station gets the free hauler"
+    job = next(j for s, j in rig.jobs() if j.task == fabrics.id)
+    rig.fleet.free(fabrics.ship)
+    rig.c.handle(JobNotReady(fabrics.ship, job, "supply is SCARCE", True))
+    assert fabrics.state is TaskState.WAITING
+    rig.clock.advance(61)
+    rig.c.tick()
+    assert fabrics.state is TaskState.WAITING, "the second look waits twice as long"
+    rig.clock.advance(60)
+    rig.c.tick()
+    assert fabrics.state is not TaskState.WAITING
+
+
+def test_a_probe_is_parked_at_a_waiting_exporter(rig):
+    rig.c.start()
+    parked = {j.source: s for s, j in rig.jobs(JobKind.VISIT)}
+    rig.c.tick()
+    parked = {j.source: s for s, j in rig.jobs(JobKind.VISIT)}
+    assert parked.get("X1-T-E") == "P-1" or parked.get("X1-T-B") == "P-1"
+    assert rig.storage.assignments.get("P-1").owner == "me:1:x"
+
+
+def test_a_handler_bug_reloads_the_factory_from_the_database(rig):
+    rig.c.start()
+    rig.f.tasks.clear()  # state gone wrong in memory
+    rig.c.recover(RuntimeError("bug"))
+    assert rig.f.tasks, "read again from the database"
+    for _ in range(3):
+        rig.c.recover(RuntimeError("bug"))
+    with pytest.raises(RuntimeError):
+        rig.c.recover(RuntimeError("bug"))
+
+
+def test_a_taken_lease_lets_go_and_a_stop_request_stops(rig):
+    rig.c.start()
+    rig.storage.factories.request_stop("f1")
+    rig.clock.advance(10)
+    rig.c.tick()
+    assert rig.f.status is FactoryStatus.STOPPED and ("finished", "f1") in rig.runner.messages
+    assert all(t.state is TaskState.CANCELLED for t in rig.f.tasks.values())
+
+
+def test_lost_lease_touches_nothing(tmp_path):
+    rig = Rig(tmp_path)
+    rig.c.start()
+    lease = rig.storage.factories.lease("f1")
+    assert rig.storage.factories.take_over(lease, "other:2:y", T0)
+    before = rig.storage.factories.load("f1")
+    rig.clock.advance(10)
+    rig.c.tick()
+    assert rig.c.finished and ("finished", "f1") in rig.runner.messages
+    after = rig.storage.factories.load("f1")
+    assert {t.id: t.state for t in after.tasks.values()} == \
+        {t.id: t.state for t in before.tasks.values()}
+    assert rig.storage.factories.lease("f1").owner == "other:2:y"
+    rig.storage.close()
+
+
+def test_a_benched_ship_refused_by_the_pool_frees_its_task(rig):
+    rig.ships.refuse.add("S-2")
+    rig.c.start()
+    [(ship, _job)] = rig.jobs()
+    assert ship == "S-1" and "S-2" in rig.c.benched
+
+
+def test_nothing_new_starts_while_the_process_stops(rig):
+    rig.runner.stop = True
+    rig.c.start()
+    assert rig.ships.jobs == [] and rig.f.status is FactoryStatus.PENDING
+
+
+def test_a_ship_resumes_one_task_and_any_other_goes_back(rig):
+    rig.c.start()
+    [(ship, job)] = rig.jobs()
+    other = next(t for t in rig.f.tasks.values() if t.state is TaskState.WAITING)
+    other.state, other.ship = TaskState.RUNNING, ship  # what a bad stop once left behind
+    rig.storage.factories.save(rig.f, [other], owner="me:1:x")
+    rig.fleet.free(ship)
+    fresh = Coordinator("f1", storage=rig.storage, book=rig.book, ships=rig.ships,
+                        watcher=rig.watcher, runner=rig.runner, fleet=rig.fleet, chain=CHAIN,
+                        settings=Settings(), owner="me:1:x", agent="AGENT", clock=rig.clock)
+    fresh.start()
+    states = {t.id: (t.state, t.ship) for t in fresh.factory.tasks.values()}
+    assert states[job.task] == (TaskState.RUNNING, ship)
+    assert states[other.id][1] != ship or states[other.id][0] is not TaskState.RUNNING

@@ -1,0 +1,97 @@
+"""Feeding an exporter until it answers: balance, saturation, and adapting to the market."""
+
+from datetime import UTC, datetime, timedelta
+
+from domain.enums import Acquisition
+from domain.factory import Destination, Factory
+from domain.feeding import FeedOrder, plan_feeds, unanswered_rounds
+from domain.plan import Decision
+from tests.builders import market
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+MAKE = Decision("FAB_MATS", Acquisition.FABRICATE, "X1-T-E", inputs=("IRON", "QUARTZ_SAND"))
+
+
+def factory(lots=1):
+    f = Factory(id="f1", target="FAB_MATS", system="X1-T", plan=None, lot=40, units_wanted=400,
+                destination=Destination.parse("hold"))
+    f.start(T0)
+    for _ in range(lots):
+        f.open_output(MAKE, 40, T0)
+    return f
+
+
+def exporter(fab="SCARCE", iron="SCARCE", sand="SCARCE"):
+    return market("X1-T-E", exports=["FAB_MATS"], imports=["IRON", "QUARTZ_SAND"],
+                  FAB_MATS=(fab, "WEAK"), IRON=(iron, "WEAK"), QUARTZ_SAND=(sand, "WEAK"))
+
+
+def feeds(f, snapshot, **kw):
+    return plan_feeds(f, lambda w: snapshot if w == "X1-T-E" else None, **kw)
+
+
+def land(f, order: FeedOrder, when: datetime, ship="S1"):
+    """Open the feed and carry it to the exporter."""
+    task = f.open_feed(order.station, Decision(order.good, Acquisition.BUY, "X1-T-S"), 40, when)
+    f.assign(task.id, ship, when)
+    f.record_purchase(task.id, ship, 40, 400)
+    f.record_delivery(task.id, ship, 40, 800)
+    f.trip_done(task.id, when)
+    return task
+
+
+def test_each_input_gets_a_lot_and_none_runs_ahead():
+    f = factory()
+    orders, [view] = feeds(f, exporter())
+    assert [o.good for o in orders] == ["IRON", "QUARTZ_SAND"]
+    assert not view.answered and view.in_flight == 1
+    iron = f.open_feed(orders[0].station, Decision("IRON", Acquisition.BUY, "X1-T-S"), 40, T0)
+    f.assign(iron.id, "S1", T0)
+    f.record_purchase(iron.id, "S1", 40, 400)
+    f.record_delivery(iron.id, "S1", 40, 800)
+    f.trip_done(iron.id, T0)
+    orders, _ = feeds(f, exporter())
+    assert [o.good for o in orders] == ["QUARTZ_SAND"], "iron waits for sand to catch up"
+
+
+def test_no_feeding_once_the_export_answers_or_while_nothing_waits():
+    f = factory()
+    orders, [view] = feeds(f, exporter(fab="MODERATE"))
+    assert orders == [] and view.answered
+    assert feeds(factory(lots=0), exporter()) == ([], [])
+
+
+def test_a_saturated_input_is_not_fed():
+    f = factory()
+    orders, [view] = feeds(f, exporter(iron="HIGH"))
+    assert [o.good for o in orders] == ["QUARTZ_SAND"] and view.saturated == ("IRON",)
+
+
+def test_rounds_without_an_answer_put_more_lots_on_the_way_up_to_the_fleet():
+    f = factory()
+    station = f.stations()["FAB_MATS@X1-T-E"]
+    for n in range(3):
+        when = T0 + timedelta(minutes=n)
+        for good in ("IRON", "QUARTZ_SAND"):
+            land(f, FeedOrder(f.stations()[station.key], good), when)
+    assert unanswered_rounds(f.stations()[station.key]) == 3
+    orders, [view] = feeds(f, exporter(), most=2)
+    assert view.in_flight == 2, "capped by the fleet"
+    assert [o.good for o in orders] == ["IRON", "QUARTZ_SAND"]
+    orders, [view] = feeds(f, exporter(), most=8)
+    assert view.in_flight == 4 and view.unanswered == 3
+
+
+def test_an_answer_resets_the_pace():
+    f = factory(lots=2)
+    first, _ = f.outputs()
+    key = "FAB_MATS@X1-T-E"
+    for good in ("IRON", "QUARTZ_SAND"):
+        land(f, FeedOrder(f.stations()[key], good), T0)
+    f.supply_ready(first.id)
+    f.assign(first.id, "S9", T0 + timedelta(minutes=1))
+    f.record_purchase(first.id, "S9", 40, 4000)
+    f.trip_done(first.id, T0 + timedelta(minutes=1))
+    assert unanswered_rounds(f.stations()[key]) == 0
+    _, [view] = feeds(f, exporter(), most=8)
+    assert view.in_flight == 1

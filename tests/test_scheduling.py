@@ -1,0 +1,119 @@
+"""The scheduler's choices, on domain objects: speed, position, critical path, held goods."""
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+from domain.enums import Acquisition
+from domain.factory import Destination, Factory
+from domain.navigation import Place
+from domain.plan import Decision
+from domain.scheduling import ShipView, TravelTimes, assign, finish_in, visits
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+PLACES = {w: Place(w, x, 0, sells_fuel=True) for w, x in (
+    ("A", 0), ("B", 100), ("C", 200), ("D", 400), ("E", 600))}
+TIMES = TravelTimes(PLACES)
+
+
+def ship(symbol, at="A", speed=15, cargo=40, free=None, fuel=600, carrying=None, free_in=0.0):
+    return ShipView(symbol, at, speed, fuel, fuel, cargo, cargo if free is None else free,
+                    free_in, carrying or {})
+
+
+def factory(destination="sell:E"):
+    f = Factory(id="f1", target="X", system="S", plan=None, lot=40, units_wanted=400,
+                destination=Destination.parse(destination))
+    f.start(T0)
+    return f
+
+
+def lot(f, source="B", units=40):
+    return f.open_output(Decision("X", Acquisition.BUY, source), units, T0)
+
+
+def test_the_faster_ship_takes_the_task_even_from_further_away():
+    f = factory()
+    task = lot(f, source="C")
+    slow = ship("HAULER", at="B", speed=15)
+    fast = ship("FRIGATE", at="A", speed=36)
+    assert finish_in(task, fast, TIMES, "E") < finish_in(task, slow, TIMES, "E")
+    [choice] = assign([task], [slow, fast], TIMES, {task.id: "E"})
+    assert choice.ship == "FRIGATE"
+
+
+def test_a_ship_already_there_wins_and_one_landing_soon_counts_its_flight():
+    f = factory()
+    task = lot(f, source="C")
+    there = ship("THERE", at="C", free_in=0)
+    landing = ship("LANDING", at="C", speed=36, free_in=500)
+    [choice] = assign([task], [landing, there], TIMES, {task.id: "E"})
+    assert choice.ship == "THERE"
+
+
+def test_deeper_inputs_go_first_and_each_ship_takes_one_task():
+    f = factory()
+    out = lot(f, source="B")
+    station = f.stations().get("X@B")
+    assert station is None
+    made = f.open_output(Decision("X", Acquisition.FABRICATE, "C", inputs=("Y",)), 40, T0)
+    feed = f.open_feed(f.stations()["X@C"], Decision("Y", Acquisition.BUY, "D"), 40, T0)
+    plan = assign([out, feed], [ship("S1", at="B")], TIMES, {out.id: "E", feed.id: "C"})
+    assert [c.task for c in plan] == [feed], "the input is on the longer path"
+    assert made.state.value == "WAITING"
+
+
+def test_goods_in_a_hold_stay_with_that_ship():
+    f = factory()
+    task = lot(f)
+    f.assign(task.id, "S1", T0)
+    f.record_purchase(task.id, "S1", 20, 200)
+    f.release(task.id)
+    fast = ship("FAST", at="B", speed=36)
+    holder = ship("S1", at="A", free=20, carrying={task.id: 20})
+    [choice] = assign([task], [fast, holder], TIMES, {task.id: "E"})
+    assert choice.ship == "S1"
+    assert assign([task], [fast], TIMES, {task.id: "E"}) == [], "it waits for its goods"
+
+
+def test_full_ships_and_busy_sources_are_skipped():
+    f = factory()
+    a, b = lot(f), lot(f)
+    full = ship("FULL", at="B", free=0)
+    assert assign([a], [full], TIMES, {a.id: "E"}) == []
+    plan = assign([a, b], [ship("S1"), ship("S2")], TIMES, {a.id: "E", b.id: "E"},
+                  busy_sources=Counter({"B": 1}), per_source_cap=2)
+    assert [c.task for c in plan] == [a], "one more at B, then the cap"
+
+
+def test_trips_for_a_lot_bigger_than_the_hold_count():
+    f = factory()
+    big = lot(f, units=120)
+    one = finish_in(big, ship("BIG", cargo=120), TIMES, "E")
+    three = finish_in(big, ship("SMALL", cargo=40), TIMES, "E")
+    assert three > 2 * one
+
+
+def test_kept_goods_need_no_delivery_leg():
+    f = factory(destination="hold")
+    task = lot(f, source="B")
+    assert finish_in(task, ship("S1"), TIMES, None) == TIMES.seconds("A", "B", 15, 600, 600)
+
+
+def test_survey_sends_each_ship_to_the_market_it_reaches_first():
+    probe = ship("PROBE", at="A", speed=9, cargo=0, fuel=0)
+    probe = ShipView("PROBE", "A", 9, 0, 0, 0, 0)
+    hauler = ship("HAULER", at="E", speed=15)
+    plan = visits({"B", "D", "E"}, [probe, hauler], TIMES)
+    assert {(s, w) for s, w, _ in plan} == {("HAULER", "E"), ("PROBE", "B")}
+    assert visits(set(), [probe], TIMES) == []
+
+
+def test_travel_times_include_fuel_stops_and_unknown_places():
+    far = {**PLACES, "Z": Place("Z", 2000, 0)}
+    times = TravelTimes(far)
+    direct = times.seconds("A", "E", 15, 600, 600)
+    stopped = times.seconds("A", "Z", 15, 600, 600)
+    assert stopped > direct
+    assert times.seconds("A", "NOWHERE", 15, 600, 600) >= 10**9
+    assert times.seconds("A", "E", 15, 0, 0) == direct, "probes fly free"
+    assert timedelta(seconds=direct) < timedelta(hours=1)

@@ -1,0 +1,165 @@
+"""The watcher and the market book, driven by hand with a fake clock and a fake client."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from actors.fleet import Fleet
+from actors.messages import Follow, MarketBlind, MarketSeen, Observed, SupplySeen, Tick, Watch
+from actors.watcher import Directory, MarketBook, MarketWatcher
+from api.models import Cargo, Fuel, MarketReading, Nav, Ship
+from domain.enums import SupplyLevel
+from storage.db import open_database
+from storage.repositories import Storage
+from tests.builders import market
+
+T0 = datetime(2026, 5, 1, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self):
+        self.now = T0
+
+    def __call__(self):
+        return self.now
+
+
+class Client:
+    """Answers market reads with what the test sets, and counts them."""
+
+    def __init__(self, clock):
+        self.clock = clock
+        self.markets: dict = {}
+        self.fleet: list[Ship] = []
+        self.reads = 0
+
+    def market(self, waypoint, priority=None):
+        self.reads += 1
+        snapshot = self.markets[waypoint]
+        if snapshot.has_quotes:
+            snapshot = replace(snapshot, observed_at=self.clock())
+        return MarketReading(snapshot)
+
+    def ships(self):
+        return self.fleet
+
+
+class Inbox(Directory):
+    def __init__(self):
+        self.got: list = []
+
+    def tell(self, factory, message):
+        self.got.append((factory, message))
+
+
+def ship(symbol, at):
+    return Ship(symbol, "SATELLITE", Nav("X1-T", at, "IN_ORBIT", "CRUISE", at, None, None),
+                Fuel(0, 0), Cargo(0, 0), 9, "FRAME_PROBE")
+
+
+@pytest.fixture
+def world(tmp_path):
+    clock = Clock()
+    client = Client(clock)
+    storage = Storage(open_database(str(tmp_path / "w.db")))
+    book = MarketBook(client, storage)
+    fleet, inbox = Fleet(), Inbox()
+    watcher = MarketWatcher(book, fleet, inbox, clock, initial=30, settled=60)
+    book.listen(lambda snapshot: watcher.handle(Observed(snapshot)))
+    yield clock, client, book, fleet, inbox, watcher
+    storage.close()
+
+
+def scarce():
+    return market("X1-T-E", exports=["CLOTHING"], CLOTHING=("SCARCE", "WEAK"))
+
+
+def moderate():
+    return market("X1-T-E", exports=["CLOTHING"], CLOTHING=("MODERATE", "WEAK"))
+
+
+def test_a_watch_fires_once_on_a_reading_at_the_level_taken_after_it_started(world):
+    clock, client, book, _fleet, inbox, watcher = world
+    client.markets["X1-T-E"] = moderate()
+    book.read("X1-T-E")  # an old reading at the level…
+    clock.now += timedelta(seconds=5)
+    watcher.handle(Watch("CLOTHING@X1-T-E", "f1", "X1-T-E", "CLOTHING", SupplyLevel.MODERATE,
+                         clock.now))
+    assert inbox.got == [], "…does not count"
+
+    def signals():
+        return [(f, m) for f, m in inbox.got if isinstance(m, SupplySeen)]
+
+    clock.now += timedelta(seconds=5)
+    client.markets["X1-T-E"] = scarce()
+    book.read("X1-T-E")
+    assert signals() == [] and isinstance(inbox.got[-1][1], MarketSeen)
+    client.markets["X1-T-E"] = moderate()
+    book.read("X1-T-E")
+    [(factory, seen)] = signals()
+    assert factory == "f1" and seen.supply.name == "MODERATE"
+    book.read("X1-T-E")
+    assert len(signals()) == 1, "once"
+
+
+def test_followers_hear_of_readings_and_of_blind_ones(world):
+    _clock, client, book, _fleet, inbox, watcher = world
+    watcher.handle(Follow("f1", frozenset({"X1-T-E"})))
+    client.markets["X1-T-E"] = moderate()
+    book.read("X1-T-E")
+    assert [type(m) for _, m in inbox.got] == [MarketSeen]
+    client.markets["X1-T-E"] = market("X1-T-E", exports=["CLOTHING"], quotes=False)
+    book.read("X1-T-E")
+    assert [type(m) for _, m in inbox.got] == [MarketSeen, MarketBlind]
+    assert book.latest("X1-T-E").has_quotes, "the last quotes are kept"
+    watcher.handle(Follow("f1", frozenset()))
+    book.read("X1-T-E")
+    assert len(inbox.got) == 2
+
+
+def test_polls_start_soon_then_settle_and_only_with_a_ship_there(world):
+    clock, client, _book, fleet, _inbox, watcher = world
+    client.markets["X1-T-E"] = scarce()
+    watcher.handle(Watch("k", "f1", "X1-T-E", "CLOTHING", SupplyLevel.MODERATE, clock.now))
+    clock.now += timedelta(seconds=31)
+    watcher.handle(Tick())
+    assert client.reads == 0, "no ship there: nothing to read"
+    fleet.update(ship("P-1", "X1-T-E"))
+    watcher.handle(Tick())
+    assert client.reads == 1
+    clock.now += timedelta(seconds=31)
+    watcher.handle(Tick())
+    assert client.reads == 1, "settled: every 60 s"
+    clock.now += timedelta(seconds=30)
+    watcher.handle(Tick())
+    assert client.reads == 2
+
+
+def test_a_blind_poll_reads_the_fleet_again(world):
+    clock, client, _book, fleet, inbox, watcher = world
+    fleet.update(ship("P-1", "X1-T-E"))  # this process believes the probe is there
+    client.markets["X1-T-E"] = market("X1-T-E", exports=["CLOTHING"], quotes=False)
+    client.fleet = [ship("P-1", "X1-T-B")]  # another process moved it
+    watcher.handle(Watch("k", "f1", "X1-T-E", "CLOTHING", SupplyLevel.MODERATE, clock.now))
+    clock.now += timedelta(seconds=31)
+    watcher.handle(Tick())
+    assert fleet.get("P-1").waypoint == "X1-T-B"
+    assert ("f1", MarketBlind("X1-T-E")) in inbox.got
+    clock.now += timedelta(seconds=61)
+    watcher.handle(Tick())
+    assert client.reads == 1, "it no longer thinks a ship is there"
+
+
+def test_the_book_remembers_per_system_and_leaves_stale_quotes_out(world):
+    clock, client, book, _fleet, _inbox, _watcher = world
+    client.markets["X1-T-E"] = moderate()
+    book.read("X1-T-E")
+    assert [s.waypoint for s in book.snapshots("X1-T")] == ["X1-T-E"]
+    assert book.snapshots("X1-T", fresh_since=clock.now)[0].has_quotes
+    later = book.snapshots("X1-T", fresh_since=clock.now + timedelta(seconds=1))
+    assert not later[0].has_quotes and later[0].exports == {"CLOTHING"}
+    assert book.storage.markets.snapshot("X1-T-E").has_quotes, "recorded"
+    assert book.reads == 1
