@@ -554,9 +554,13 @@ def register(obj: Context, symbol, faction, account_token):
     client = Client(obj.base_url, token="")
     reg = client.register(symbol.upper(), faction.upper(), account_token)
     add_secret(reg.token)
-    click.echo(f"agent {reg.agent.symbol} registered at {reg.agent.headquarters} with "
-               f"{reg.agent.credits:,} credits and {len(reg.ships)} ships", err=True)
-    click.echo(reg.token)
+    text = (f"agent {reg.agent.symbol} registered at {reg.agent.headquarters} with "
+            f"{reg.agent.credits:,} credits and {len(reg.ships)} ships")
+    if obj.json_logs:
+        log.info("agent.registered", message=text, agent=reg.agent.symbol)
+    else:
+        click.echo(text, err=True)
+    click.echo(reg.token)  # the one thing on stdout: `TOKEN=$(goods-factory register …)`
 
 
 # --- the demo and the simulator ---------------------------------------------------------

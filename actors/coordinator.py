@@ -114,6 +114,7 @@ class Coordinator:
         self.lease_renewed_at: datetime | None = None  # the runtime checks it is recent
         self.started_at = clock()
         self.markets_changed = True
+        self.needs_reload = False  # the database failed mid-change: read it again first
         self.finished = False
         self._times: scheduling.TravelTimes | None = None
         self.log = log.bind(factory=factory_id)
@@ -128,8 +129,15 @@ class Coordinator:
         f = self.factory
         self.log.info("factory.start", target=f.target, status=f.status.value,
                       destination=str(f.destination), units=f.units_wanted)
-        now = self.clock()
-        resumed: set[str] = set()  # a ship carries on with one task; any other goes back
+        self._resume_running()
+        self._advance(self.clock())
+
+    def _resume_running(self) -> None:
+        """Send running tasks back to their ships (each worker starts from the server's
+        view of the ship and the settled ledger); a ship still at work in this process
+        keeps its task, and a ship carries on with one task: any other goes back."""
+        f = self.factory
+        resumed: set[str] = set()
         for task in sorted(f.running(), key=lambda t: (-t.held_by(t.ship or ""), t.id)):
             ship = task.ship
             info = self.fleet.get(ship) if ship else None
@@ -142,14 +150,17 @@ class Coordinator:
                 self._dispatch(ship, self._job(task, ship))
             else:
                 self._save([f.release(task.id)])
-        self._advance(now)
 
     def reload(self) -> None:
         """Forget what this coordinator believed and read the factory again (after an
-        unexpected error): the database is the truth."""
+        unexpected error, or the database coming back): the database is the truth. A task
+        whose report was lost in the error goes back to its ship."""
         self.factory = self.storage.factories.load(self.id)
         self.watched.clear()
         self.markets_changed = True
+        self.needs_reload = False
+        if not self.factory.status.finished:
+            self._resume_running()
 
     def suspend(self) -> None:
         """Clean shutdown: let go of the lease and of the ships, so resume may continue."""
@@ -181,6 +192,8 @@ class Coordinator:
     def tick(self) -> None:
         if self.finished or self.factory is None:
             return
+        if self.needs_reload:
+            self.reload()
         now = self.clock()
         if self._heartbeat(now):
             return
@@ -260,6 +273,7 @@ class Coordinator:
                     touched += opened
                     if not any(t.kind is TaskKind.COLLECT for t in opened):
                         break
+                touched += f.drop_idle_feeds(now, self._answered())
                 if f.reached:
                     touched += self._wind_down(now)
                 self._watch_waiting(now)
@@ -376,6 +390,16 @@ class Coordinator:
         if opened:
             self._replan(planner)
         return opened
+
+    def _answered(self) -> set[str]:
+        """Stations whose export was last seen at the threshold."""
+        out = set()
+        for key, st in self.factory.stations().items():
+            latest = self.book.latest(st.waypoint)
+            quote = latest.quote(st.good) if latest else None
+            if quote is not None and quote.supply >= self.factory.min_supply:
+                out.add(key)
+        return out
 
     def _warn_slow(self, views, now: datetime) -> None:
         """A station fed lot after lot whose export does not answer gets a warning now and
@@ -524,7 +548,8 @@ class Coordinator:
             return None
         self.parked[waypoint] = ship
         self.log.info("probe.park", waypoint=waypoint, ship=ship)
-        self._dispatch(ship, Job(JobKind.VISIT, waypoint, self.id))
+        self._dispatch(ship, Job(JobKind.VISIT, waypoint, self.id,
+                                 reserve=self.settings.reserve))
         return ship
 
     # --- ships ---------------------------------------------------------------------------------
@@ -679,7 +704,8 @@ class Coordinator:
                 continue
             self.visits[waypoint] = ship
             self.log.info("survey.visit", waypoint=waypoint, ship=ship)
-            self._dispatch(ship, Job(JobKind.VISIT, waypoint, self.id))
+            self._dispatch(ship, Job(JobKind.VISIT, waypoint, self.id,
+                                     reserve=self.settings.reserve))
 
     def _follow(self) -> None:
         """Hear of every reading of the markets this factory decides by."""
@@ -856,8 +882,9 @@ class CoordinatorActor(pykka.ThreadingActor):
             pass
         except LeaseLost:
             self.coordinator.let_go()
-        except peewee.DatabaseError as exc:  # the runtime watches how long this lasts
+        except peewee.PeeweeException as exc:  # the runtime watches how long this lasts
             self.coordinator.log.warning("coordinator.database_error", error=str(exc))
+            self.coordinator.needs_reload = True
         except Exception as exc:
             self.coordinator.recover(exc)
 

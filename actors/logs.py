@@ -7,9 +7,11 @@ token never reaches a log even if some library prints a header.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import threading
+from datetime import date, datetime
 
 import structlog
 
@@ -37,6 +39,18 @@ def _redact(_logger, _method, event_dict: dict) -> dict:
     return event_dict
 
 
+def _json_default(value):
+    """Datetimes as ISO-8601; anything else unknown as its text."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
+
+
+def _dumps(event: dict, **kw) -> str:
+    return json.dumps(event, default=_json_default, **{k: v for k, v in kw.items()
+                                                       if k != "default"})
+
+
 def configure(fmt: str | None = None, level: str = "INFO", stream=None) -> str:
     """Set up structlog and the standard library; returns the format chosen.
 
@@ -52,7 +66,7 @@ def configure(fmt: str | None = None, level: str = "INFO", stream=None) -> str:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _redact,
     ]
-    renderer = (structlog.processors.JSONRenderer() if fmt == "json"
+    renderer = (structlog.processors.JSONRenderer(serializer=_dumps) if fmt == "json"
                 else structlog.dev.ConsoleRenderer(colors=False))
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
@@ -72,4 +86,5 @@ def configure(fmt: str | None = None, level: str = "INFO", stream=None) -> str:
     root.setLevel(level.upper())
     for noisy in ("urllib3", "peewee", "pykka"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    logging.captureWarnings(True)  # Python's warnings become log lines too
     return fmt

@@ -13,15 +13,20 @@ from collections.abc import Callable
 
 
 def notify(state: str) -> bool:
-    """Send `state` (e.g. "READY=1") to systemd; False when not under a notify unit."""
+    """Send `state` (e.g. "READY=1") to systemd; False when not under a notify unit, or
+    when the message could not go at once (a full or missing socket never blocks us)."""
     path = os.environ.get("NOTIFY_SOCKET")
     if not path:
         return False
     if path.startswith("@"):  # an abstract socket
         path = "\0" + path[1:]
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.connect(path)
-        sock.sendall(state.encode())
+        sock.setblocking(False)
+        try:
+            sock.connect(path)
+            sock.send(state.encode())
+        except OSError:
+            return False
     return True
 
 

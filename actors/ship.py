@@ -37,6 +37,7 @@ from actors.watcher import Directory, MarketBook
 from api.client import Client
 from api.errors import (
     ApiError,
+    AuthError,
     Cancelled,
     InsufficientCreditsError,
     InsufficientFuelError,
@@ -98,8 +99,11 @@ class ShipWorker:
         self.cancel.clear()
         self.finish.clear()
         self.job = job
-        self.log = structlog.get_logger("ship").bind(ship=self.symbol, factory=job.factory,
-                                                    task=job.task)
+        # Every line this thread logs during the job (the client's, the ledger's) says
+        # whose it is.
+        structlog.contextvars.bind_contextvars(ship=self.symbol, factory=job.factory or None,
+                                               task=job.task)
+        self.log = structlog.get_logger("ship")
         try:
             self._refresh()
             if self.storage.ledger.pending(self.agent, self.symbol):
@@ -123,6 +127,9 @@ class ShipWorker:
         except Cancelled:
             self.log.info("job.interrupted")
             return JobInterrupted(self.symbol, job)
+        except AuthError as exc:  # the token is refused: nothing will heal that here
+            self.log.error("job.failed", error=str(exc))
+            return JobFailed(self.symbol, job, str(exc), fatal=True)
         except NotFoundError as exc:
             if self._is_lost():
                 self.log.warning("ship.lost", error=str(exc))
@@ -134,6 +141,8 @@ class ShipWorker:
         except Exception as exc:  # a bug must not leave the task running: report it
             self.log.exception("job.crashed")
             return JobFailed(self.symbol, job, f"unexpected {type(exc).__name__}: {exc}")
+        finally:
+            structlog.contextvars.unbind_contextvars("factory", "task")
 
     def _trip(self, job: Job) -> JobDone:
         good = job.good or ""
@@ -219,7 +228,7 @@ class ShipWorker:
         for leg in route.legs:
             if leg.refuel_before or self._should_top_up(places):
                 self._dock()
-                self._refuel()
+                self._refuel(needed=leg.refuel_before)
             if self.nav.flight_mode != leg.mode.value:
                 self._set_nav(self.client.set_flight_mode(self.symbol, leg.mode.value))
             self._orbit()
@@ -246,7 +255,7 @@ class ShipWorker:
                 if not (here and here.sells_fuel):
                     raise
                 self._dock()
-                self._refuel()
+                self._refuel(needed=True)
                 self._orbit()
                 continue
             self._set_nav(nav)
@@ -290,18 +299,30 @@ class ShipWorker:
         return bool(self.fuel.capacity and here and here.sells_fuel
                     and self.fuel.current < REFUEL_BELOW * self.fuel.capacity)
 
-    def _refuel(self) -> None:
+    def _refuel(self, needed: bool = True) -> None:
+        """Fill the tank, within the credit reserve: a top-up that would dip into it is
+        skipped; a refuel the route needs is refused like a purchase."""
         missing = self.fuel.capacity - self.fuel.current
         if missing <= 0:
             return
+        price = self._fuel_price()
+        reserve = self.job.reserve if self.job else 0
+        if price is not None and self.wallet.affordable(price, reserve) < \
+                refuel_market_units(missing):
+            if not needed:
+                return
+            message = (f"not enough credits: {self.wallet.credits} left, reserve {reserve}, "
+                       f"fuel costs {price} a unit")
+            raise _Stop(JobFailed(self.symbol, self.job, message, fatal=True))
         ledger = self.storage.ledger
         entry = ledger.intend(agent=self.agent, ship=self.symbol, waypoint=self.nav.waypoint,
                               good="FUEL", kind="REFUEL", units=refuel_market_units(missing),
                               now=self.clock(), factory=self.job.factory if self.job else None,
-                              held_before=self.fuel.current, price_hint=self._fuel_price(),
+                              held_before=self.fuel.current, price_hint=price,
                               owner=self.owner)
         try:
-            result = self.client.refuel(self.symbol)
+            with self.wallet.hold(refuel_market_units(missing) * (price or 0)):
+                result = self.client.refuel(self.symbol)
         except OutcomeUnknown:
             self._refresh()
             settle_entry(ledger, self.client, ledger.get(entry), self.clock(), self._ship)

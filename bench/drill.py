@@ -12,8 +12,8 @@ factory has ended, and checks what the server says happened:
 
 - every factory completed;
 - the ledger has no open entry, and its trades are the server's trades, one for one;
-- no task bought more than its lot, and every input bought was delivered (nothing
-  stranded): the holds carry only the products kept in them;
+- no task bought more than its lot, and everything bought was delivered (the product is
+  sold at a market that imports it): nothing is left stranded in a hold;
 - the ledger's credits are the server's.
 """
 
@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from api.client import Client
 from api.ratelimit import RateLimiter
-from domain.factory import FactoryStatus, TaskPurpose
+from domain.factory import FactoryStatus
 from sim.faults import FaultPlan
 from sim.server import SimServer, build_game
 from storage.db import open_database
@@ -80,6 +80,7 @@ class Drill:
         self.token, self.agent = reg.token, reg.agent.symbol
         self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="gf-drill-"))
         self.yard = self.game.universe.start_probe_at
+        self.last = ""
 
     def close(self) -> None:
         self.server.stop()
@@ -93,20 +94,24 @@ class Drill:
             proc.wait(10)
 
     def spawn(self, *args: str, faults: str = "") -> int:
-        """Run one command as a child with `faults` aimed at it; its exit code."""
+        """Run one command as a child with `faults` aimed at it; its exit code (and, in
+        `self.last`, what it said last: an error or the outcome)."""
         self.server.faults = FaultPlan.parse(faults)
         env = {**os.environ, "SPACETRADERS_BASE_URL": self.server.url,
                "SPACETRADERS_TOKEN": self.token, "GOODS_FACTORY_DB": self.db,
                "GOODS_FACTORY_RATE_LIMIT": "none", "GOODS_POLL_INTERVAL_INITIAL": "0.3",
                "GOODS_POLL_INTERVAL_SETTLED": "0.6"}
-        log = open(self.log_dir / f"run{time.monotonic_ns()}.log", "w")  # noqa: SIM115
-        with self.lock:
-            self.proc = subprocess.Popen([sys.executable, "-m", "cli", "--log-format", "json",
-                                          *args], cwd=ROOT, env=env, stdout=log, stderr=log)
-        try:
-            return self.proc.wait(600)
-        finally:
-            log.close()
+        path = self.log_dir / f"run{time.monotonic_ns()}.log"
+        with open(path, "w") as log:
+            with self.lock:
+                self.proc = subprocess.Popen([sys.executable, "-m", "cli", "--log-format",
+                                              "json", *args], cwd=ROOT, env=env, stdout=log,
+                                             stderr=log)
+            code = self.proc.wait(600)
+        said = [line for line in path.read_text().splitlines()
+                if '"error"' in line or '"factory.outcome"' in line or "Traceback" in line]
+        self.last = f"{' '.join(args)} [{faults}] -> {code}: {said[-1][:300] if said else ''}"
+        return code
 
     def open_factories(self) -> bool:
         storage = Storage(open_database(self.db))
@@ -150,18 +155,27 @@ class Drill:
             if self.server.kills > before and code == -signal.SIGKILL:
                 report.kills[instant] += 1
                 todo.pop(0)
+            elif code not in (0, -signal.SIGKILL):
+                report.problems.append(f"a run failed: {self.last}")
+                if len(report.problems) >= 3:
+                    break
         for _ in range(10):  # then let every factory finish
             if not self.open_factories():
                 break
-            self.spawn("resume")
+            if self.spawn("resume") not in (0, -signal.SIGKILL):
+                report.problems.append(f"a run failed: {self.last}")
             report.runs += 1
         report.seconds = time.monotonic() - started
-        report.problems = self.check(report)
+        report.problems += self.check(report)
         return report
 
-    @staticmethod
-    def _produce(target: str, units: int | None) -> list[str]:
-        return ["produce", target, *(["--units", str(units)] if units else [])]
+    def _produce(self, target: str, units: int | None) -> list[str]:
+        """A factory whose product is sold at a market that imports it, lot by lot, so
+        that the holds never fill up across factories."""
+        buyer = next(w for w, m in sorted(self.game.universe.markets.items())
+                     if target in m.goods and m.goods[target].type.value == "IMPORT")
+        return ["produce", target, "--deliver", f"sell:{buyer}",
+                *(["--units", str(units)] if units else [])]
 
     def check(self, report: Report) -> list[str]:
         """What the server's books say, against the ledger and the factories."""
@@ -178,7 +192,7 @@ class Drill:
                     if task.units_bought - task.units_lost > task.units_target:
                         problems.append(f"{task.id} bought {task.units_bought} for a lot of "
                                         f"{task.units_target}")
-                    if task.purpose is TaskPurpose.FEED and task.units_held:
+                    if task.units_held:
                         problems.append(f"{task.id} left {task.units_held} {task.good} in a "
                                         "hold")
             if ledger.pending(self.agent):
@@ -198,11 +212,9 @@ class Drill:
             expected = ledger.expected_credits(self.agent)
             if expected != credits:
                 problems.append(f"the ledger says {expected} credits, the server {credits}")
-            kept = {f.target for f in storage.factories.list(self.agent)}
             for ship in self.game.agents[self.agent].ships:
                 for good, units in self.game.ships[ship].cargo.items():
-                    if good not in kept:
-                        problems.append(f"{ship} carries {units} {good}, stranded")
+                    problems.append(f"{ship} carries {units} {good}, stranded")
         finally:
             storage.close()
         return problems

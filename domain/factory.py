@@ -546,6 +546,19 @@ class Factory:
             task.lost_by[ship] = task.lost_by.get(ship, 0) + gone
         return task
 
+    def drop_idle_feeds(self, now: datetime, answered: set[str]) -> list[Task]:
+        """Cancel feeds not yet started for stations whose export `answered` (reached the
+        threshold) or where no lot is open any more; a later wait opens new ones."""
+        needed = {key for key, st in self.stations().items()
+                  if st.open and key not in answered}
+        dropped = []
+        for t in self.tasks.values():
+            if t.purpose is TaskPurpose.FEED and t.state is TaskState.READY \
+                    and not t.units_acquired and t.station not in needed:
+                t.state, t.finished_at = TaskState.CANCELLED, now
+                dropped.append(t)
+        return dropped
+
     # --- the end -----------------------------------------------------------------------
 
     def wind_down(self, now: datetime) -> list[Task]:

@@ -95,3 +95,18 @@ def test_an_answer_resets_the_pace():
     assert unanswered_rounds(f.stations()[key]) == 0
     _, [view] = feeds(f, exporter(), most=8)
     assert view.in_flight == 1
+
+
+def test_feeds_not_started_are_dropped_once_no_lot_waits():
+    f = factory()
+    [out] = f.outputs()
+    orders, _ = feeds(f, exporter())
+    started = land(f, orders[0], T0)
+    idle = f.open_feed(orders[1].station, Decision("QUARTZ_SAND", Acquisition.BUY, "X1-T-S"),
+                       40, T0)
+    assert f.drop_idle_feeds(T0, set()) == []
+    f.supply_ready(out.id)  # a ship goes to look: that is no answer
+    assert f.drop_idle_feeds(T0, set()) == []
+    assert f.drop_idle_feeds(T0, {"FAB_MATS@X1-T-E"}) == [idle], "the export answered"
+    assert idle.state.value == "CANCELLED"
+    assert started.state.value == "DONE"
