@@ -442,6 +442,8 @@ class Coordinator:
             if decision is None or (decision.waypoint, decision.made) == (
                     task.source, task.kind is TaskKind.COLLECT):
                 continue
+            if task.kind is TaskKind.COLLECT and decision.waypoint == task.source:
+                continue  # the exporter we fed holds the threshold: the watcher's signal
             was = (task.kind.value, task.source)
             touched.append(f.redirect(task.id, decision, now))
             self.log.info("task.redecided", task=task.id, good=task.good, was=list(was),
@@ -753,11 +755,13 @@ class Coordinator:
                 f.cap_wanted(f.units_acquired + message.need)
             task = f.trip_done(task_id, now, message.supply_fell)
             if task.state is TaskState.READY and not (message.bought or message.delivered):
-                task.not_before = backoff(1, now, base=10.0)  # it moved nothing: no loop
+                # it moved nothing: wait a little rather than send it straight back
+                task.not_before = backoff(1, now, base=self.settings.not_ready_backoff)
             self._save([task])
             self._log_trip(task, message)
         elif isinstance(message, JobNotReady):
-            task = f.not_ready(task_id, now, message.reason, backoff(1, now, base=10.0))
+            task = f.not_ready(task_id, now, message.reason,
+                               backoff(1, now, base=self.settings.not_ready_backoff))
             self._save([task])
             self.markets_changed = True
         elif isinstance(message, ShipLost):
@@ -779,7 +783,8 @@ class Coordinator:
     def _fail_task(self, task_id: str, ship: str, error: str, now: datetime) -> None:
         f = self.factory
         attempts = f.tasks[task_id].attempts + 1
-        touched = f.fail_task(task_id, now, error, backoff(attempts, now))
+        touched = f.fail_task(task_id, now, error,
+                              backoff(attempts, now, base=self.settings.retry_backoff))
         self._save(touched)
         self.log.warning("task.gave_up" if f.status.finished else "task.retry", task=task_id,
                          ship=ship, error=error, attempts=attempts)

@@ -386,3 +386,17 @@ def test_a_ship_resumes_one_task_and_any_other_goes_back(rig):
     states = {t.id: (t.state, t.ship) for t in fresh.factory.tasks.values()}
     assert states[job.task] == (TaskState.RUNNING, ship)
     assert states[other.id][1] != ship or states[other.id][0] is not TaskState.RUNNING
+
+
+def test_an_exporter_we_fed_reaching_the_threshold_stays_a_collect(rig):
+    """Regression: the output was redecided to a purchase at the same exporter when its
+    supply rose, which forgot what was fed and showed the tree as bought."""
+    rig.c.start()
+    out = rig.f.outputs()[0]
+    with capture_logs() as logs:
+        rig.see(*markets(clothing="MODERATE"))
+    assert out.kind.value == "COLLECT" and out.source == "X1-T-E"
+    assert not [e for e in logs if e["event"] == "task.redecided" and e["task"] == out.id]
+    rig.c.handle(SupplySeen("CLOTHING@X1-T-E", "X1-T-E", "CLOTHING", SupplyLevel.MODERATE,
+                            rig.clock()))
+    assert out.state is TaskState.RUNNING, "the watcher's signal sends it"
