@@ -110,6 +110,7 @@ class Wallet:
         self._lock = threading.Lock()
         self._credits = credits
         self._held = 0
+        self._at: datetime | None = None  # server time of the balance believed
 
     @property
     def credits(self) -> int | None:
@@ -129,11 +130,42 @@ class Wallet:
 
     @contextmanager
     def hold(self, amount: int):
-        """Set `amount` aside while a purchase is in flight."""
+        """Set `amount` aside while a purchase is in flight; the caller settles the
+        answer inside the block, so no other ship sees the credits between the hold's
+        release and the new balance."""
         with self._lock:
             self._held += amount
+        held = _Held(self, amount)
         try:
-            yield
+            yield held
         finally:
             with self._lock:
-                self._held -= amount
+                if not held.released:
+                    self._held -= amount
+
+    def apply(self, credits_after: int, at: datetime | None = None) -> None:
+        """Believe the server's balance, unless a newer one is already in: two ships'
+        answers can arrive out of order, and an older balance must not undo a newer one
+        (same instant: the lower wins)."""
+        with self._lock:
+            self._apply(credits_after, at)
+
+    def _apply(self, credits_after: int, at: datetime | None) -> None:
+        if at is None or self._at is None or at > self._at:
+            self._credits, self._at = credits_after, at or self._at
+        elif at == self._at and self._credits is not None:
+            self._credits = min(self._credits, credits_after)
+
+
+class _Held:
+    """A hold in flight; `settle` books the server's answer and releases it at once."""
+
+    def __init__(self, wallet: Wallet, amount: int):
+        self.wallet, self.amount, self.released = wallet, amount, False
+
+    def settle(self, credits_after: int, at: datetime | None) -> None:
+        with self.wallet._lock:
+            if not self.released:
+                self.wallet._held -= self.amount
+                self.released = True
+            self.wallet._apply(credits_after, at)

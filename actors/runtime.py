@@ -102,7 +102,7 @@ class _Directory(Directory):
         try:
             ref.tell(message)
         except pykka.ActorDeadError:
-            log.warning("directory.dead", factory=factory, event=type(message).__name__)
+            log.warning("directory.dead", factory=factory, message=type(message).__name__)
 
 
 class _Runner:

@@ -321,8 +321,9 @@ class ShipWorker:
                               held_before=self.fuel.current, price_hint=price,
                               owner=self.owner)
         try:
-            with self.wallet.hold(refuel_market_units(missing) * (price or 0)):
+            with self.wallet.hold(refuel_market_units(missing) * (price or 0)) as held:
                 result = self.client.refuel(self.symbol)
+                held.settle(result.credits, result.transaction.timestamp)
         except OutcomeUnknown:
             self._refresh()
             settle_entry(ledger, self.client, ledger.get(entry), self.clock(), self._ship)
@@ -475,7 +476,7 @@ class ShipWorker:
         ledger.confirm(entry, units=1, price_per_unit=contract.on_fulfilled,
                        total=contract.on_fulfilled, credits_after=credits, server_time=None,
                        now=self.clock())
-        self.wallet.set(credits)
+        self.wallet.apply(credits)
         self.log.info("contract.fulfilled", contract=job.contract, paid=contract.on_fulfilled)
 
     def _intend(self, kind: str, job: Job, waypoint: str, units: int,
@@ -517,8 +518,9 @@ class ShipWorker:
         entry = self._intend(kind, job, waypoint, units, price)
         call = self.client.purchase if kind == "PURCHASE" else self.client.sell
         try:
-            with self.wallet.hold(units * price if kind == "PURCHASE" else 0):
+            with self.wallet.hold(units * price if kind == "PURCHASE" else 0) as held:
                 result = call(self.symbol, good, units)
+                held.settle(result.credits, result.transaction.timestamp)
         except OutcomeUnknown:
             self._refresh()
             outcome = settle_entry(ledger, self.client, ledger.get(entry), self.clock(),
@@ -555,7 +557,6 @@ class ShipWorker:
         self.storage.ledger.confirm(entry, units=tx.units, price_per_unit=tx.price_per_unit,
                                     total=tx.total, credits_after=credits,
                                     server_time=tx.timestamp, now=self.clock())
-        self.wallet.set(credits)
         return tx
 
     def _is_lost(self) -> bool:

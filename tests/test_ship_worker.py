@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -312,3 +312,26 @@ def test_unloading_sells_everything_of_a_good(rig):
     assert result.delivered == 25 and rig.client.cargo(rig.ship).held("IRON_ORE") == 0
     [sale] = [e for e in rig.storage.ledger.entries(ship=rig.ship) if e.kind == "SELL"]
     assert sale.factory is None and sale.state == "CONFIRMED"
+
+
+def test_the_wallet_never_shows_credits_between_an_answer_and_its_balance():
+    wallet = Wallet(1000)
+    with wallet.hold(600) as held:
+        assert wallet.affordable(100, reserve=0) == 4
+        held.settle(400, datetime(2026, 1, 1, tzinfo=UTC))  # hold goes, balance comes: one step
+        assert wallet.affordable(100, reserve=0) == 4
+    assert wallet.credits == 400 and wallet.affordable(100, reserve=0) == 4
+
+
+def test_an_older_balance_arriving_late_does_not_undo_a_newer_one():
+    wallet, t = Wallet(1000), datetime(2026, 1, 1, tzinfo=UTC)
+    first, second = wallet.hold(300), wallet.hold(200)
+    a, b = first.__enter__(), second.__enter__()
+    b.settle(500, t + timedelta(milliseconds=2))  # the server applied A then B; B is read first
+    a.settle(700, t + timedelta(milliseconds=1))  # A's older balance arrives late
+    first.__exit__(None, None, None), second.__exit__(None, None, None)
+    assert wallet.credits == 500 and wallet.affordable(1, reserve=0) == 500
+    wallet.apply(450, t + timedelta(milliseconds=2))  # same instant: the lower wins
+    assert wallet.credits == 450
+    wallet.apply(750)  # a contract paid, no server time
+    assert wallet.credits == 750
