@@ -245,7 +245,10 @@ def _settings(**values) -> Settings:
     polls = {"poll_initial": values.pop("poll_initial"),
              "poll_settled": values.pop("poll_settled")}
     settings = Settings(**{k: v for k, v in values.items() if v is not None}, **polls)
-    return replace(settings, blind_check_after=settings.poll_settled)
+    # an unwatched exporter is looked at, and a feed given time to be answered, on the
+    # scale of the settled poll
+    return replace(settings, blind_check_after=settings.poll_settled,
+                   answer_wait=3 * settings.poll_settled)
 
 
 def _progress(obj: Context, storage: Storage, ids: list[str], every: float | None):
@@ -597,7 +600,7 @@ def demo(obj: Context, seed, time_scale, target, units, shuttles, economy, rate_
                    f" time x{time_scale:g}, {economy} economy; agent {reg.agent.symbol}, "
                    f"{reg.agent.credits:,} credits; database {describe(db)}")
         settings = Settings(poll_initial=2.0, poll_settled=4.0, blind_check_after=4.0,
-                            warn_after=120.0)
+                            answer_wait=180.0 / time_scale, warn_after=120.0)
         service = Service(anon.with_token(reg.token), storage, load_supply_chain(
             obj.supply_chain_path), settings)
         service.settle()

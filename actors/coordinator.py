@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -105,7 +106,8 @@ class Coordinator:
         self.wanted_reads: set[str] = set()  # markets a decision waits for
         self.watched: dict[str, datetime] = {}  # station (GOOD@WAYPOINT) -> watched since
         self.rewatch: dict[str, datetime] = {}  # station -> only readings after this count
-        self.blind: dict[str, int] = {}  # station -> ships sent to look since its last signal
+        self.blind: dict[str, int] = {}  # station -> looks since its last signal or feed
+        self.looks: dict[str, str] = {}  # waypoint -> station an idle ship should read now
         self.followed: frozenset[str] = frozenset()
         self.benched: set[str] = set()
         self.warned: dict[str, datetime] = {}
@@ -228,7 +230,7 @@ class Coordinator:
             else:
                 self._trip_ended(message, now)
         except InvalidTransition as exc:  # a late report about a task that moved on
-            self.log.info("event.ignored", event=type(message).__name__, reason=str(exc))
+            self.log.info("event.ignored", message=type(message).__name__, reason=str(exc))
         self._advance(now)
 
     def _heartbeat(self, now: datetime) -> bool:
@@ -262,9 +264,11 @@ class Coordinator:
             if f.status is FactoryStatus.PENDING:
                 self._start_if_decided(now)
             if f.status is FactoryStatus.ACTIVE:
-                self.wanted_reads = set()
                 if f.plan is None or f.plan.pending:  # read the whole tree's markets
-                    self.wanted_reads = self._planner(now).to_read(f.target)
+                    if self.markets_changed:
+                        self.wanted_reads = self._planner(now).to_read(f.target)
+                else:
+                    self.wanted_reads = set()
                 if self.markets_changed:
                     touched += self._redecide(now)
                 touched += self._open_lots(now)
@@ -286,6 +290,7 @@ class Coordinator:
             self._save(touched)
         if f.status is FactoryStatus.ACTIVE:
             self._assign(now)
+            self._stand_by(now)
         if not f.status.finished:
             self._survey()
             self._follow()
@@ -366,8 +371,9 @@ class Coordinator:
     def _feed(self, now: datetime) -> list[Task]:
         """Keep every station's imports stocked while its export is below the threshold."""
         f = self.factory
-        orders, views = plan_feeds(f, self.book.latest, self.settings.feeds_per_input,
-                                   most=self._max_open_lots())
+        orders, views = plan_feeds(
+            f, self.book.latest, self.settings.feeds_per_input, most=self._max_open_lots(),
+            landed_by=now - timedelta(seconds=self.settings.answer_wait))
         self._warn_slow(views, now)
         if not orders:
             return []
@@ -487,14 +493,18 @@ class Coordinator:
         return out
 
     def _supply_seen(self, message: SupplySeen, now: datetime) -> None:
-        """The exporter answered: its first waiting lot goes. Any other waits for a reading
-        taken after this one, so that ships do not race for one batch."""
+        """The exporter answered: its first waiting lot goes. Any other (a good made once
+        for two consumers) waits for a reading taken after this one and after the ship
+        sent has bought, so that ships do not race for one batch."""
         self.watched.pop(message.key, None)
         self.rewatch[message.key] = now
         self.blind.pop(message.key, None)
         waiting = self._waiting_stations().get(message.key)
         if not waiting:
             return
+        if any(t.state is TaskState.RUNNING and t.kind is TaskKind.COLLECT and not t.units_held
+               and t.station_here == message.key for t in self.factory.tasks.values()):
+            return  # a ship is on its way to buy this batch: wait for a reading after it
         first = waiting[0]
         self._save([self.factory.supply_ready(first.id)])
         self.log.info("supply.ready", task=first.id, good=first.good, waypoint=first.source,
@@ -510,29 +520,48 @@ class Coordinator:
             self.log.info("probe.not_there", waypoint=message.waypoint, ship=ship)
 
     def _check_waits(self, now: datetime) -> None:
-        """A station nobody can watch: park a probe there, or after a while send a ship to
-        look (its lot becomes ready; if the supply is still low it waits again)."""
+        """Park a probe at each station nobody can watch (`_looks` covers the rest)."""
         f = self.factory
         if f.status is not FactoryStatus.ACTIVE:
             return
         stations = self._waiting_stations()
         self._release_probes({tasks[0].source for tasks in stations.values()})
-        for key, tasks in stations.items():
+        for tasks in stations.values():
+            if not self.fleet.present_at(tasks[0].source, now):
+                self._park(tasks[0].source)
+
+    def _looks(self, now: datetime) -> dict[str, str]:
+        """Stations nobody watches that an idle ship should read now (waypoint -> station).
+
+        A look is due some time after one of our feeds landed there (then production may
+        have answered), or, failing that, now and then in case the exporter recovered on
+        its own; each look without an answer doubles the wait, a feed starts it over."""
+        f = self.factory
+        if f.status is not FactoryStatus.ACTIVE:
+            return {}
+        out = {}
+        known = f.stations()
+        for key, tasks in self._waiting_stations().items():
             waypoint = tasks[0].source
-            if self.fleet.present_at(waypoint, now) or self._park(waypoint) is not None:
+            if self.fleet.present_at(waypoint, now) or waypoint in self.parked \
+                    or waypoint in self.visits:
                 continue
-            since = self.rewatch.get(key) or min(t.waiting_since or now for t in tasks)
+            latest = self.book.latest(waypoint)
+            seen = max(t for t in (latest.observed_at if latest else None,
+                                   self.rewatch.get(key),
+                                   min(t.waiting_since or now for t in tasks)) if t)
+            st = known.get(key)
+            landed = max((t.finished_at for t in st.feeds if t.units_delivered
+                          and t.finished_at), default=None) if st else None
             looked = self.blind.get(key, 0)
-            if (now - since).total_seconds() < self.settings.blind_check_after * 2 ** min(
-                    looked, 5):
-                continue  # 1, 2, 4 … 32 times the interval: looking costs a flight
-            self.blind[key] = looked + 1
-            self.log.info("watch.blind", waypoint=waypoint, task=tasks[0].id, looks=looked + 1,
-                          reason="no probe or idle ship can watch it: a hauler goes to look")
-            self.watcher.tell(Unwatch(key))
-            self.watched.pop(key, None)
-            self.rewatch[key] = now
-            self._save([f.supply_ready(tasks[0].id)])
+            wait = self.settings.blind_check_after * 2 ** min(looked, 5)
+            if landed is not None and landed >= seen - timedelta(seconds=wait):
+                due = max(landed, seen) + timedelta(seconds=wait)  # fed: give it time
+            else:
+                due = seen + timedelta(seconds=8 * wait)  # on its own: rarely
+            if now >= due:
+                out[waypoint] = key
+        return out
 
     def _release_probes(self, needed: set[str]) -> None:
         """Let parked ships go where nothing waits any more."""
@@ -566,13 +595,17 @@ class Coordinator:
         if limit is not None and running >= limit:
             return
         ships = self._idle_haulers()
-        places = self.book.places(f.system)
-        if self._times is None or self._times.places is not places:
-            self._times = scheduling.TravelTimes(places)
+        times = self._travel_times()
         destinations = {t.id: self._destination(t) for t in ready}
         busy = Counter(t.source for t in f.running() if t.to_buy)
-        plan = scheduling.assign(ready, ships, self._times, destinations, busy_sources=busy,
-                                 per_source_cap=self.settings.per_source_cap)
+        imminent = self._imminent(now)
+        standby = scheduling.stand_by(imminent.values(), ships, times,
+                                      self.settings.answer_wait) if imminent else {}
+        plan = scheduling.assign(ready, ships, times, destinations, busy_sources=busy,
+                                 per_source_cap=self.settings.per_source_cap,
+                                 standing_by=standby, speculative={
+                                     t.id for t in ready if t.purpose is TaskPurpose.FEED
+                                     and t.station in imminent})
         refused = False
         for choice in plan:
             if limit is not None and running >= limit:
@@ -591,6 +624,48 @@ class Coordinator:
             self._assign(now, rounds - 1)  # a benched ship gave its task back
         elif len(plan) < len(ready):
             self._note_no_ship(ready, {c.task.id for c in plan}, now)
+
+    def _imminent(self, now: datetime) -> dict[str, str]:
+        """Stations whose export has not answered yet where a feed landed less than
+        `answer_wait` ago: their output may come any moment (waypoint by station, the
+        most urgent first)."""
+        stations = self.factory.stations()
+        answered = self._answered()
+        out = {}
+        for key in self._waiting_stations():
+            st = stations.get(key)
+            if st is None or key in answered:
+                continue
+            landed = max((t.finished_at for t in st.feeds if t.units_delivered
+                          and t.finished_at), default=None)
+            if landed is not None and (now - landed).total_seconds() <= self.settings.answer_wait:
+                out[key] = st.waypoint
+        return out
+
+    def _stand_by(self, now: datetime) -> None:
+        """Send an idle hauler to wait at each exporter about to have output, so that the
+        collect starts the moment the supply answers (and the ship there can watch it)."""
+        imminent = self._imminent(now)
+        if not imminent:
+            return
+        ships = [v for v in self._idle_haulers() if not v.free_in]
+        chosen = scheduling.stand_by(imminent.values(), ships, self._travel_times(),
+                                     self.settings.answer_wait)
+        for ship, (waypoint, seconds) in chosen.items():
+            if self.fleet.get(ship).waypoint == waypoint or waypoint in self.visits:
+                continue
+            if not self._take(ship, None) or not self._dispatch(
+                    ship, Job(JobKind.VISIT, waypoint, self.id, reserve=self.settings.reserve)):
+                continue
+            self.visits[waypoint] = ship
+            self.log.info("ship.standby", ship=ship, waypoint=waypoint, eta=round(seconds))
+
+    def _travel_times(self) -> scheduling.TravelTimes:
+        """Flight times in the factory's system (memoised while its map stays the same)."""
+        places = self.book.places(self.factory.system)
+        if self._times is None or self._times.places is not places:
+            self._times = scheduling.TravelTimes(places)
+        return self._times
 
     def _destination(self, task: Task) -> str | None:
         if task.purpose is TaskPurpose.FEED:
@@ -637,7 +712,6 @@ class Coordinator:
                    deliver=DeliverKind.SELL if feed else f.destination.kind,
                    contract=f.destination.contract, units=task.units_target,
                    lost=task.units_lost, written_off=task.lost_by.get(ship, 0),
-                   take_what_is_there=not feed and f.units_wanted is None,
                    below_threshold=task.below_threshold, min_supply=f.min_supply,
                    ceiling=ceiling(f.reference.get(task.good), self.settings.ceiling_factor),
                    reserve=self.settings.reserve)
@@ -645,16 +719,14 @@ class Coordinator:
     def _pick_any(self, waypoint: str, probes_only: bool = False) -> str | None:
         """The idle ship (a probe, if `probes_only`) that reaches `waypoint` first,
         claimed here and in the database."""
-        places = self.book.places(self.factory.system)
-        if self._times is None or self._times.places is not places:
-            self._times = scheduling.TravelTimes(places)
+        times = self._travel_times()
         parked = set(self.parked.values()) | set(self.visits.values())
         candidates = [s for s in self.fleet.all()
                       if not s.busy and not s.lost and s.symbol not in parked
                       and s.symbol not in self.benched and (not probes_only or not s.is_hauler)
                       and self.allowed(s)]
         avoid = self.visit_failed.get(waypoint)
-        for s in sorted(candidates, key=lambda s: (s.symbol == avoid, self._times.seconds(
+        for s in sorted(candidates, key=lambda s: (s.symbol == avoid, times.seconds(
                 s.waypoint, waypoint, s.speed, s.fuel, s.fuel_capacity), s.symbol)):
             if self._take(s.symbol, None):
                 return s.symbol
@@ -686,28 +758,56 @@ class Coordinator:
         return False
 
     def _survey(self) -> None:
-        """Read the markets decisions wait for: every idle ship and probe takes the unread
-        market it reaches first, in one parallel pass."""
-        f = self.factory
-        todo = self.wanted_reads - set(self.visits)
-        if not todo:
+        """Read the markets decisions wait for, in one parallel pass: each goes to the ship
+        that reads it first (probes included), ships already flying to a reading counted,
+        and a market a slow ship is on its way to gets a fast idle one if it halves the
+        wait."""
+        self.looks = self._looks(self.clock())
+        reads = self.wanted_reads | set(self.looks)
+        if not reads:
             return
-        places = self.book.places(f.system)
-        if self._times is None or self._times.places is not places:
-            self._times = scheduling.TravelTimes(places)
-        idle = [scheduling.ShipView(s.symbol, s.waypoint, s.speed, s.fuel, s.fuel_capacity,
-                                    s.cargo_capacity, s.cargo_free)
-                for s in self.fleet.all() if not s.busy and not s.lost and self.allowed(s)
-                and s.symbol not in set(self.parked.values()) and s.symbol not in self.benched]
-        if not idle:
-            return
-        for ship, waypoint, _ in scheduling.visits(todo, idle, self._times):
-            if not self._take(ship, None):
+        times = self._travel_times()
+        idle, flying, en_route = [], [], {}
+        now = self.clock()
+        parked = set(self.parked.values())
+        visiting = {ship: waypoint for waypoint, ship in self.visits.items()}
+        for s in self.fleet.all():
+            if s.lost or not self.allowed(s) or s.symbol in parked or s.symbol in self.benched:
                 continue
+            view = scheduling.ShipView(s.symbol, s.waypoint, s.speed, s.fuel,
+                                       s.fuel_capacity, s.cargo_capacity, s.cargo_free)
+            if s.symbol in visiting:
+                target = visiting[s.symbol]
+                landing = max(0.0, (s.arrival - now).total_seconds()) if s.arrival and \
+                    s.status == "IN_TRANSIT" else 0.0
+                eta = landing + times.seconds(s.waypoint, target, s.speed,
+                                                    s.fuel_capacity, s.fuel_capacity)
+                en_route[target] = eta
+                flying.append(replace(view, waypoint=target, free_in=eta))
+            elif not s.busy:
+                idle.append(view)
+        todo = reads - set(self.visits)
+        en_route = {w: t for w, t in en_route.items() if w in self.wanted_reads}
+        if not idle or not (todo or en_route):
+            return
+        for ship, waypoint, seconds in scheduling.visits(todo, idle, times, flying=flying,
+                                                         en_route=en_route):
+            if not self._take(ship, None) or not self._dispatch(
+                    ship, Job(JobKind.VISIT, waypoint, self.id, reserve=self.settings.reserve)):
+                continue
+            if waypoint in self.visits:
+                self.log.info("survey.faster", waypoint=waypoint, ship=ship,
+                              instead_of=self.visits[waypoint])
             self.visits[waypoint] = ship
-            self.log.info("survey.visit", waypoint=waypoint, ship=ship)
-            self._dispatch(ship, Job(JobKind.VISIT, waypoint, self.id,
-                                     reserve=self.settings.reserve))
+            if waypoint in self.looks and waypoint not in self.wanted_reads:
+                key = self.looks.pop(waypoint)
+                self.blind[key] = self.blind.get(key, 0) + 1
+                self.log.info("watch.blind", waypoint=waypoint, station=key, ship=ship,
+                              looks=self.blind[key], reason="no probe can watch it: an idle "
+                              "ship goes to look")
+            else:
+                self.log.info("survey.visit", waypoint=waypoint, ship=ship,
+                              eta=round(seconds))
 
     def _follow(self) -> None:
         """Hear of every reading of the markets this factory decides by."""
@@ -806,6 +906,7 @@ class Coordinator:
                       acquired=task.units_acquired, target=task.units_target,
                       state=task.state.value)
         if task.purpose is TaskPurpose.FEED and message.delivered:
+            self.blind.pop(task.station, None)  # fed: worth looking again soon
             latest = self.book.latest(task.destination)
             station = self.factory.stations().get(task.station)
             export = latest.quote(station.good) if latest and station else None

@@ -33,7 +33,6 @@ class Job:
     units: int = 0  # the task's whole lot
     lost: int = 0  # units of the task written off (all ships)
     written_off: int = 0  # …of which this ship's
-    take_what_is_there: bool = False  # one load of whatever is available
     below_threshold: bool = False  # buy whatever the supply (a raw material)
     min_supply: SupplyLevel = SupplyLevel.MODERATE
     ceiling: int | None = None  # highest purchase price per unit

@@ -23,6 +23,9 @@ class Settings:
     warn_after: float = 1200.0  # seconds of production wait before a warning
     slow_after_feeds: int = 3  # lots of each input fed with no answer before a warning
     blind_check_after: float = 60.0  # nobody can watch an exporter: send a ship to look
+    # seconds an exporter is given to answer a feed that landed: a ship stands by there
+    # meanwhile, and a round counts as unanswered (more lots go on the way) only after it
+    answer_wait: float = 180.0
     market_max_age: float = 3600.0  # older quotes are read again before the first plan
     heartbeat_every: float = 5.0  # the lease on a factory is renewed this often
     lease: float = 60.0  # a runner silent for longer is taken to be dead

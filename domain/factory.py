@@ -9,7 +9,8 @@ A *task* moves one good from the market where it is bought to where it is needed
 A task whose market holds the good at the supply threshold is READY. One whose market is
 an exporter below the threshold (a *station*) WAITS while the factory feeds that exporter
 its imports, lot after lot, until the export answers. A task takes as many trips as its
-lot needs; a partial load is never done. Units and credits come from the ledger (the
+lot needs; a partial load is never done, except for a made input on its way to the
+exporter it feeds, which goes as it comes. Units and credits come from the ledger (the
 repository loads them). The actors only carry out what this module decides; every method
 takes `now` and does no I/O.
 """
@@ -496,6 +497,10 @@ class Factory:
             return False
         if task.purpose is TaskPurpose.OUTPUT and self.units_wanted is None:
             return task.units_acquired > 0  # one load of whatever was there
+        if task.purpose is TaskPurpose.FEED and task.kind is TaskKind.COLLECT:
+            # a made input goes as it comes: the exporter it feeds is better stocked now
+            # than after waiting for the next batch, and feeding decides whether to go on
+            return task.units_delivered > 0
         return task.units_acquired >= task.units_target
 
     def not_ready(self, task_id: str, now: datetime, reason: str, retry_at: datetime) -> Task:

@@ -5,8 +5,9 @@ level, or how fast what is made drains away, so the factory does not guess. Whil
 station's export is below the threshold and a lot waits for it, it keeps the exporter's
 imports stocked in balance (no input more than one lot ahead of another), skipping an
 input whose own supply at the exporter is already saturated. It starts with one lot of
-each input on the way; every round that lands without the export answering puts one more
-on the way, up to what the fleet can carry, and an answer brings it back to one. It
+each input on the way; every round that landed long enough ago without the export
+answering puts one more on the way, up to what the fleet can carry, and an answer brings
+it back to one. It
 stops when the export reaches the threshold. Each lot's outcome (the supply seen after
 it) is logged by the caller.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from domain.enums import SupplyLevel
 from domain.factory import Factory, Station
@@ -43,21 +45,25 @@ class StationView:
     in_flight: int = 1  # lots of each input allowed on the way now
 
 
-def unanswered_rounds(station: Station) -> int:
+def unanswered_rounds(station: Station, landed_by: datetime | None = None) -> int:
     """Rounds of feeds (a lot of every input) delivered since a collect there last
-    bought something: how long the exporter has not answered."""
+    bought something, counting only those landed by `landed_by` (the exporter has had
+    time to answer them): how long the exporter has not answered."""
     answered = max((t.finished_at for t in station.collects if t.finished_at
                     and t.units_bought), default=None)
     landed = [t for t in station.feeds if t.units_delivered and t.finished_at
-              and (answered is None or t.finished_at > answered)]
+              and (answered is None or t.finished_at > answered)
+              and (landed_by is None or t.finished_at <= landed_by)]
     inputs = max(1, len(station.inputs))
     return len(landed) // inputs
 
 
 def plan_feeds(factory: Factory, latest: Callable[[str], MarketSnapshot | None],
-               per_input: int = 1, most: int = 1) -> tuple[list[FeedOrder], list[StationView]]:
+               per_input: int = 1, most: int = 1, landed_by: datetime | None = None
+               ) -> tuple[list[FeedOrder], list[StationView]]:
     """The feeds to start now, and how each station with waiting lots stands. `most`
-    caps the lots of one input on the way (the haulers there are to carry them)."""
+    caps the lots of one input on the way (the haulers there are to carry them); a round
+    counts as unanswered once it landed by `landed_by`."""
     orders: list[FeedOrder] = []
     views: list[StationView] = []
     for station in factory.stations().values():
@@ -73,7 +79,7 @@ def plan_feeds(factory: Factory, latest: Callable[[str], MarketSnapshot | None],
                           and q.supply >= SATURATED)
         hungry = [g for g in station.inputs if g not in saturated]
         started = {g: len(station.feeds_of(g)) for g in hungry}
-        rounds = unanswered_rounds(station)
+        rounds = unanswered_rounds(station, landed_by)
         allowed = max(per_input, min(most, per_input + rounds))
         for good in hungry:
             in_flight = sum(1 for t in station.feeds_of(good) if not t.finished)

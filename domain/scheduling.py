@@ -84,12 +84,16 @@ def priority(task: Task) -> tuple:
 
 def assign(tasks: Iterable[Task], ships: Iterable[ShipView], times: TravelTimes,
            destination_of: Mapping[str, str | None], *, busy_sources: Counter | None = None,
-           per_source_cap: int | None = None) -> list[Assignment]:
+           per_source_cap: int | None = None, standing_by: Iterable[str] = (),
+           speculative: Iterable[str] = ()) -> list[Assignment]:
     """Give each ready task (by priority) the idle ship that finishes it first.
 
     `destination_of[task.id]` is where its goods go (None: they stay in the hold);
     `busy_sources` counts ships already buying at each market, against `per_source_cap`.
+    Ships `standing_by` at an exporter about to have output are not given `speculative`
+    tasks (more lots for that exporter, which may not be needed).
     """
+    standing_by, speculative = set(standing_by), set(speculative)
     free = {s.symbol: s for s in ships if s.is_hauler}
     busy = Counter(busy_sources or {})
     out: list[Assignment] = []
@@ -98,7 +102,8 @@ def assign(tasks: Iterable[Task], ships: Iterable[ShipView], times: TravelTimes,
         holders = [s for s in free.values() if s.carrying.get(task.id)]
         if task.carriers and not holders:
             continue  # its goods are on a ship that is busy elsewhere: wait for it
-        candidates = holders or [s for s in free.values() if _room_for(s, task)]
+        candidates = holders or [s for s in free.values() if _room_for(s, task) and not (
+            task.id in speculative and s.symbol in standing_by)]
         if task.attempts and not holders:  # it failed there: another ship, if any
             candidates = [s for s in candidates if s.symbol != task.last_ship] or candidates
         if not holders and per_source_cap is not None and task.to_buy and \
@@ -144,21 +149,71 @@ def finish_in(task: Task, ship: ShipView, times: TravelTimes, destination: str |
     return start + go + loaded + (trips - 1) * (back + loaded)
 
 
-def visits(waypoints: Iterable[str], ships: Iterable[ShipView], times: TravelTimes
+DUPLICATE_GAIN = 0.5  # a market already being read gets a second ship that halves the wait
+
+
+def visits(waypoints: Iterable[str], idle: Iterable[ShipView], times: TravelTimes, *,
+           flying: Iterable[ShipView] = (), en_route: Mapping[str, float] | None = None
            ) -> list[tuple[str, str, float]]:
-    """Send each idle ship to the unread market it reaches first, nearest pairs first:
-    (ship, waypoint, seconds). Every market gets at most one ship."""
+    """The survey pass: (ship, waypoint, seconds) for the idle ships to go now.
+
+    The pass ends when its last market is read, so that is what it shortens: the market
+    the fleet can read only latest is given first to the ship that reads it soonest, then
+    the next, each ship going on from its last market (so a fast ship takes the far
+    markets and slow ones the near), and starting with the nearest of its share. `flying`
+    ships (landing at their `waypoint` in `free_in`) take part but are not sent. A market
+    in `en_route` (its expected reading, in seconds) gets an idle ship with nothing else
+    to read only if that halves the wait.
+    """
+    idle = list(idle)
+    ships = {s.symbol: s for s in [*flying, *idle]}
+    at = {s.symbol: (s.free_in, s.waypoint) for s in ships.values()}
     todo = set(waypoints)
-    pairs = sorted((times.seconds(s.waypoint, w, s.speed, s.fuel, s.fuel_capacity)
-                    + s.free_in, s.symbol, w) for s in ships for w in todo)
-    taken_ships: set[str] = set()
-    out = []
-    for seconds, ship, waypoint in pairs:
-        if seconds >= UNREACHABLE or ship in taken_ships or waypoint not in todo:
-            continue
-        out.append((ship, waypoint, seconds))
-        taken_ships.add(ship)
-        todo.discard(waypoint)
+    routes: dict[str, list[str]] = {}
+
+    def reach(symbol: str, w: str, start: tuple[float, str] | None = None) -> float:
+        free_in, here = start or at[symbol]
+        ship = ships[symbol]
+        fuel = ship.fuel if here == ship.waypoint else ship.fuel_capacity
+        return free_in + times.seconds(here, w, ship.speed, fuel, ship.fuel_capacity)
+
+    while todo:
+        soonest = {w: min((reach(sym, w), sym) for sym in at) for w in todo} if at else {}
+        reachable = {w: ts for w, ts in soonest.items() if ts[0] < UNREACHABLE}
+        if not reachable:
+            break
+        w = max(reachable, key=lambda m: (reachable[m][0], m))
+        t, symbol = reachable[w]
+        routes.setdefault(symbol, []).append(w)
+        at[symbol] = (t, w)
+        todo.discard(w)
+    first: dict[str, tuple[str, float]] = {}
+    for symbol, route in routes.items():  # each ship starts with the nearest of its markets
+        start = (ships[symbol].free_in, ships[symbol].waypoint)
+        first[symbol] = min(((w, reach(symbol, w, start)) for w in route),
+                            key=lambda p: (p[1], p[0]))
+    out = [(s.symbol, *first[s.symbol]) for s in idle if s.symbol in first]
+    for w, eta in sorted((en_route or {}).items(), key=lambda p: -p[1]):
+        spare = [(reach(s.symbol, w), s.symbol) for s in idle if s.symbol not in first]
+        best = min(spare, default=None)
+        if best is not None and best[0] <= eta * DUPLICATE_GAIN:
+            first[best[1]] = (w, best[0])
+            out.append((best[1], w, best[0]))
+    return out
+
+
+def stand_by(stations: Iterable[str], ships: Iterable[ShipView], times: TravelTimes,
+             within: float) -> dict[str, tuple[str, float]]:
+    """For each exporter about to have output (most urgent first), the idle hauler that
+    gets there first, if it can within `within` seconds: ship -> (waypoint, seconds)."""
+    free = [s for s in ships if s.is_hauler]
+    out: dict[str, tuple[str, float]] = {}
+    for waypoint in stations:
+        best = min(((times.seconds(s.waypoint, waypoint, s.speed, s.fuel, s.fuel_capacity)
+                     + s.free_in, s.symbol) for s in free if s.symbol not in out),
+                   default=None)
+        if best is not None and best[0] <= within:
+            out[best[1]] = (waypoint, best[0])
     return out
 
 

@@ -197,9 +197,13 @@ def test_unread_markets_are_surveyed_in_one_pass_before_planning(tmp_path):
     rig.c.start()
     assert rig.f.status is FactoryStatus.PENDING
     visits = {j.source: s for s, j in rig.jobs(JobKind.VISIT)}
-    assert set(visits) == {"X1-T-E", "X1-T-B", "X1-T-F"}, "the tree's markets, not the rest"
-    assert len(set(visits.values())) == 3
-    assert visits["X1-T-F"] == "S-2", "each ship to the market it reaches first"
+    assert visits == {"X1-T-E": "S-1", "X1-T-F": "S-2"}, (
+        "each ship to the market it reads first; B is S-2's next (sooner than the slow "
+        "probe could read it), and the fuel market A is not in the tree")
+    rig.see(markets()[2])  # S-2 read F
+    rig.fleet.free("S-2")
+    rig.c.handle(JobDone("S-2", next(j for s, j in rig.jobs(JobKind.VISIT) if s == "S-2")))
+    assert ("S-2", "X1-T-B") in {(s, j.source) for s, j in rig.jobs(JobKind.VISIT)}
     rig.see(*markets())
     assert rig.f.status is FactoryStatus.ACTIVE and rig.f.reference["CLOTHING"] == 100
     rig.storage.close()
@@ -212,7 +216,7 @@ def test_a_supply_signal_sends_one_waiting_lot_and_a_trip_finishes_it(rig):
                             rig.clock()))
     assert out.state is TaskState.RUNNING and out.ship == "S-1"
     _, job = next((s, j) for s, j in rig.jobs() if j.task == out.id)
-    assert job.destination is None and job.take_what_is_there and job.ceiling == 150
+    assert job.destination is None and job.ceiling == 150
     rig.done("S-1", job, bought=40)
     assert rig.f.status is FactoryStatus.ACTIVE, "the feed still runs: let it deliver"
     assert ("S-2", True) in rig.ships.cancelled, "told to buy no more"
@@ -293,7 +297,11 @@ def test_not_ready_backs_off_and_a_fatal_failure_ends_the_factory(rig):
     assert ("finished", "f1") in rig.runner.messages
 
 
-def test_an_exporter_nobody_watches_gets_a_ship_to_look_less_and_less_often(rig):
+B_SATURATED = market("X1-T-B", exports=["FABRICS"], imports=["FERTILIZERS"],
+                     FABRICS=("SCARCE", "WEAK"), FERTILIZERS=("HIGH", "WEAK"))
+
+
+def test_an_exporter_nobody_watches_gets_an_idle_ship_to_look_less_and_less_often(rig):
     rig.c.settings = Settings(blind_check_after=60)
     rig.fleet.mark_lost("P-1")  # no probe to park
     rig.c.start()
@@ -301,17 +309,40 @@ def test_an_exporter_nobody_watches_gets_a_ship_to_look_less_and_less_often(rig)
     assert fabrics.state is TaskState.WAITING
     rig.clock.advance(61)
     rig.c.tick()
-    assert fabrics.state is TaskState.RUNNING, "the deepest station gets the free hauler"
-    job = next(j for s, j in rig.jobs() if j.task == fabrics.id)
-    rig.fleet.free(fabrics.ship)
-    rig.c.handle(JobNotReady(fabrics.ship, job, "supply is SCARCE", True))
-    assert fabrics.state is TaskState.WAITING
+    assert rig.jobs(JobKind.VISIT) == [], "nothing fed yet: our feed is what will change it"
+    [(_, feed)] = rig.jobs()
+    rig.see(B_SATURATED)  # the feed landed and filled the import: no more feeds
+    rig.done("S-2", feed, bought=40, delivered=40)
+    rig.fleet.take("S-2")  # busy elsewhere from now on
+    rig.clock.advance(61)
+    with capture_logs() as logs:
+        rig.c.tick()
+    looks = [(s, j.source) for s, j in rig.jobs(JobKind.VISIT)]
+    assert looks == [("S-1", "X1-T-B")], "the idle hauler reads the station it fed"
+    assert fabrics.state is TaskState.WAITING, "a look is a reading, not a purchase"
+    assert [e["station"] for e in logs if e["event"] == "watch.blind"] == ["FABRICS@X1-T-B"]
+    rig.see(B_SATURATED)  # it read B: FABRICS still SCARCE
+    # then went back to A for some other reason: nobody is at B to watch it
+    rig.fleet.moved("S-1", Nav("X1-T", "X1-T-A", "DOCKED", "CRUISE", "X1-T-A", None, None))
+    rig.fleet.free("S-1")
+    rig.c.handle(JobDone("S-1", rig.ships.jobs[-1][1]))
     rig.clock.advance(61)
     rig.c.tick()
-    assert fabrics.state is TaskState.WAITING, "the second look waits twice as long"
+    assert len(rig.jobs(JobKind.VISIT)) == 1, "the second look waits twice as long"
     rig.clock.advance(60)
     rig.c.tick()
-    assert fabrics.state is not TaskState.WAITING
+    assert len(rig.jobs(JobKind.VISIT)) == 2
+    assert fabrics.state is TaskState.WAITING
+
+
+def test_a_look_never_takes_a_ship_from_work(rig):
+    rig.c.settings = Settings(blind_check_after=60)
+    rig.fleet.mark_lost("P-1")
+    rig.fleet.take("S-1")  # busy elsewhere; S-2 carries the feed
+    rig.c.start()
+    rig.clock.advance(600)
+    rig.c.tick()
+    assert rig.jobs(JobKind.VISIT) == [], "nobody idle: nobody looks"
 
 
 def test_a_probe_is_parked_at_a_waiting_exporter(rig):
@@ -400,3 +431,23 @@ def test_an_exporter_we_fed_reaching_the_threshold_stays_a_collect(rig):
     rig.c.handle(SupplySeen("CLOTHING@X1-T-E", "X1-T-E", "CLOTHING", SupplyLevel.MODERATE,
                             rig.clock()))
     assert out.state is TaskState.RUNNING, "the watcher's signal sends it"
+
+
+def test_a_second_lot_at_one_exporter_waits_until_the_first_ship_has_bought(tmp_path):
+    """Regression: two collects raced for one batch; the second ship found the supply gone."""
+    rig = Rig(tmp_path, units=80)
+    rig.c.start()
+    first, second = sorted(rig.f.outputs(), key=lambda t: t.lot)[:2]
+    assert first.state is second.state is TaskState.WAITING
+    seen = SupplySeen("CLOTHING@X1-T-E", "X1-T-E", "CLOTHING", SupplyLevel.MODERATE,
+                      rig.clock())
+    rig.c.handle(seen)
+    assert first.state is TaskState.RUNNING
+    rig.clock.advance(5)
+    rig.c.handle(replace(seen, observed_at=rig.clock()))
+    assert second.state is TaskState.WAITING, "the first ship has not bought yet"
+    rig.c.handle(Traded(first.ship, "f1", first.id, "PURCHASE", 40, 400))
+    rig.clock.advance(5)
+    rig.c.handle(replace(seen, observed_at=rig.clock()))
+    assert second.state is not TaskState.WAITING, "a batch after the first one's"
+    rig.storage.close()

@@ -26,7 +26,8 @@ from storage.repositories import Storage
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
-FAST = Settings(poll_initial=0.3, poll_settled=0.6, blind_check_after=0.6, tick=0.2)
+FAST = Settings(poll_initial=0.3, poll_settled=0.6, blind_check_after=0.6, answer_wait=0.8,
+                tick=0.2)
 
 
 def books_match(game, storage, agent, since: int = 0) -> list[str]:

@@ -110,3 +110,16 @@ def test_feeds_not_started_are_dropped_once_no_lot_waits():
     assert f.drop_idle_feeds(T0, {"FAB_MATS@X1-T-E"}) == [idle], "the export answered"
     assert idle.state.value == "CANCELLED"
     assert started.state.value == "DONE"
+
+
+def test_a_round_counts_as_unanswered_only_once_the_exporter_had_time_to_answer():
+    f = factory()
+    key = "FAB_MATS@X1-T-E"
+    for good in ("IRON", "QUARTZ_SAND"):
+        land(f, FeedOrder(f.stations()[key], good), T0)
+    just_landed = T0 - timedelta(seconds=1)
+    assert unanswered_rounds(f.stations()[key], landed_by=just_landed) == 0
+    _, [view] = feeds(f, exporter(), most=8, landed_by=just_landed)
+    assert view.in_flight == 1, "one lot on the way while production may still answer"
+    _, [view] = feeds(f, exporter(), most=8, landed_by=T0 + timedelta(minutes=3))
+    assert view.in_flight == 2

@@ -26,7 +26,7 @@ from storage.db import open_database
 from storage.files import default_supply_chain
 from storage.repositories import Storage
 
-FAST = dict(poll_initial=0.3, poll_settled=0.6, blind_check_after=0.6, tick=0.2)
+FAST = dict(poll_initial=0.3, poll_settled=0.6, blind_check_after=0.6, answer_wait=0.8, tick=0.2)
 pytestmark = pytest.mark.slow
 
 

@@ -100,12 +100,30 @@ def test_kept_goods_need_no_delivery_leg():
 
 
 def test_survey_sends_each_ship_to_the_market_it_reaches_first():
-    probe = ship("PROBE", at="A", speed=9, cargo=0, fuel=0)
     probe = ShipView("PROBE", "A", 9, 0, 0, 0, 0)
     hauler = ship("HAULER", at="E", speed=15)
     plan = visits({"B", "D", "E"}, [probe, hauler], TIMES)
     assert {(s, w) for s, w, _ in plan} == {("HAULER", "E"), ("PROBE", "B")}
     assert visits(set(), [probe], TIMES) == []
+
+
+def test_a_slow_probe_leaves_a_market_to_a_fast_ship_that_reads_it_sooner_after_its_own():
+    probe = ShipView("PROBE", "A", 3, 0, 0, 0, 0)
+    fast = ship("FAST", at="A", speed=36)
+    # FAST reads B, then C (from B) long before PROBE could reach C: PROBE stays home
+    plan = visits({"B", "C"}, [probe, fast], TIMES)
+    assert [(s, w) for s, w, _ in plan] == [("FAST", "B")]
+    # a ship already flying counts: nobody idle is sent where it will read sooner
+    flying = ship("FLYER", at="C", speed=36, free_in=10.0)
+    assert visits({"C", "D"}, [probe], TIMES, flying=[flying]) == []
+
+
+def test_a_market_a_slow_ship_is_on_its_way_to_gets_a_fast_ship_only_if_it_halves_the_wait():
+    fast = ship("FAST", at="A", speed=36)
+    near = TIMES.seconds("A", "B", 36, 600, 600)
+    assert visits(set(), [fast], TIMES, en_route={"B": near * 1.5}) == []
+    [(who, where, eta)] = visits(set(), [fast], TIMES, en_route={"B": near * 3})
+    assert (who, where, eta) == ("FAST", "B", near)
 
 
 def test_travel_times_include_fuel_stops_and_unknown_places():

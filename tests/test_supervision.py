@@ -22,8 +22,8 @@ from storage.files import default_supply_chain
 from storage.repositories import Storage
 
 pytestmark = pytest.mark.slow
-FAST = Settings(poll_initial=0.3, poll_settled=0.6, blind_check_after=0.6, tick=0.2,
-                max_rebuilds=2)
+FAST = Settings(poll_initial=0.3, poll_settled=0.6, blind_check_after=0.6, answer_wait=0.8,
+                tick=0.2, max_rebuilds=2)
 
 
 class Once:
