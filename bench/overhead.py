@@ -31,9 +31,10 @@ GOODS = ["IRON_ORE", "COPPER_ORE", "ALUMINUM_ORE", "QUARTZ_SAND", "SILICON_CRYST
 def child(url: str, ships: int, factories: int) -> dict:
     """Run F factories with N ships in this process and measure it."""
     from actors.logs import configure
+    from actors.service import Order, Service
+    from actors.settings import Settings
     from api.client import Client
     from api.ratelimit import RateLimiter
-    from cli import RunOptions, _run, _runtime, create_factory
     from storage.db import open_database
     from storage.files import default_supply_chain
     from storage.repositories import Storage
@@ -46,18 +47,20 @@ def child(url: str, ships: int, factories: int) -> dict:
     for _ in range(ships - 1):
         client.purchase_ship("SHIP_LIGHT_HAULER", yard)
     storage = Storage(open_database(str(Path(tempfile.mkdtemp()) / "over.db")))
-    chain = default_supply_chain()
-    opts = RunOptions(lot=4, poll_initial=0.5, poll_settled=1.0, tick=0.5)
-    cpu0, calls0, wall0 = time.process_time(), sum(client.calls.values()), time.monotonic()
-    runtime = _runtime(client, storage, chain, opts)
-    runtime.discover()
-    ids = [create_factory(runtime, storage, chain, GOODS[i % len(GOODS)], opts).id
+    service = Service(client, storage, default_supply_chain(),
+                      Settings(poll_initial=0.5, poll_settled=1.0, tick=0.5))
+    calls0 = client.calls
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    runtime = service.runtime()
+    ids = [service.create(runtime, Order(GOODS[i % len(GOODS)], lot=4), runtime.owner).id
            for i in range(factories)]
-    code = _run(runtime, storage, ids)
-    requests = sum(client.calls.values()) - calls0
+    outcome = service.run(runtime, ids)
+    calls = client.calls - calls0
+    requests = sum(calls.values())
     cpu = time.process_time() - cpu0
-    return {"ok": code == 0, "requests": requests, "cpu_ms": cpu / requests * 1000,
-            "wall": time.monotonic() - wall0,
+    return {"ok": outcome.finished, "requests": requests, "cpu_ms": cpu / requests * 1000,
+            "wall": time.monotonic() - wall0, "market_reads": calls["market"],
+            "waypoints": calls["waypoints"],
             "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
@@ -88,10 +91,11 @@ def main() -> None:
             r = json.loads(lines[-1])
             print(f"  {ships} ships, {factories} factories: {r}", file=sys.stderr)
             rows.append([ships, factories, "ok" if r["ok"] else "FAILED", r["requests"],
+                         r["market_reads"],
                          f"{r['cpu_ms']:.2f}", f"{r['peak_mb']:.0f}", f"{r['wall']:.1f}"])
     print(machine())
     print(f"time scale {opts.time_scale:g}, no rate limits\n")
-    print(table(["ships", "factories", "result", "requests", "CPU ms/request",
+    print(table(["ships", "factories", "result", "requests", "market reads", "CPU ms/request",
                  "peak RSS MB", "wall s"], rows))
 
 

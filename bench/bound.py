@@ -1,0 +1,233 @@
+"""The honest lower bound on one load's makespan, and the requests it cannot do without.
+
+Computed from the simulator's universe as it stands at the start (every market's stock,
+every waypoint) and from the fleet (each ship's position, speed, tank and hold). What it
+assumes, so that no bot can beat it:
+
+- **the best plan**: every seller that holds the threshold (BUY), every exporter that
+  imports the good's inputs (FABRICATE), chosen independently for each subtree, and the
+  cheapest in time wins;
+- **the fleet**: every branch gets the ship that serves it fastest, as if each branch had
+  a ship of its own; a ship flies from where it is at its own speed, in CRUISE, with the
+  refuel stops its tank needs, and carries the lot in as many trips as its hold needs;
+  docking, trading and requests take no time;
+- **production**: an exporter makes the good from the first tick after its inputs land,
+  at its activity's rate, never short of input; the collecting ship is there when the
+  supply reaches the threshold;
+- **the survey** (when counted): a good is bought at a seller holding the threshold as
+  soon as it is known to be needed (the buying ship reads the quote on arrival, and may
+  have flown there beforehand); it is known to be made only once every seller's quote has
+  been read, each by whichever ship (probes included) reaches it first, as if every
+  market had a ship of its own; a good's inputs are needed only once it is known to be
+  made.
+- **the fleet's size**: the bound is also never less than the loaded flights of the plan
+  shared evenly among the haulers (each at its fastest), so one hauler is not credited
+  with eight haulers' work.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from domain.enums import SupplyLevel, TradeType
+from domain.errors import NoRouteError
+from domain.navigation import Place, plan_route
+from domain.scheduling import UNREACHABLE, ShipView, TravelTimes
+from domain.supply_chain import SupplyChain
+from sim.economy import BANDS
+
+LOWER = {level: upper for level, upper in BANDS}  # a level's upper bound, × scale
+
+
+@dataclass
+class Step:
+    """One delivery of the best plan: a good carried from where it is bought to where it
+    is needed (None: kept), by the ship that does it fastest."""
+
+    good: str
+    source: str
+    destination: str | None
+    made: bool
+    ship: str
+    children: list[Step] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Bound:
+    seconds: float
+    plan: Step | None
+
+
+class Bounds:
+    def __init__(self, game, chain: SupplyChain, fleet: list[ShipView], lot: int,
+                 min_supply: SupplyLevel = SupplyLevel.MODERATE):
+        self.game = game
+        self.chain = chain
+        self.fleet = fleet
+        self.haulers = [s for s in fleet if s.cargo_capacity > 0]
+        self.lot = lot
+        self.min_supply = min_supply
+        fuel = {w for w, m in game.universe.markets.items()
+                if "FUEL" in m.goods and m.goods["FUEL"].type is not TradeType.IMPORT}
+        self.places = {w: Place(w, p.x, p.y, w in fuel) for w, p in game.places.items()}
+        self.times = TravelTimes(self.places)
+        self.markets = game.universe.markets
+
+    # --- time ----------------------------------------------------------------------------
+
+    def fly(self, ship: ShipView, a: str, b: str) -> float:
+        return self.times.seconds(a, b, ship.speed, ship.fuel_capacity, ship.fuel_capacity)
+
+    def read_at(self, waypoint: str) -> float:
+        """When the first ship (probes included) can read a market."""
+        return min(self.times.seconds(s.waypoint, waypoint, s.speed, s.fuel, s.fuel_capacity)
+                   for s in self.fleet)
+
+    def sellers(self, good: str) -> list[str]:
+        return [w for w, m in self.markets.items() if good in m.goods
+                and m.goods[good].type is not TradeType.IMPORT]
+
+    def decided(self, good: str, survey: bool) -> float:
+        if not survey:
+            return 0.0
+        return max((self.read_at(w) for w in self.sellers(good)), default=0.0)
+
+    def production(self, waypoint: str, good: str) -> float:
+        """Ticks from the first one after the inputs land until the export holds the
+        threshold, at the exporter's rate, never short of input."""
+        market = self.markets[waypoint]
+        stock = market.goods[good]
+        below = SupplyLevel(self.min_supply - 1)
+        needed = max(0.0, LOWER[below] * stock.scale - stock.stock)
+        rate = market.economy.production_rate(stock.activity) * stock.scale
+        return max(0, math.ceil(needed / rate) - 1) * market.economy.tick_seconds
+
+    def carry(self, source: str, destination: str | None, not_before: float
+              ) -> tuple[float, str]:
+        """The earliest any hauler can have a lot from `source` at `destination`, buying no
+        sooner than `not_before` (it may fly there earlier and wait)."""
+        best = (float(UNREACHABLE), "")
+        for ship in self.haulers:
+            there = max(self.fly(ship, ship.waypoint, source), not_before)
+            trips = math.ceil(self.lot / ship.cargo_capacity)
+            loaded = self.fly(ship, source, destination) if destination else 0.0
+            back = self.fly(ship, destination, source) if destination else 0.0
+            done = there + loaded + (trips - 1) * (back + loaded)
+            best = min(best, (done, ship.symbol))
+        return best
+
+    # --- the best plan ---------------------------------------------------------------------
+
+    def best(self, target: str, survey: bool) -> Bound:
+        seconds, step = self._arrive(target, None, frozenset(), 0.0, survey)
+        lots = sum(max(1, s.cargo_capacity // self.lot) for s in self.haulers)
+        shared = self._work(target, None, frozenset()) / max(1, lots)
+        return Bound(max(seconds, shared), step)
+
+    def _work(self, good: str, destination: str | None, above: frozenset[str]) -> float:
+        """The least loaded flying any plan needs to bring `good` to `destination`: every
+        delivery's loaded legs, at the fastest hauler's pace."""
+        def legs(source: str) -> float:
+            if destination is None:
+                return 0.0
+            return min(self.fly(s, source, destination) * math.ceil(self.lot / s.cargo_capacity)
+                       for s in self.haulers)
+
+        options = [legs(w) for w in self.sellers(good)
+                   if self.markets[w].goods[good].supply >= self.min_supply]
+        if not options and good not in above:
+            recipe = self.chain.inputs(good)
+            for waypoint, market in self.markets.items():
+                stock = market.goods.get(good)
+                inputs = [g for g in recipe if g in market.goods
+                          and market.goods[g].type is TradeType.IMPORT]
+                if stock is not None and stock.type is TradeType.EXPORT and inputs:
+                    options.append(legs(waypoint) + sum(
+                        self._work(g, waypoint, above | {good}) for g in inputs))
+        if not options:
+            options = [legs(w) for w in self.sellers(good)]
+        return min(options, default=0.0)
+
+    def _arrive(self, good: str, destination: str | None, above: frozenset[str],
+                needed_at: float, survey: bool) -> tuple[float, Step | None]:
+        """The earliest `good` can be at `destination` (None: in a hold), if the decision
+        that it is needed there is known at `needed_at`."""
+        options: list[tuple[float, Step | None]] = []
+        at_threshold = [w for w in self.sellers(good)
+                        if self.markets[w].goods[good].supply >= self.min_supply]
+        for seller in at_threshold:  # bought where it is, as soon as it is needed
+            done, ship = self.carry(seller, destination, needed_at)
+            options.append((done, Step(good, seller, destination, False, ship)))
+        if not at_threshold and good not in above:
+            # making it is decided once every seller has been read, none at the threshold
+            decided = max(needed_at, self.decided(good, survey))
+            recipe = self.chain.inputs(good)
+            for waypoint, market in self.markets.items():
+                stock = market.goods.get(good)
+                inputs = [g for g in recipe if g in market.goods
+                          and market.goods[g].type is TradeType.IMPORT]
+                if stock is None or stock.type is not TradeType.EXPORT or not inputs:
+                    continue
+                landed, children = 0.0, []
+                for item in inputs:
+                    at, child = self._arrive(item, waypoint, above | {good}, decided, survey)
+                    landed = max(landed, at)
+                    children.append(child)
+                if landed >= UNREACHABLE:
+                    continue
+                ready = landed + self.production(waypoint, good)
+                done, ship = self.carry(waypoint, destination, ready)
+                options.append((done, Step(good, waypoint, destination, True, ship,
+                                           children)))
+        if not options:  # a raw material: its best seller, whatever the supply
+            decided = max(needed_at, self.decided(good, survey))
+            for seller in self.sellers(good):
+                done, ship = self.carry(seller, destination, decided)
+                options.append((done, Step(good, seller, destination, False, ship)))
+        return min(options, key=lambda o: o[0], default=(float(UNREACHABLE), None))
+
+    # --- requests ---------------------------------------------------------------------------
+
+    def minimum_requests(self, plan: Step, ships_pages: int, waypoint_pages: int) -> dict:
+        """The requests the game really needs for this plan: the agent, the fleet, the
+        system's waypoints and every market's lists (the first run in a system), one
+        read of each seller of every good decided, and per delivery the orbits, legs,
+        refuel stops (dock, refuel, orbit), docks, trades split by trade volume, and the
+        market read before buying."""
+        counts = {"startup": 1 + ships_pages + waypoint_pages + len(self.markets)}
+        present = {s.waypoint for s in self.fleet}
+        decided = set()
+        trips = 0
+
+        def walk(step: Step) -> None:
+            nonlocal trips
+            decided.update(w for w in self.sellers(step.good) if w not in present)
+            ship = next(s for s in self.haulers if s.symbol == step.ship)
+            legs = self._legs(ship, ship.waypoint, step.source)
+            n = legs[0] + 3 * legs[1] + 1 + 1 + 1  # orbit, legs, refuels, dock, read
+            n += math.ceil(self.lot / self.markets[step.source].goods[step.good].trade_volume)
+            if step.destination:
+                out = self._legs(ship, step.source, step.destination)
+                volume = self.markets[step.destination].goods[step.good].trade_volume
+                n += 1 + out[0] + 3 * out[1] + 1 + math.ceil(self.lot / volume)
+            trips += n
+            for child in step.children:
+                walk(child)
+
+        walk(plan)
+        counts["survey"] = len(decided)
+        counts["ship actions"] = trips
+        counts["total"] = sum(counts.values())
+        return counts
+
+    def _legs(self, ship: ShipView, a: str, b: str) -> tuple[int, int]:
+        """(legs, refuel stops) of the ship's route from a full tank."""
+        if a == b:
+            return 0, 0
+        try:
+            route = plan_route(self.places, a, b, fuel=ship.fuel_capacity,
+                               fuel_capacity=ship.fuel_capacity, speed=ship.speed)
+        except NoRouteError:
+            return 1, 0
+        return len(route.legs), len(route.refuel_stops)
