@@ -104,6 +104,7 @@ class Coordinator:
         self.visit_failed: dict[str, str] = {}  # waypoint -> ship that last failed to get there
         self.parked: dict[str, str] = {}  # waypoint -> ship parked there to watch it
         self.wanted_reads: set[str] = set()  # markets a decision waits for
+        self.read_levels: dict[str, int] = {}  # their tree level (absent: needed now)
         self.watched: dict[str, datetime] = {}  # station (GOOD@WAYPOINT) -> watched since
         self.rewatch: dict[str, datetime] = {}  # station -> only readings after this count
         self.blind: dict[str, int] = {}  # station -> looks since its last signal or feed
@@ -266,7 +267,7 @@ class Coordinator:
             if f.status is FactoryStatus.ACTIVE:
                 if f.plan is None or f.plan.pending:  # read the whole tree's markets
                     if self.markets_changed:
-                        self.wanted_reads = self._planner(now).to_read(f.target)
+                        self._want_reads(self._planner(now), f.target)
                 else:
                     self.wanted_reads = set()
                 if self.markets_changed:
@@ -311,7 +312,7 @@ class Coordinator:
         until then every idle ship and probe reads the tree's markets, nearest first."""
         f = self.factory
         planner = self._planner(now, fresh=True)
-        self.wanted_reads = planner.to_read(f.target)
+        self._want_reads(planner, f.target)
         try:
             planner.decide(f.target)
         except NeedsMarketData:
@@ -322,6 +323,10 @@ class Coordinator:
         self._save([])
         self.log.info("factory.planned", method=plan.method.value, waypoint=plan.waypoint,
                       depth=plan.depth(), pending=plan.pending, reads=len(self.wanted_reads))
+
+    def _want_reads(self, planner: Planner, target: str) -> None:
+        self.read_levels = planner.read_levels(target)
+        self.wanted_reads = set(self.read_levels)
 
     def _note_references(self, nodes: Iterable) -> None:
         """Fix the reference price of each good the first time it is needed."""
@@ -790,8 +795,15 @@ class Coordinator:
         en_route = {w: t for w, t in en_route.items() if w in self.wanted_reads}
         if not idle or not (todo or en_route):
             return
-        for ship, waypoint, seconds in scheduling.visits(todo, idle, times, flying=flying,
-                                                         en_route=en_route):
+        # the shallowest level first (its reads may make the rest needless), then every
+        # ship left over on the deeper ones, in the same pass
+        shallowest = min((self.read_levels.get(w, 0) for w in todo), default=0)
+        first = {w for w in todo if self.read_levels.get(w, 0) <= shallowest}
+        sent = scheduling.visits(first, idle, times, flying=flying, en_route=en_route)
+        busy = {ship for ship, _w, _s in sent}
+        sent += scheduling.visits(todo - first, [s for s in idle if s.symbol not in busy],
+                                  times, flying=flying)
+        for ship, waypoint, seconds in sent:
             if not self._take(ship, None) or not self._dispatch(
                     ship, Job(JobKind.VISIT, waypoint, self.id, reserve=self.settings.reserve)):
                 continue

@@ -214,25 +214,32 @@ class Planner:
         return node
 
     def to_read(self, target: str) -> set[str]:
-        """Every market whose quotes a plan for `target` may need and nobody has read:
-        the sellers of each good of the tree, level by level, skipping the inputs of
-        goods that can already be bought."""
-        needed: set[str] = set()
+        """Every market whose quotes a plan for `target` may need and nobody has read."""
+        return set(self.read_levels(target))
+
+    def read_levels(self, target: str) -> dict[str, int]:
+        """The markets `to_read`, each with the tree level where it is first needed: the
+        sellers of each good, level by level, skipping the inputs of goods that can
+        already be bought. A shallow read may make the deeper ones needless (the target
+        turns out to be for sale), so the survey takes the shallowest first."""
+        needed: dict[str, int] = {}
         seen: set[str] = set()
-        queue = deque([target])
+        queue = deque([(target, 0)])
         while queue:
-            good = queue.popleft()
+            good, level = queue.popleft()
             if good in seen:
                 continue
             seen.add(good)
             sellers = [m for m in self.markets if m.sells(good)]
-            needed.update(m.waypoint for m in sellers if m.quote(good) is None)
+            for m in sellers:
+                if m.quote(good) is None:
+                    needed.setdefault(m.waypoint, level)
             if any(q.supply >= self.min_supply for m in sellers if (q := m.quote(good))):
                 continue  # it can be bought: its inputs will not be needed
             recipe = self.chain.inputs(good)
             for m in self.markets:
                 if good in m.exports:
-                    queue.extend(g for g in recipe if g in m.imports)
+                    queue.extend((g, level + 1) for g in recipe if g in m.imports)
         return needed
 
     def _exporter_key(self, market: MarketSnapshot, good: str, recipe: tuple[str, ...]) -> tuple:

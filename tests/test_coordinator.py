@@ -209,6 +209,16 @@ def test_unread_markets_are_surveyed_in_one_pass_before_planning(tmp_path):
     rig.storage.close()
 
 
+def test_a_lone_ship_reads_the_targets_seller_before_the_deeper_markets(tmp_path):
+    rig = Rig(tmp_path, quotes=False)
+    rig.fleet.mark_lost("S-2"), rig.fleet.mark_lost("P-1")
+    rig.fleet.update(ship("S-1", at="X1-T-F"))  # F and B, deeper in the tree, are nearer
+    rig.c.start()
+    assert [j.source for _s, j in rig.jobs(JobKind.VISIT)] == ["X1-T-E"], (
+        "if CLOTHING is for sale at E, nothing deeper needs reading")
+    rig.storage.close()
+
+
 def test_a_supply_signal_sends_one_waiting_lot_and_a_trip_finishes_it(rig):
     rig.c.start()
     out = rig.f.outputs()[0]

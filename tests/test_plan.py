@@ -165,6 +165,9 @@ def test_survey_reads_every_level_that_may_be_needed_but_not_below_what_can_be_b
     planner = Planner(AC_CHAIN, unread.values())
     assert planner.to_read("ADVANCED_CIRCUITRY") == {"X1-T1-A1", "X1-T1-A2", "X1-T1-A3",
                                                      "X1-T1-B1", "X1-T1-B2"}
+    levels = planner.read_levels("ADVANCED_CIRCUITRY")
+    assert levels["X1-T1-A1"] == 0 and min(v for w, v in levels.items() if w != "X1-T1-A1") \
+        >= 1, "the target's seller is read first: it may make the rest needless"
     known = [*[m for m in markets if m.waypoint == "X1-T1-A1"],
              *[u for w, u in unread.items() if w != "X1-T1-A1"]]
     assert Planner(AC_CHAIN, known).to_read("ADVANCED_CIRCUITRY") == {
