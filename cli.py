@@ -25,6 +25,7 @@ from actors.settings import POLL_INITIAL_ENV, POLL_SETTLED_ENV, Settings
 from api.client import Client
 from api.errors import ApiError
 from api.ratelimit import RateLimiter
+from domain.diagrams import dot, mermaid
 from domain.enums import SupplyLevel
 from domain.errors import DomainError, NeedsMarketData
 from domain.factory import Destination, FactoryStatus
@@ -150,10 +151,12 @@ def cli(ctx: click.Context, base_url, token, db, supply_chain_path, log_format, 
               help="buy where a seller has at least this supply")
 @click.option("--strict-supply", is_flag=True,
               help="refuse a raw material whose sellers are all below --min-supply")
-@click.option("--json", "as_json", is_flag=True, help="print the tree as JSON")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "mermaid", "dot"]),
+              default="text", help="text tree, the seed plan's JSON, or a diagram")
+@click.option("--json", "as_json", is_flag=True, help="same as --format json")
 @click.pass_obj
 def plan(obj: Context, target, markets_path, waypoints_path, origin, system, min_supply,
-         strict_supply, as_json):
+         strict_supply, fmt, as_json):
     """Show how TARGET would be produced."""
     chain = obj.chain()
     if markets_path:
@@ -177,8 +180,13 @@ def plan(obj: Context, target, markets_path, waypoints_path, origin, system, min
                        origin=places[origin] if origin else None, places=places)
     except NeedsMarketData as need:
         raise click.ClickException(f"{need}; produce reads them with its ships") from None
-    if as_json:
+    fmt = "json" if as_json else fmt
+    if fmt == "json":
         click.echo(json.dumps(tree.to_dict(), indent=2))
+    elif fmt == "mermaid":
+        click.echo(mermaid(tree))
+    elif fmt == "dot":
+        click.echo(dot(tree))
     else:
         click.echo(render_tree(tree))
         fabricated = sum(1 for n in tree.flatten() if not n.is_leaf)

@@ -15,9 +15,9 @@ from jsonschema import Draft7Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
-from tests.conftest import SHARED
+from tests.conftest import SPEC
 
-ROOT = SHARED / "spacetraders-api"
+ROOT = SPEC
 BROKEN_REQUIRED = {"ShipNavRoute.json": "departure", "ShipyardShip.json": "symbol"}
 ERROR_SCHEMA = {
     "type": "object", "required": ["error"],

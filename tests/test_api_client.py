@@ -73,6 +73,7 @@ def test_typed_calls_and_pagination(sim_factory):
     assert client.status()["version"] == "v2.3.0"
 
 
+@pytest.mark.reference
 def test_every_request_the_client_sends_matches_the_spec(sim_factory):
     record = []
     server = sim_factory(seed=5, record=record)

@@ -15,6 +15,7 @@ def invoke(*args, env=None):
                               catch_exceptions=False)
 
 
+@pytest.mark.reference
 def test_plan_prints_the_tree():
     result = invoke("plan", "clothing", "--markets", MARKETS, "--min-supply", "abundant")
     assert result.exit_code == 0, result.output
@@ -25,6 +26,7 @@ def test_plan_prints_the_tree():
     assert "3 nodes (2 FABRICATE), depth 2; raw materials: FERTILIZERS" in result.output
 
 
+@pytest.mark.reference
 def test_plan_json_with_waypoints_and_origin():
     result = invoke("plan", "FOOD", "--markets", MARKETS, "--waypoints", WAYPOINTS,
                     "--from", "X1-AD75-A1", "--json", "--min-supply", "ABUNDANT")
@@ -34,6 +36,7 @@ def test_plan_json_with_waypoints_and_origin():
     assert tree["children"][0]["good"] == "FERTILIZERS"
 
 
+@pytest.mark.reference
 def test_bad_input_is_one_line_and_non_zero(tmp_path):
     result = invoke("plan", "UNOBTAINIUM", "--markets", MARKETS)
     assert result.exit_code == 1
@@ -94,3 +97,18 @@ def test_price_factor_must_be_finite_and_positive(factor, tmp_path):
                     str(tmp_path / "x.db"), "produce", "FOOD", "--max-price-factor", factor)
     assert result.exit_code == 2, result.output
     assert "Invalid value for '--max-price-factor'" in result.output
+
+
+@pytest.mark.reference
+def test_plan_as_mermaid_and_dot_draws_every_node_and_edge():
+    args = ("plan", "clothing", "--markets", MARKETS, "--min-supply", "abundant", "--format")
+    chart = invoke(*args, "mermaid").output.splitlines()
+    assert chart[0] == "flowchart BT"
+    assert 'n0["CLOTHING<br/>FABRICATE at X1-AD75-K81<br/>HIGH supply"]' in chart[1]
+    assert [line.strip() for line in chart if "-->" in line] == ["n0_0 --> n0", "n0_0_0 --> n0_0"]
+    assert chart[-2].strip().startswith('n0_0_0(["FERTILIZERS<br/>BUY at X1-AD75-G50')
+    graph = invoke(*args, "dot").output.splitlines()
+    assert graph[0] == "digraph plan {" and graph[-1] == "}"
+    assert [line.strip() for line in graph if "->" in line] == ["n0_0 -> n0;", "n0_0_0 -> n0_0;"]
+    assert any(line.strip().startswith('n0_0_0 [label="FERTILIZERS\\nBUY at X1-AD75-G50')
+               and line.endswith("shape=ellipse];") for line in graph)

@@ -18,6 +18,7 @@ from domain.navigation import (
 from tests.conftest import DATA
 
 
+@pytest.mark.reference
 def test_recorded_burn_route_matches_the_formulas():
     ships = json.loads((DATA / "X1-AD75" / "my-ships.json").read_text())
     frigate = next(s for s in ships if s["registration"]["role"] == "COMMAND")

@@ -232,6 +232,7 @@ def test_render_tree_draws_branches_and_notes():
     assert lines[-1].startswith("        └── COPPER_ORE [BUY")
 
 
+@pytest.mark.reference
 def test_real_system_plans():
     markets = load_markets(DATA / "X1-AD75" / "markets.json")
     chain = default_supply_chain()

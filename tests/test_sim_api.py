@@ -42,6 +42,7 @@ def markets_selling(server, good):
             if good in m.goods and m.goods[good].type.value != "IMPORT"]
 
 
+@pytest.mark.reference
 def test_every_response_matches_the_official_spec(world):
     server, raw, reg, record = world
     frigate, probe = (s["symbol"] for s in reg["ships"])
@@ -167,6 +168,7 @@ def test_construction_sites_and_contracts_follow_the_rules(world):
         ("CONTRACT", 0, 500), ("DELIVER", 30, 0), ("CONTRACT", 0, 3_000)]
 
 
+@pytest.mark.reference
 def test_a_captured_gate_is_a_construction_site(sim_factory, shared):
     server = sim_factory(universe_dir=shared / "spacetraders-data" / "X1-AD75")
     site = server.game.universe.constructions["X1-AD75-I55"]

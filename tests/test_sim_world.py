@@ -25,6 +25,7 @@ class ManualClock:
         return self.t
 
 
+@pytest.mark.reference
 def test_captured_system_reproduces_its_markets():
     game = build_game(universe_dir=AD75)
     captured = json.loads((AD75 / "markets.json").read_text())
@@ -50,6 +51,7 @@ def test_captured_system_reproduces_its_markets():
     assert game.universe.shipyards["X1-AD75-A2"].prices["SHIP_LIGHT_HAULER"] == 272_775
 
 
+@pytest.mark.reference
 def test_captured_system_plans_like_the_offline_planner():
     game = build_game(universe_dir=AD75)
     markets = [MarketSnapshot.from_api(m.payload(True, {})) for m in game.universe.markets.values()]

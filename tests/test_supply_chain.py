@@ -9,6 +9,7 @@ from storage.files import default_supply_chain, known_goods, load_supply_chain
 from tests.conftest import DATA
 
 
+@pytest.mark.reference
 def test_embedded_map_is_the_real_one():
     real = json.loads((DATA / "supply-chain.json").read_text())["data"]["exportToImportMap"]
     chain = default_supply_chain()
@@ -76,6 +77,7 @@ def test_user_file_and_environment_override(tmp_path, monkeypatch):
     assert len(load_supply_chain()) == 129
 
 
+@pytest.mark.reference
 def test_catalogue_knows_every_good_of_the_real_markets():
     markets = json.loads((DATA / "X1-AD75" / "markets.json").read_text())
     listed = {g["symbol"] for m in markets for k in ("exports", "imports", "exchange")
