@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import tempfile
 import time
@@ -40,6 +39,7 @@ from sim.server import SimServer, build_game
 from storage.db import DatabaseError, describe, open_database, resolve_url
 from storage.files import DataFileError, load_markets, load_places, load_supply_chain
 from storage.repositories import Storage
+from views.terminal import watch_status
 
 USER_ERRORS: tuple[type[Exception], ...] = (DomainError, DataFileError, DatabaseError, ApiError)
 RATE_LIMIT_ENV = "GOODS_FACTORY_RATE_LIMIT"
@@ -85,6 +85,7 @@ class Context:
     db: str | None
     supply_chain_path: str | None
     log_format: str
+    rate_limit: str | None = None
 
     @property
     def json_logs(self) -> bool:
@@ -100,7 +101,7 @@ class Context:
         if not self.token:
             raise click.ClickException("no token: pass --token or set SPACETRADERS_TOKEN "
                                        "(goods-factory register creates an agent)")
-        return Client(self.base_url, self.token, limiter=limiter_from_env())
+        return Client(self.base_url, self.token, limiter=limiter_from(self.rate_limit))
 
     def say(self, event: str, text: str, **fields) -> None:
         """A line for the player: text on stdout, or a JSON event with the logs."""
@@ -127,12 +128,16 @@ class Context:
                    "people")
 @click.option("--log-level", default="INFO",
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@click.option("--rate-limit", envvar=RATE_LIMIT_ENV, show_envvar=True, metavar="SPEC",
+              help="the client's pace, for local servers only: 'none' or "
+                   "'PER_SECOND,BURST[,WINDOW]' [default: the real server's limits]")
 @click.pass_context
-def cli(ctx: click.Context, base_url, token, db, supply_chain_path, log_format, log_level):
+def cli(ctx: click.Context, base_url, token, db, supply_chain_path, log_format, log_level,
+        rate_limit):
     """Produce any trade good in SpaceTraders with a fleet of ships."""
     add_secret(token)
     chosen = configure(log_format, log_level)
-    ctx.obj = Context(base_url, token, db, supply_chain_path, chosen)
+    ctx.obj = Context(base_url, token, db, supply_chain_path, chosen, rate_limit)
 
 
 # --- planning ---------------------------------------------------------------------------
@@ -198,12 +203,12 @@ def _home_system(obj: Context) -> str:
     return system_of(obj.client().agent().headquarters)
 
 
-def limiter_from_env() -> RateLimiter:
-    """The real server's limits, unless GOODS_FACTORY_RATE_LIMIT says otherwise.
+def limiter_from(spec: str | None) -> RateLimiter:
+    """The real server's limits, unless `--rate-limit` says otherwise.
 
     For local servers only: `none`, or `PER_SECOND,BURST[,WINDOW_SECONDS]`.
     """
-    raw = os.environ.get(RATE_LIMIT_ENV, "").strip().lower()
+    raw = (spec or "").strip().lower()
     if not raw:
         return RateLimiter()
     if raw == "none":
@@ -213,7 +218,7 @@ def limiter_from_env() -> RateLimiter:
         per_second, burst = int(parts[0]), int(parts[1])
         window = parts[2] if len(parts) > 2 else 60.0
     except (ValueError, IndexError):
-        raise click.ClickException(f"{RATE_LIMIT_ENV} must be 'none' or "
+        raise click.ClickException(f"--rate-limit ({RATE_LIMIT_ENV}) must be 'none' or "
                                    f"'PER_SECOND,BURST[,WINDOW]', not {raw!r}") from None
     return RateLimiter(per_second, burst, window)
 
@@ -247,6 +252,26 @@ def _poll_options(f):
     return click.option("--poll-initial", type=click.FloatRange(min=0.05), default=30.0,
                         envvar=POLL_INITIAL_ENV, show_envvar=True,
                         help="seconds before the first poll of a newly watched market")(f)
+
+
+def _metrics_option(f):
+    return click.option("--metrics-port", type=click.IntRange(1, 65535),
+                        envvar="GOODS_FACTORY_METRICS_PORT", show_envvar=True,
+                        help="serve this process's API metrics (Prometheus) on "
+                        "127.0.0.1:PORT/metrics")(f)
+
+
+def _serve_metrics(client: Client, port: int | None) -> None:
+    """Requests by endpoint and status, 429s and rate-limiter waits of this process."""
+    if port is None:
+        return
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from views.metrics import ClientCollector
+
+    registry = CollectorRegistry()
+    registry.register(ClientCollector(client))
+    start_http_server(port, addr="127.0.0.1", registry=registry)
 
 
 def _settings(**values) -> Settings:
@@ -326,6 +351,7 @@ def _finish(obj: Context, storage: Storage, ids: list[str], outcome: Outcome) ->
 @click.option("--max-price-factor", default="1.5", callback=_factor,
               help="never pay more than this × the good's reference price ('none': no cap)")
 @_poll_options
+@_metrics_option
 @click.option("--progress", "progress_every", type=float,
               help="show the status tree every N seconds")
 @click.option("--detach", is_flag=True,
@@ -333,7 +359,7 @@ def _finish(obj: Context, storage: Storage, ids: list[str], outcome: Outcome) ->
 @click.pass_obj
 def produce(obj: Context, target, system, ships, max_ships, units, lot, deliver, min_supply,
             strict_supply, reserve, max_price_factor, poll_initial, poll_settled,
-            progress_every, detach):
+            metrics_port, progress_every, detach):
     """Produce TARGET in the foreground until done (exit 0) or failed (exit 1)."""
     settings = _settings(min_supply=SupplyLevel.parse(min_supply), strict_supply=strict_supply,
                          reserve=reserve, ceiling_factor=max_price_factor, max_ships=max_ships,
@@ -342,6 +368,8 @@ def produce(obj: Context, target, system, ships, max_ships, units, lot, deliver,
                   deliver)
     storage = obj.storage()
     service = Service(obj.client(), storage, obj.chain(), settings)
+    if not detach:
+        _serve_metrics(service.client, metrics_port)
     sys.exit(_produce(obj, service, order, progress_every, detach))
 
 
@@ -369,14 +397,16 @@ def _produce(obj: Context, service: Service, order: Order, progress_every: float
 
 @cli.command()
 @_poll_options
+@_metrics_option
 @click.option("--progress", "progress_every", type=float,
               help="show the status trees every N seconds")
 @click.pass_obj
-def resume(obj: Context, poll_initial, poll_settled, progress_every):
+def resume(obj: Context, poll_initial, poll_settled, metrics_port, progress_every):
     """Continue the factories a crash or a signal interrupted, re-reading ship state."""
     storage = obj.storage()
     service = Service(obj.client(), storage, obj.chain(),
                       _settings(poll_initial=poll_initial, poll_settled=poll_settled))
+    _serve_metrics(service.client, metrics_port)
     runtime = service.runtime(discover=False)
     try:
         taken = service.take_over(runtime)
@@ -396,15 +426,17 @@ def resume(obj: Context, poll_initial, poll_settled, progress_every):
 
 @cli.command()
 @_poll_options
+@_metrics_option
 @click.option("--every", default=5.0, type=click.FloatRange(min=0.5),
               help="seconds between looks for new or interrupted factories")
 @click.pass_obj
-def run(obj: Context, poll_initial, poll_settled, every):
+def run(obj: Context, poll_initial, poll_settled, metrics_port, every):
     """Run every factory of the agent, now and later, until SIGTERM (exit 0). For a
     supervisor: it resumes what was interrupted and picks up `produce --detach`."""
     storage = obj.storage()
     service = Service(obj.client(), storage, obj.chain(),
                       _settings(poll_initial=poll_initial, poll_settled=poll_settled))
+    _serve_metrics(service.client, metrics_port)
     runtime = service.runtime(watchdog=watchdog())
     notify("READY=1")
     obj.say("run.started", f"running the factories of {service.agent.symbol} (owner "
@@ -424,8 +456,12 @@ def run(obj: Context, poll_initial, poll_settled, every):
 @cli.command()
 @click.argument("factory_id", required=False)
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--watch", is_flag=True,
+              help="keep the tree on screen, refreshed in place, until it ends (Ctrl-C)")
+@click.option("--every", default=2.0, type=click.FloatRange(min=0.2),
+              help="seconds between refreshes with --watch")
 @click.pass_obj
-def status(obj: Context, factory_id, as_json):
+def status(obj: Context, factory_id, as_json, watch, every):
     """The factory's tree with each node's state, ships, units, cost and wait (default: the
     newest factory)."""
     storage = obj.storage()
@@ -438,11 +474,28 @@ def status(obj: Context, factory_id, as_json):
         factory = storage.factories.load(factory_id)
     except KeyError:
         raise click.ClickException(f"no factory {factory_id}") from None
-    now = datetime.now(UTC)
-    if as_json:
-        click.echo(json.dumps(status_dict(factory, now), indent=2))
+    if watch:
+        watch_status(storage, factory_id, every)
+    elif as_json:
+        click.echo(json.dumps(status_dict(factory, datetime.now(UTC)), indent=2))
     else:
-        click.echo(render_status(factory, now, Settings().ceiling_factor))
+        click.echo(render_status(factory, datetime.now(UTC), Settings().ceiling_factor))
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="address to listen on (loopback: only this machine can see it)")
+@click.option("--port", default=8700, show_default=True, type=click.IntRange(0, 65535))
+@click.pass_obj
+def web(obj: Context, host, port):
+    """A read-only dashboard of every factory in the database, live in a browser, with
+    Prometheus metrics on /metrics."""
+    from views.web import serve
+
+    storage = obj.storage()
+    obj.say("web.started", f"dashboard on http://{host}:{port}/ (metrics on /metrics)",
+            host=host, port=port)
+    serve(storage, host, port)
 
 
 @cli.command("list")

@@ -7,6 +7,7 @@ guarded by a lock because every actor thread reads them.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -40,9 +41,16 @@ class ShipInfo:
 
 
 class Fleet:
-    def __init__(self):
+    def __init__(self, on_move: Callable[[str, Nav, str | None], None] | None = None):
+        """`on_move(symbol, nav, role)` hears of every position (the runtime records them
+        for dashboards); it must not raise."""
         self._lock = threading.Lock()
         self._ships: dict[str, ShipInfo] = {}
+        self._on_move = on_move
+
+    def _moved(self, symbol: str, nav: Nav, role: str | None) -> None:
+        if self._on_move is not None:
+            self._on_move(symbol, nav, role)
 
     def update(self, ship: Ship) -> ShipInfo:
         info = ShipInfo(ship.symbol, ship.role, ship.cargo.capacity, ship.speed,
@@ -53,13 +61,16 @@ class Fleet:
             if old is not None:
                 info = replace(info, busy=old.busy)
             self._ships[ship.symbol] = info
+        self._moved(ship.symbol, ship.nav, ship.role)
         return info
 
     def moved(self, symbol: str, nav: Nav) -> None:
         with self._lock:
-            if symbol in self._ships:
-                self._ships[symbol] = replace(self._ships[symbol], waypoint=nav.waypoint,
+            info = self._ships.get(symbol)
+            if info is not None:
+                self._ships[symbol] = replace(info, waypoint=nav.waypoint,
                                               status=nav.status, arrival=nav.arrival)
+        self._moved(symbol, nav, info.role if info else None)
 
     def fuelled(self, symbol: str, fuel: int) -> None:
         with self._lock:

@@ -168,7 +168,7 @@ class Runtime:
         self.watchdog = watchdog
         self.owner = new_owner()
         self.stop = client.stop
-        self.fleet = Fleet()
+        self.fleet = Fleet(on_move=self._record_position)
         self.wallet = Wallet(agent.credits)
         self.book = MarketBook(client, storage)
         self.directory = _Directory()
@@ -192,6 +192,13 @@ class Runtime:
                           storage=self.storage, book=self.book, fleet=self.fleet,
                           wallet=self.wallet, clock=self.clock, stop=self.stop,
                           report=self.directory.tell, owner=self.owner)
+
+    def _record_position(self, symbol: str, nav, role: str | None) -> None:
+        """For dashboards; a failed write costs only a stale dot on a map."""
+        try:
+            self.storage.ships.record(symbol, nav, role, self.clock())
+        except Exception as exc:
+            log.warning("ship.position_not_recorded", ship=symbol, error=str(exc))
 
     def allowed(self, ship: ShipInfo) -> bool:
         """Probes always serve (surveys, watching); haulers only if the player allows."""

@@ -98,6 +98,7 @@ class Client:
         self.stop = stop or threading.Event()
         self._local = threading.local()
         self._calls: Counter[str] = Counter()
+        self._statuses: Counter[tuple[str, int]] = Counter()
         self._calls_lock = threading.Lock()
 
     def __repr__(self) -> str:  # never show the token
@@ -108,6 +109,12 @@ class Client:
         """Requests sent so far, by endpoint name (retries included)."""
         with self._calls_lock:
             return Counter(self._calls)
+
+    @property
+    def statuses(self) -> Counter[tuple[str, int]]:
+        """Answers received so far, by endpoint name and HTTP status."""
+        with self._calls_lock:
+            return Counter(self._statuses)
 
     def with_token(self, token: str) -> Client:
         """The same server, limiter and stop signal, as another agent."""
@@ -161,6 +168,8 @@ class Client:
                 self._retry_or_raise(RetryableError(f"{what}: {type(exc).__name__}"),
                                      failures, self.policy.backoff(failures))
                 continue
+            with self._calls_lock:
+                self._statuses[(endpoint, resp.status_code)] += 1
             self._observe_limits(resp)
             if resp.status_code != 502:
                 self.limiter.answered()

@@ -218,9 +218,31 @@ def _nodes(plan: dict | None) -> dict[str, dict]:
     return out
 
 
+def _v3_ship_positions(db: peewee.Database) -> None:
+    """Ship positions, for dashboards that read the database."""
+
+    class ShipPosition(peewee.Model):
+        ship = peewee.CharField(primary_key=True, max_length=64)
+        system = peewee.CharField(max_length=32, index=True)
+        waypoint = peewee.CharField(max_length=64)
+        status = peewee.CharField(max_length=16)
+        origin = peewee.CharField(max_length=64, null=True)
+        departure = peewee.DateTimeField(null=True)
+        arrival = peewee.DateTimeField(null=True)
+        role = peewee.CharField(max_length=32, null=True)
+        updated_at = peewee.DateTimeField()
+
+        class Meta:
+            database = db
+            legacy_table_names = False
+
+    db.create_tables([ShipPosition])
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (1, "initial tables", _v1_initial),
     (2, "lots, feeds and stations; destinations; cargo evidence", _v2_lots_and_stations),
+    (3, "ship positions", _v3_ship_positions),
 ]
 
 

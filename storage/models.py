@@ -109,6 +109,21 @@ class MarketGood(BaseModel):
         indexes = ((("waypoint", "good"), True),)
 
 
+class ShipPosition(BaseModel):
+    """Where each ship is or is flying, as the running process last saw it: for
+    dashboards, which read the database and never the API."""
+
+    ship = peewee.CharField(primary_key=True, max_length=64)
+    system = peewee.CharField(max_length=32, index=True)
+    waypoint = peewee.CharField(max_length=64)  # the destination while in transit
+    status = peewee.CharField(max_length=16)
+    origin = peewee.CharField(max_length=64, null=True)
+    departure = peewee.DateTimeField(null=True)
+    arrival = peewee.DateTimeField(null=True)
+    role = peewee.CharField(max_length=32, null=True)
+    updated_at = peewee.DateTimeField()
+
+
 class MarketHistory(BaseModel):
     waypoint = peewee.CharField(max_length=64)
     good = peewee.CharField(max_length=64)

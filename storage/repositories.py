@@ -30,6 +30,7 @@ from storage.models import (
     MarketGood,
     MarketHistory,
     ShipAssignment,
+    ShipPosition,
     TaskRow,
     WaypointRow,
 )
@@ -362,6 +363,26 @@ class WaypointRepository:
                 for w in WaypointRow.select().where(WaypointRow.system == system)}
 
 
+class ShipRepository:
+    """Positions and routes of the ships, as last seen by a running process."""
+
+    def __init__(self, db: peewee.Database):
+        self.db = db
+
+    def record(self, symbol: str, nav, role: str | None, now: datetime) -> None:
+        row = {"ship": symbol, "system": nav.system, "waypoint": nav.waypoint,
+               "status": nav.status, "origin": nav.origin, "departure": nav.departure,
+               "arrival": nav.arrival, "role": role, "updated_at": now}
+        with transaction(self.db):
+            ShipPosition.insert(**row).on_conflict(
+                conflict_target=[ShipPosition.ship],
+                update={k: v for k, v in row.items() if k != "ship"}).execute()
+
+    def in_system(self, system: str) -> list[ShipPosition]:
+        return list(ShipPosition.select().where(ShipPosition.system == system)
+                    .order_by(ShipPosition.ship))
+
+
 class MarketRepository:
     def __init__(self, db: peewee.Database):
         self.db = db
@@ -620,6 +641,7 @@ class Storage:
         self.waypoints = WaypointRepository(db)
         self.markets = MarketRepository(db)
         self.ledger = LedgerRepository(db)
+        self.ships = ShipRepository(db)
 
     def close(self) -> None:
         self.db.close()
