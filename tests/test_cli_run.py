@@ -235,7 +235,7 @@ def test_errors_are_one_line_and_non_zero(live):
     no_token = live.run("produce", "CLOTHING", SPACETRADERS_TOKEN="")
     assert no_token.returncode == 1 and "no token" in said(no_token, "error")[0]
     limit = live.run("produce", "CLOTHING", GOODS_FACTORY_RATE_LIMIT="fast")
-    assert limit.returncode == 1 and "GOODS_FACTORY_RATE_LIMIT must be" in said(limit,
+    assert limit.returncode == 1 and "(GOODS_FACTORY_RATE_LIMIT) must be" in said(limit,
                                                                                 "error")[0]
 
 
