@@ -328,6 +328,12 @@ class ShipWorker:
             self._refresh()
             settle_entry(ledger, self.client, ledger.get(entry), self.clock(), self._ship)
             return
+        except InsufficientCreditsError as exc:  # the server knows better than the wallet
+            ledger.fail(entry, str(exc), self.clock())
+            if not needed:
+                return
+            raise _Stop(JobFailed(self.symbol, self.job, f"not enough credits: {exc}",
+                                  fatal=True)) from None
         except ApiError as exc:
             ledger.fail(entry, str(exc), self.clock())
             raise

@@ -272,6 +272,16 @@ def test_a_refuel_stop_is_made_when_the_tank_is_short(rig):
                            for e in refuels)
 
 
+def test_a_refuel_the_server_refuses_for_credits_ends_the_factory_not_a_retry(rig):
+    rig.game.ships[rig.ship].fuel = 5
+    rig.game.agents["WORKER"].credits = 1  # the wallet still believes in 175,000
+    result = rig.worker.run(rig.trade(destination=None))
+    assert isinstance(result, JobFailed) and result.fatal
+    assert result.error.startswith("not enough credits") and "4600" in result.error
+    refuels = [e for e in rig.storage.ledger.entries(ship=rig.ship) if e.kind == "REFUEL"]
+    assert [e.state for e in refuels] == ["FAILED"]
+
+
 def test_supplying_a_construction_site(rig):
     gate = next(iter(rig.game.universe.constructions))
     rig.game.ships[rig.ship].cargo["FAB_MATS"] = 30
