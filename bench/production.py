@@ -122,7 +122,14 @@ def run(target: str, haulers: int, opts) -> dict:
             "fuel": sum(e.total for e in entries if e.kind == "REFUEL"),
             "revenue": sum(e.total for e in entries if e.kind == "SELL"),
             "net": factory.credits_spent, "outright": outright,
-            "depth": factory.plan.depth() if factory.plan else 0, "plan": surveyed.plan}
+            "depth": depth(surveyed.plan), "plan": surveyed.plan}
+
+
+def depth(step) -> int:
+    """Levels of made goods in the best plan (a good bought outright: 0)."""
+    if step is None or not step.made:
+        return 0
+    return 1 + max((depth(c) for c in step.children), default=0)
 
 
 def report(results: list[dict], opts) -> str:
