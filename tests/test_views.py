@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from actors.service import Order
 from domain.factory import FactoryStatus, TaskState
+from domain.report import status_dict
 from tests.conftest import ROOT
 from tests.test_production import make_world
 from views.metrics import ClientCollector
@@ -60,6 +62,10 @@ def advance(world) -> None:
     taken = service.take_over(runtime)
     runtime.discover()
     service.run(runtime, taken)
+
+
+def count_nodes(node: dict) -> int:
+    return 1 + sum(count_nodes(c) for c in node["children"])
 
 
 def metrics(text: str) -> dict[tuple[str, tuple], float]:
@@ -204,7 +210,8 @@ def test_the_dashboard_in_a_real_browser(dash):
             page.wait_for_selector("#tree li.node")
             top = page.inner_text("#tree > li")
             assert top.startswith("DONE") and "CLOTHING — FABRICATE at" in top
-            assert page.locator("#tree li.node").count() == len(done.plan.flatten())
+            shown = status_dict(done, datetime.now(UTC))["tree"]
+            assert page.locator("#tree li.node").count() == count_nodes(shown)
             assert page.locator("svg#map circle").count() == len(world.game.places)
             assert page.locator("svg#map polygon.ship").count() == len(world.client().ships())
             page.wait_for_function("document.getElementById('units').dataset.points > 0")
