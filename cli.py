@@ -505,11 +505,7 @@ def list_(obj: Context, as_json):
     """All factories, oldest first."""
     rows = obj.storage().factories.list()
     if as_json:
-        click.echo(json.dumps([{
-            "id": r.id, "agent": r.agent, "target": r.target, "system": r.system,
-            "status": r.status.value, "units_wanted": r.units_wanted,
-            "units_acquired": r.units_acquired, "credits_spent": r.credits_spent,
-            "created_at": r.created_at.isoformat(), "error": r.error} for r in rows], indent=2))
+        click.echo(json.dumps([r.to_dict() for r in rows], indent=2))
         return
     if not rows:
         click.echo("no factories yet")

@@ -290,8 +290,9 @@ class Coordinator:
         if touched:
             self._save(touched)
         if f.status is FactoryStatus.ACTIVE:
-            self._assign(now)
-            self._stand_by(now)
+            imminent = self._imminent(now)
+            self._assign(now, imminent)
+            self._stand_by(imminent)
         if not f.status.finished:
             self._survey()
             self._follow()
@@ -556,8 +557,7 @@ class Coordinator:
                                    self.rewatch.get(key),
                                    min(t.waiting_since or now for t in tasks)) if t)
             st = known.get(key)
-            landed = max((t.finished_at for t in st.feeds if t.units_delivered
-                          and t.finished_at), default=None) if st else None
+            landed = st.last_landed if st else None
             looked = self.blind.get(key, 0)
             wait = self.settings.blind_check_after * 2 ** min(looked, 5)
             if landed is not None and landed >= seen - timedelta(seconds=wait):
@@ -590,7 +590,7 @@ class Coordinator:
 
     # --- ships ---------------------------------------------------------------------------------
 
-    def _assign(self, now: datetime, rounds: int = 3) -> None:
+    def _assign(self, now: datetime, imminent: dict[str, str], rounds: int = 3) -> None:
         f = self.factory
         ready = f.ready(now)
         if not ready:
@@ -603,7 +603,6 @@ class Coordinator:
         times = self._travel_times()
         destinations = {t.id: self._destination(t) for t in ready}
         busy = Counter(t.source for t in f.running() if t.to_buy)
-        imminent = self._imminent(now)
         standby = scheduling.stand_by(imminent.values(), ships, times,
                                       self.settings.answer_wait) if imminent else {}
         plan = scheduling.assign(ready, ships, times, destinations, busy_sources=busy,
@@ -626,7 +625,7 @@ class Coordinator:
             refused |= not self._dispatch(choice.ship, self._job(task, choice.ship))
             running += 1
         if refused and rounds > 1:
-            self._assign(now, rounds - 1)  # a benched ship gave its task back
+            self._assign(now, imminent, rounds - 1)  # a benched ship gave its task back
         elif len(plan) < len(ready):
             self._note_no_ship(ready, {c.task.id for c in plan}, now)
 
@@ -641,16 +640,15 @@ class Coordinator:
             st = stations.get(key)
             if st is None or key in answered:
                 continue
-            landed = max((t.finished_at for t in st.feeds if t.units_delivered
-                          and t.finished_at), default=None)
+            landed = st.last_landed
             if landed is not None and (now - landed).total_seconds() <= self.settings.answer_wait:
                 out[key] = st.waypoint
         return out
 
-    def _stand_by(self, now: datetime) -> None:
-        """Send an idle hauler to wait at each exporter about to have output, so that the
-        collect starts the moment the supply answers (and the ship there can watch it)."""
-        imminent = self._imminent(now)
+    def _stand_by(self, imminent: dict[str, str]) -> None:
+        """Send an idle hauler to wait at each exporter about to have output (`imminent`),
+        so that the collect starts the moment the supply answers (the ship there watches
+        it)."""
         if not imminent:
             return
         ships = [v for v in self._idle_haulers() if not v.free_in]

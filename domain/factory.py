@@ -259,6 +259,12 @@ class Station:
         """When the first feed was decided."""
         return min((t.created_at for t in self.feeds if t.created_at), default=None)
 
+    @property
+    def last_landed(self) -> datetime | None:
+        """When a feed last delivered to the exporter."""
+        return max((t.finished_at for t in self.feeds if t.units_delivered and t.finished_at),
+                   default=None)
+
 
 @dataclass
 class Factory:

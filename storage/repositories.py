@@ -88,6 +88,14 @@ class FactorySummary:
     stop_requested: bool
     error: str | None
 
+    def to_dict(self) -> dict:
+        """What `list --json` and the dashboard show of a factory."""
+        return {"id": self.id, "agent": self.agent, "target": self.target,
+                "system": self.system, "status": self.status.value,
+                "units_wanted": self.units_wanted, "units_acquired": self.units_acquired,
+                "credits_spent": self.credits_spent, "created_at": self.created_at.isoformat(),
+                "error": self.error}
+
 
 class FactoryRepository:
     def __init__(self, db: peewee.Database):

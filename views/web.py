@@ -50,11 +50,7 @@ def create_app(storage: Storage, clock: Callable[[], datetime] = lambda: datetim
 
     @app.get("/api/factories")
     def factories():
-        return jsonify([{
-            "id": r.id, "agent": r.agent, "target": r.target, "system": r.system,
-            "status": r.status.value, "units_wanted": r.units_wanted,
-            "units_acquired": r.units_acquired, "credits_spent": r.credits_spent,
-            "created_at": r.created_at.isoformat()} for r in storage.factories.list()])
+        return jsonify([r.to_dict() for r in storage.factories.list()])
 
     @app.get("/api/factories/<factory_id>")
     def factory(factory_id: str):
