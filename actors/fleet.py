@@ -61,7 +61,9 @@ class Fleet:
             if old is not None:
                 info = replace(info, busy=old.busy)
             self._ships[ship.symbol] = info
-        self._moved(ship.symbol, ship.nav, ship.role)
+        if old is None or (old.waypoint, old.status, old.arrival) != (
+                info.waypoint, info.status, info.arrival):  # fleet reads repeat: write moves
+            self._moved(ship.symbol, ship.nav, ship.role)
         return info
 
     def moved(self, symbol: str, nav: Nav) -> None:
@@ -127,10 +129,6 @@ class Wallet:
     def credits(self) -> int | None:
         with self._lock:
             return self._credits
-
-    def set(self, credits: int) -> None:
-        with self._lock:
-            self._credits = credits
 
     def affordable(self, price: int, reserve: int) -> int:
         """Units at `price` that can be bought without dipping below `reserve`."""

@@ -218,11 +218,11 @@ def test_the_ceiling_stops_the_buying(rig):
 
 
 def test_out_of_credits_is_fatal(rig):
-    rig.wallet.set(10)
+    rig.wallet.apply(10)
     result = rig.worker.run(rig.trade(reserve=0))
     assert isinstance(result, JobFailed) and result.fatal
     assert result.error.startswith("not enough credits: 10 left")
-    rig.wallet.set(10_000_000)  # the server disagrees with the wallet: 4600
+    rig.wallet.apply(10_000_000)  # the server disagrees with the wallet: 4600
     rig.game.agents["WORKER"].credits = 10
     result = rig.worker.run(rig.trade())
     assert isinstance(result, JobFailed) and result.fatal and "4600" in result.error

@@ -21,7 +21,7 @@ from domain.enums import SupplyLevel
 from domain.factory import DeliverKind, Factory
 from domain.report import render_status, status_dict
 from storage.models import LedgerEntry, MarketHistory, ShipPosition, WaypointRow
-from storage.repositories import Storage
+from storage.repositories import Storage, from_db
 from views.metrics import DatabaseCollector
 
 STATIC = Path(__file__).with_name("static")
@@ -95,15 +95,15 @@ def map_data(f: Factory, now: datetime) -> dict:
             continue
         x, y, progress = there.x, there.y, 1.0
         if s.status == "IN_TRANSIT" and here is not None and s.departure and s.arrival:
-            total = (_utc(s.arrival) - _utc(s.departure)).total_seconds()
-            done = (now - _utc(s.departure)).total_seconds()
+            total = (from_db(s.arrival) - from_db(s.departure)).total_seconds()
+            done = (now - from_db(s.departure)).total_seconds()
             progress = min(1.0, max(0.0, done / total)) if total > 0 else 1.0
             x = here.x + (there.x - here.x) * progress
             y = here.y + (there.y - here.y) * progress
         ships.append({"ship": s.ship, "role": s.role, "status": s.status,
                       "waypoint": s.waypoint, "origin": s.origin, "x": x, "y": y,
                       "progress": progress,
-                      "arrival": _utc(s.arrival).isoformat() if s.arrival else None,
+                      "arrival": from_db(s.arrival).isoformat() if s.arrival else None,
                       "from": [here.x, here.y] if here is not None else None,
                       "to": [there.x, there.y]})
     markets = tree_markets(f)
@@ -120,14 +120,14 @@ def chart_data(f: Factory, agent: str) -> dict:
     entries = list(LedgerEntry.select().where(
         LedgerEntry.agent == agent, LedgerEntry.state == "CONFIRMED").order_by(
         LedgerEntry.confirmed_at))
-    credits = [[_utc(e.confirmed_at).isoformat(), e.credits_after] for e in entries
+    credits = [[from_db(e.confirmed_at).isoformat(), e.credits_after] for e in entries
                if e.credits_after is not None and e.confirmed_at
-               and _utc(e.confirmed_at) >= _utc(f.created_at)]
-    units, total = [[_utc(f.created_at).isoformat(), f.held_at_start]], f.held_at_start
+               and from_db(e.confirmed_at) >= from_db(f.created_at)]
+    units, total = [[from_db(f.created_at).isoformat(), f.held_at_start]], f.held_at_start
     for e in entries:
         if e.factory == f.id and e.good == f.target and e.kind == _acquiring(f) and e.confirmed_at:
             total += e.units
-            units.append([_utc(e.confirmed_at).isoformat(), total])
+            units.append([from_db(e.confirmed_at).isoformat(), total])
     watched = sorted({(n.waypoint, n.good) for n in (f.plan.flatten() if f.plan else [])
                       if n.waypoint} | {(t.source, t.good) for t in f.tasks.values()})
     since = f.created_at
@@ -136,7 +136,7 @@ def chart_data(f: Factory, agent: str) -> dict:
         rows = MarketHistory.select().where(
             MarketHistory.waypoint == waypoint, MarketHistory.good == good,
             MarketHistory.observed_at >= since).order_by(MarketHistory.observed_at)
-        points = [[_utc(r.observed_at).isoformat(), LEVELS.get(r.supply), r.purchase_price]
+        points = [[from_db(r.observed_at).isoformat(), LEVELS.get(r.supply), r.purchase_price]
                   for r in rows]
         if points:
             markets.append({"good": good, "waypoint": waypoint, "points": points})
@@ -147,10 +147,6 @@ def chart_data(f: Factory, agent: str) -> dict:
 def _acquiring(f: Factory) -> str:
     return {DeliverKind.CONSTRUCTION: "SUPPLY", DeliverKind.CONTRACT: "DELIVER",
             DeliverKind.SELL: "SELL"}.get(f.destination.kind, "PURCHASE")
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def serve(storage: Storage, host: str, port: int) -> None:  # pragma: no cover - blocks
