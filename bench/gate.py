@@ -37,7 +37,7 @@ from actors.service import Order, Service
 from api.client import Client
 from api.ratelimit import RateLimiter
 from bench.common import ROOT, machine, table
-from bench.production import scaled
+from bench.production import outright, scaled
 from domain.enums import SupplyLevel, TradeType
 from domain.factory import Destination, FactoryStatus
 from sim.economy import BANDS, ECONOMIES
@@ -63,11 +63,6 @@ def throughput_bound(game, good: str, units: int) -> float:
         rate += economy.production_rate(stock.activity) * stock.scale / economy.tick_seconds
         start += max(0.0, stock.stock - BUYABLE_ABOVE * stock.scale)
     return max(0.0, units - start) / rate if rate else float("inf")
-
-
-def outright(game, good: str) -> int | None:
-    return min((s.purchase_price for m in game.universe.markets.values()
-                if (s := m.goods.get(good)) and s.type is not TradeType.IMPORT), default=None)
 
 
 def buy_haulers(client: Client, yard: str, count: int) -> None:
@@ -141,7 +136,8 @@ def main() -> None:
         print(f"  {haulers} haulers: {'ok' if r['ok'] else 'FAILED'} in {r['makespan']:.0f} "
               f"game s, {time.monotonic() - started:.0f} s", file=sys.stderr)
         rows.append([r["haulers"], f"{r['makespan']:,.0f}" + ("" if r["ok"] else " FAILED"),
-                     f"{r['bound']:,.0f}", f"{r['makespan'] / r['bound']:.2f}",
+                     f"{r['bound']:,.0f}",
+                     f"{r['makespan'] / r['bound']:.2f}" if r["bound"] else "-",
                      ", ".join(f"{n} {g}" for g, n in r["supplied"].items()),
                      r["requests"], r["market reads"],
                      f"{r['net'] / r['units']:,.0f}" if r["units"] else "-",

@@ -64,6 +64,12 @@ def scaled(scale: float) -> Settings:
                     retry_backoff=d.retry_backoff / scale, warn_after=d.warn_after / scale)
 
 
+def outright(game, good: str) -> int | None:
+    """The cheapest seller's purchase price at the start (None: nobody sells it)."""
+    return min((s.purchase_price for m in game.universe.markets.values()
+                if (s := m.goods.get(good)) and s.type is not TradeType.IMPORT), default=None)
+
+
 def views(client: Client) -> list[ShipView]:
     return [ShipView(s.symbol, s.nav.waypoint, s.speed, s.fuel.current, s.fuel.capacity,
                      s.cargo.capacity, s.cargo.capacity - s.cargo.units)
@@ -93,9 +99,7 @@ def run(target: str, haulers: int, opts) -> dict:
     surveyed, known = bounds.best(target, survey=True), bounds.best(target, survey=False)
     minimum = bounds.minimum_requests(surveyed.plan, pages(len(fleet)),
                                       pages(len(game.places)))
-    outright = min((s.purchase_price for m in game.universe.markets.values()
-                    if (s := m.goods.get(target)) and s.type is not TradeType.IMPORT),
-                   default=None)
+    cheapest = outright(game, target)
 
     storage = Storage(open_database(str(Path(tempfile.mkdtemp()) / "bench.db")))
     service = Service(client, storage, chain, scaled(opts.time_scale))
@@ -121,7 +125,7 @@ def run(target: str, haulers: int, opts) -> dict:
             "gross": sum(e.total for e in entries if e.kind not in ("SELL", "REFUEL")),
             "fuel": sum(e.total for e in entries if e.kind == "REFUEL"),
             "revenue": sum(e.total for e in entries if e.kind == "SELL"),
-            "net": factory.credits_spent, "outright": outright,
+            "net": factory.credits_spent, "outright": cheapest,
             "depth": depth(surveyed.plan), "plan": surveyed.plan}
 
 
