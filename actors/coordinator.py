@@ -668,6 +668,7 @@ class Coordinator:
         places = self.book.places(self.factory.system)
         if self._times is None or self._times.places is not places:
             self._times = scheduling.TravelTimes(places)
+        self._times.pace = self.fleet.pace  # seconds on the clock ships land by
         return self._times
 
     def _destination(self, task: Task) -> str | None:

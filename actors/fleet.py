@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from api.models import Cargo, Nav, Ship
+from domain.navigation import Pace
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class Fleet:
         self._lock = threading.Lock()
         self._ships: dict[str, ShipInfo] = {}
         self._on_move = on_move
+        self._pace = Pace()
 
     def _moved(self, symbol: str, nav: Nav, role: str | None) -> None:
         if self._on_move is not None:
@@ -73,6 +75,17 @@ class Fleet:
                 self._ships[symbol] = replace(info, waypoint=nav.waypoint,
                                               status=nav.status, arrival=nav.arrival)
         self._moved(symbol, nav, info.role if info else None)
+
+    def flew(self, predicted: float, observed: float) -> None:
+        """A flight the formula put at `predicted` seconds took `observed` by the server's
+        departure and arrival times."""
+        with self._lock:
+            self._pace.observe(predicted, observed)
+
+    @property
+    def pace(self) -> float:
+        with self._lock:
+            return self._pace.factor
 
     def fuelled(self, symbol: str, fuel: int) -> None:
         with self._lock:

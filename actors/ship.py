@@ -48,10 +48,11 @@ from api.errors import (
 )
 from api.models import Cargo, Fuel, MarketReading, Nav, Ship, Transaction
 from api.ratelimit import Priority
+from domain.enums import FlightMode
 from domain.errors import NoRouteError
 from domain.factory import DeliverKind
 from domain.markets import Quote, system_of
-from domain.navigation import plan_route, refuel_market_units
+from domain.navigation import distance, plan_route, refuel_market_units, travel_seconds
 from storage.repositories import Storage
 
 REFUEL_BELOW = 0.5  # top up when docked at a fuel market below this share of the tank
@@ -260,10 +261,24 @@ class ShipWorker:
                 continue
             self._set_nav(nav)
             self._set_fuel(fuel)
+            self._time_flight(nav)
             self.log.info("ship.navigate", destination=destination,
                           arrival=nav.arrival.isoformat() if nav.arrival else None)
             return
         raise ApiError(f"{self.symbol} could not set off for {destination}")
+
+    def _time_flight(self, nav: Nav) -> None:
+        """Tell the fleet how long this leg takes against the formula (its pace)."""
+        places = self.book.places(nav.system)
+        a, b = places.get(nav.origin), places.get(nav.waypoint)
+        if a is None or b is None or nav.departure is None or nav.arrival is None:
+            return
+        try:
+            mode = FlightMode(nav.flight_mode)
+        except ValueError:
+            return
+        predicted = travel_seconds(distance(a, b), self._speed(), mode)
+        self.fleet.flew(predicted, (nav.arrival - nav.departure).total_seconds())
 
     def _wait_arrival(self) -> None:
         now = self.clock()

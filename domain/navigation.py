@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import heapq
 import math
+import statistics
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -36,6 +38,24 @@ class Place:
 
 def distance(a: Place, b: Place) -> float:
     return math.hypot(b.x - a.x, b.y - a.y)
+
+
+class Pace:
+    """How long flights really take, as a multiple of the formula's seconds.
+
+    The formula is the game's, but the clock it runs on is not ours to assume (a server
+    may run faster than real time, or round differently): the scheduler weighs flight
+    times against the wall clock (ships landing, polls, waits), so it learns the ratio
+    from the flights it sees, the median of the last `window`, 1 until the first."""
+
+    def __init__(self, window: int = 16):
+        self._ratios: deque[float] = deque(maxlen=window)
+        self.factor = 1.0
+
+    def observe(self, predicted: float, observed: float) -> None:
+        if predicted > 0 and observed > 0:
+            self._ratios.append(observed / predicted)
+            self.factor = statistics.median(self._ratios)
 
 
 def travel_seconds(dist: float, speed: int, mode: FlightMode = FlightMode.CRUISE) -> int:

@@ -42,10 +42,13 @@ class ShipView:
 
 
 class TravelTimes:
-    """Flight times with refuel stops, memoised (positions and fuel markets never move)."""
+    """Flight times with refuel stops, memoised (positions and fuel markets never move),
+    in the formula's seconds times `pace` (the observed ratio to the wall clock, see
+    `navigation.Pace`), so that they add up with ships' landing times and waits."""
 
-    def __init__(self, places: Mapping[str, Place]):
+    def __init__(self, places: Mapping[str, Place], pace: float = 1.0):
         self.places = places
+        self.pace = pace
         self._memo: dict[tuple, float] = {}
 
     def seconds(self, origin: str, destination: str, speed: int, fuel: int,
@@ -57,7 +60,7 @@ class TravelTimes:
             return UNREACHABLE
         d = distance(a, b)
         if capacity == 0 or fuel_cost(d, fuel_capacity=capacity) <= fuel:
-            return float(travel_seconds(d, max(1, speed)))
+            return travel_seconds(d, max(1, speed)) * self.pace
         key = (origin, destination, speed, capacity, fuel)
         if key not in self._memo:
             try:
@@ -66,7 +69,8 @@ class TravelTimes:
                                                    speed=max(1, speed)).seconds)
             except NoRouteError:
                 self._memo[key] = UNREACHABLE
-        return self._memo[key]
+        found = self._memo[key]
+        return found if found >= UNREACHABLE else found * self.pace
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from domain.enums import FlightMode
 from domain.errors import NoRouteError
 from domain.navigation import (
+    Pace,
     Place,
     distance,
     fuel_cost,
@@ -121,3 +122,19 @@ def test_routes_never_exceed_the_tank(xs, capacity, data):
         assert leg.fuel <= tank
         tank -= leg.fuel
     assert route.legs[-1].destination == goal
+
+
+def test_the_pace_is_the_median_of_recent_flights_and_one_until_the_first():
+    pace = Pace(window=3)
+    assert pace.factor == 1.0
+    pace.observe(100, 1)
+    assert pace.factor == 0.01
+    pace.observe(100, 0)  # nonsense (an instant arrival) is not learnt
+    pace.observe(0, 5)
+    assert pace.factor == 0.01
+    pace.observe(100, 50)  # one odd flight does not swing the median
+    pace.observe(100, 2)
+    assert pace.factor == 0.02
+    pace.observe(100, 3)
+    pace.observe(100, 3)  # the window forgets the oldest
+    assert pace.factor == 0.03

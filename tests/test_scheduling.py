@@ -3,6 +3,8 @@
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from domain.enums import Acquisition
 from domain.factory import Destination, Factory
 from domain.navigation import Place
@@ -135,3 +137,11 @@ def test_travel_times_include_fuel_stops_and_unknown_places():
     assert times.seconds("A", "NOWHERE", 15, 600, 600) >= 10**9
     assert times.seconds("A", "E", 15, 0, 0) == direct, "probes fly free"
     assert timedelta(seconds=direct) < timedelta(hours=1)
+
+
+def test_travel_times_run_at_the_observed_pace():
+    times = TravelTimes(PLACES)
+    direct = times.seconds("A", "E", 15, 600, 600)
+    times.pace = 0.01  # a server 100 times faster than the formula
+    assert times.seconds("A", "E", 15, 600, 600) == pytest.approx(direct / 100)
+    assert times.seconds("A", "NOWHERE", 15, 600, 600) >= 10**9, "unreachable stays so"

@@ -263,6 +263,15 @@ def test_a_visit_reads_the_market_there(rig):
     assert rig.book.latest(target).has_quotes
 
 
+def test_flights_teach_the_fleet_the_servers_pace(rig):
+    """This server runs 500 times faster than the formula's seconds: the fleet learns so
+    from the departure and arrival times it answers with."""
+    assert rig.fleet.pace == 1.0
+    target = next(w for w in rig.sellers("IRON_ORE") if w != rig.fleet.get(rig.ship).waypoint)
+    assert isinstance(rig.worker.run(Job(JobKind.VISIT, target, "f")), JobDone)
+    assert rig.fleet.pace == pytest.approx(1 / 500, rel=0.2)
+
+
 def test_a_refuel_stop_is_made_when_the_tank_is_short(rig):
     rig.game.ships[rig.ship].fuel = 5
     job = rig.trade(destination=None)
