@@ -109,6 +109,7 @@ class Coordinator:
         self.rewatch: dict[str, datetime] = {}  # station -> only readings after this count
         self.blind: dict[str, int] = {}  # station -> looks since its last signal or feed
         self.looks: dict[str, str] = {}  # waypoint -> station an idle ship should read now
+        self.standing_by: set[str] = set()  # idle haulers kept at an exporter about to answer
         self.followed: frozenset[str] = frozenset()
         self.benched: set[str] = set()
         self.warned: dict[str, datetime] = {}
@@ -289,6 +290,7 @@ class Coordinator:
             self.markets_changed = False
         if touched:
             self._save(touched)
+        self.standing_by = set()
         if f.status is FactoryStatus.ACTIVE:
             imminent = self._imminent(now)
             self._assign(now, imminent)
@@ -540,8 +542,9 @@ class Coordinator:
         """Stations nobody watches that an idle ship should read now (waypoint -> station).
 
         A look is due some time after one of our feeds landed there (then production may
-        have answered), or, failing that, now and then in case the exporter recovered on
-        its own; each look without an answer doubles the wait, a feed starts it over."""
+        have answered), or, while no lot is on its way there and the tree is decided, now
+        and then in case the exporter recovered on its own; each look without an answer
+        doubles the wait, a feed starts it over."""
         f = self.factory
         if f.status is not FactoryStatus.ACTIVE:
             return {}
@@ -562,6 +565,8 @@ class Coordinator:
             wait = self.settings.blind_check_after * 2 ** min(looked, 5)
             if landed is not None and landed >= seen - timedelta(seconds=wait):
                 due = max(landed, seen) + timedelta(seconds=wait)  # fed: give it time
+            elif (st is not None and st.feeding) or f.plan is None or f.plan.pending:
+                continue  # a lot is on its way, or its inputs are still being decided
             else:
                 due = seen + timedelta(seconds=8 * wait)  # on its own: rarely
             if now >= due:
@@ -654,6 +659,7 @@ class Coordinator:
         ships = [v for v in self._idle_haulers() if not v.free_in]
         chosen = scheduling.stand_by(imminent.values(), ships, self._travel_times(),
                                      self.settings.answer_wait)
+        self.standing_by = set(chosen)  # the survey must not send them elsewhere
         for ship, (waypoint, seconds) in chosen.items():
             if self.fleet.get(ship).waypoint == waypoint or waypoint in self.visits:
                 continue
@@ -776,7 +782,8 @@ class Coordinator:
         parked = set(self.parked.values())
         visiting = {ship: waypoint for waypoint, ship in self.visits.items()}
         for s in self.fleet.all():
-            if s.lost or not self.allowed(s) or s.symbol in parked or s.symbol in self.benched:
+            if s.lost or not self.allowed(s) or s.symbol in parked or s.symbol in self.benched \
+                    or s.symbol in self.standing_by:
                 continue
             view = scheduling.ShipView(s.symbol, s.waypoint, s.speed, s.fuel,
                                        s.fuel_capacity, s.cargo_capacity, s.cargo_free)

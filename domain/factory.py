@@ -244,6 +244,11 @@ class Station:
     def open(self) -> bool:
         return any(not t.finished for t in self.collects)
 
+    @property
+    def feeding(self) -> bool:
+        """A lot of inputs is still on its way (its landing is the time to look)."""
+        return any(not t.finished for t in self.feeds)
+
     def feeds_of(self, good: str) -> list[Task]:
         return [t for t in self.feeds if t.good == good]
 

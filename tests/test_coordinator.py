@@ -461,3 +461,35 @@ def test_a_second_lot_at_one_exporter_waits_until_the_first_ship_has_bought(tmp_
     rig.c.handle(replace(seen, observed_at=rig.clock()))
     assert second.state is not TaskState.WAITING, "a batch after the first one's"
     rig.storage.close()
+
+
+def test_a_ship_standing_by_where_output_is_due_is_not_sent_to_look_elsewhere(rig):
+    rig.c.settings = Settings(blind_check_after=60, answer_wait=180)
+    rig.fleet.mark_lost("P-1")  # no probe: idle haulers look
+    rig.c.start()
+    [(_, fertilizers)] = rig.jobs()
+    rig.c.handle(SupplySeen("FABRICS@X1-T-B", "X1-T-B", "FABRICS", SupplyLevel.MODERATE,
+                            rig.clock()))
+    fabrics = next(t for t in rig.f.tasks.values() if t.good == "FABRICS")
+    _, fjob = next((s, j) for s, j in rig.jobs() if j.task == fabrics.id)
+    rig.done(fabrics.ship, fjob, bought=40, delivered=40)  # FABRICS landed at E
+    rig.fleet.take("S-1")  # busy elsewhere from now on
+    rig.fleet.moved("S-2", Nav("X1-T", "X1-T-B", "DOCKED", "CRUISE", "X1-T-F", None, None))
+    rig.see(B_SATURATED)
+    rig.done("S-2", fertilizers, bought=40, delivered=40)  # and FERTILIZERS at B
+    rig.clock.advance(61)
+    rig.c.tick()
+    assert [(s, j.source) for s, j in rig.jobs(JobKind.VISIT)] == [], (
+        "S-2 stands by at B, whose output is due, though E's look is due too")
+    rig.clock.advance(180)  # B had its time to answer: S-2 is free to look
+    rig.c.tick()
+    assert [(s, j.source) for s, j in rig.jobs(JobKind.VISIT)] == [("S-2", "X1-T-E")]
+
+
+def test_no_look_goes_to_an_exporter_whose_inputs_are_on_their_way(rig):
+    rig.c.settings = Settings(blind_check_after=60)
+    rig.fleet.mark_lost("P-1")
+    rig.c.start()  # S-2 carries FERTILIZERS to B; nobody watches B or E
+    rig.clock.advance(60 * 8 * 4)  # long past the "recovered on its own" look
+    rig.c.tick()
+    assert rig.jobs(JobKind.VISIT) == [], "the feeds' landing is the time to look"
