@@ -9,6 +9,7 @@ from domain.errors import NoRouteError
 from domain.navigation import (
     Pace,
     Place,
+    _cheapest_leg,
     distance,
     fuel_cost,
     plan_route,
@@ -138,3 +139,42 @@ def test_the_pace_is_the_median_of_recent_flights_and_one_until_the_first():
     pace.observe(100, 3)
     pace.observe(100, 3)  # the window forgets the oldest
     assert pace.factor == 0.03
+
+
+def _fastest_by_brute_force(places, start, goal, fuel, capacity, speed):
+    """Every sequence of distinct stops, tried: the oracle for the A* search."""
+    stops = [s for s, p in places.items() if p.sells_fuel and s not in (start, goal)]
+    best = None
+
+    def walk(here, left, seconds, seen):
+        nonlocal best
+        for there in [goal, *(s for s in stops if s not in seen)]:
+            leg = _cheapest_leg(places[here], places[there], FlightMode.CRUISE, capacity,
+                                speed, left, places[here].sells_fuel)
+            if leg is None:
+                continue
+            total = seconds + leg[0].seconds
+            if there == goal:
+                best = total if best is None else min(best, total)
+            else:
+                walk(there, leg[1], total, seen | {there})
+
+    walk(start, fuel, 0, {start})
+    return best
+
+
+@given(st.lists(st.tuples(st.integers(-600, 600), st.integers(-600, 600)), min_size=2,
+                max_size=6, unique=True), st.integers(40, 400), st.data())
+def test_the_route_search_finds_the_fastest_route(points, capacity, data):
+    places = {f"W{i}": Place(f"W{i}", x, y, data.draw(st.booleans()))
+              for i, (x, y) in enumerate(points)}
+    start, goal = "W0", f"W{len(points) - 1}"
+    fuel = data.draw(st.integers(0, capacity))
+    speed = data.draw(st.sampled_from([1, 3, 10, 30]))
+    fastest = _fastest_by_brute_force(places, start, goal, fuel, capacity, speed)
+    if fastest is None:
+        with pytest.raises(NoRouteError):
+            plan_route(places, start, goal, fuel=fuel, fuel_capacity=capacity, speed=speed)
+        return
+    route = plan_route(places, start, goal, fuel=fuel, fuel_capacity=capacity, speed=speed)
+    assert route.seconds == fastest
