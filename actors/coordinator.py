@@ -110,6 +110,9 @@ class Coordinator:
         self.blind: dict[str, int] = {}  # station -> looks since its last signal or feed
         self.looks: dict[str, str] = {}  # waypoint -> station an idle ship should read now
         self.standing_by: set[str] = set()  # idle haulers kept at an exporter about to answer
+        self.next_look: datetime | None = None  # when the next look falls due
+        self.wake_at: datetime | None = None  # a tick passes until then unless something moved
+        self.fleet_seen = -1  # the fleet's version at the last pass
         self.followed: frozenset[str] = frozenset()
         self.benched: set[str] = set()
         self.warned: dict[str, datetime] = {}
@@ -120,7 +123,6 @@ class Coordinator:
         self.markets_changed = True
         self.needs_reload = False  # the database failed mid-change: read it again first
         self.finished = False
-        self._times: scheduling.TravelTimes | None = None
         self.log = log.bind(factory=factory_id)
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -163,6 +165,7 @@ class Coordinator:
         self.watched.clear()
         self.markets_changed = True
         self.needs_reload = False
+        self.wake_at = None  # a pass on the next tick
         if not self.factory.status.finished:
             self._resume_running()
 
@@ -201,8 +204,30 @@ class Coordinator:
         now = self.clock()
         if self._heartbeat(now):
             return
+        if not self._due(now):
+            return  # nothing happened and nothing falls due: no pass
         self._check_waits(now)
         self._advance(now)
+
+    def _due(self, now: datetime) -> bool:
+        """A tick makes a pass only if a ship changed (ours or another factory's) or
+        something falls due; every message makes one anyway."""
+        return self.fleet.version != self.fleet_seen or self.wake_at is None or \
+            now >= self.wake_at
+
+    def _next_pass(self, now: datetime) -> datetime:
+        """When a pass is due though no message comes: a back-off ends, a fed exporter's
+        time to answer runs out, a look falls due, or `recheck` has gone by."""
+        f = self.factory
+        answer = timedelta(seconds=self.settings.answer_wait)
+        due = [now + timedelta(seconds=self.settings.recheck)]
+        due += [t.not_before for t in f.tasks.values()
+                if t.state is TaskState.READY and t.not_before and t.not_before > now]
+        due += [st.last_landed + answer for st in f.stations().values()
+                if st.last_landed and st.last_landed + answer > now]
+        if self.next_look is not None:
+            due.append(self.next_look)
+        return min(due)
 
     def handle(self, message: object) -> None:
         if isinstance(message, Tick):
@@ -261,6 +286,7 @@ class Coordinator:
         if self.finished or self.runner.stopping():
             return  # the process is stopping: no new work, everything stays resumable
         f = self.factory
+        fleet_version = self.fleet.version
         touched: list[Task] = []
         try:
             if f.status is FactoryStatus.PENDING:
@@ -299,6 +325,8 @@ class Coordinator:
             self._survey()
             self._follow()
         self._finish_if_done(now)
+        self.fleet_seen = fleet_version
+        self.wake_at = self._next_pass(now)
 
     def _planner(self, now: datetime, fresh: bool = False) -> Planner:
         f = self.factory
@@ -546,6 +574,7 @@ class Coordinator:
         and then in case the exporter recovered on its own; each look without an answer
         doubles the wait, a feed starts it over."""
         f = self.factory
+        self.next_look = None
         if f.status is not FactoryStatus.ACTIVE:
             return {}
         out = {}
@@ -571,6 +600,8 @@ class Coordinator:
                 due = seen + timedelta(seconds=8 * wait)  # on its own: rarely
             if now >= due:
                 out[waypoint] = key
+            elif self.next_look is None or due < self.next_look:
+                self.next_look = due
         return out
 
     def _release_probes(self, needed: set[str]) -> None:
@@ -670,12 +701,10 @@ class Coordinator:
             self.log.info("ship.standby", ship=ship, waypoint=waypoint, eta=round(seconds))
 
     def _travel_times(self) -> scheduling.TravelTimes:
-        """Flight times in the factory's system (memoised while its map stays the same)."""
-        places = self.book.places(self.factory.system)
-        if self._times is None or self._times.places is not places:
-            self._times = scheduling.TravelTimes(places)
-        self._times.pace = self.fleet.pace  # seconds on the clock ships land by
-        return self._times
+        """Flight times in the factory's system, shared with the other factories."""
+        times = self.book.travel_times(self.factory.system)
+        times.pace = self.fleet.pace  # seconds on the clock ships land by
+        return times
 
     def _destination(self, task: Task) -> str | None:
         if task.purpose is TaskPurpose.FEED:

@@ -49,6 +49,7 @@ class Fleet:
         self._ships: dict[str, ShipInfo] = {}
         self._on_move = on_move
         self._pace = Pace()
+        self.version = 0  # counts changes: a coordinator that saw this one has nothing new
 
     def _moved(self, symbol: str, nav: Nav, role: str | None) -> None:
         if self._on_move is not None:
@@ -62,6 +63,8 @@ class Fleet:
             old = self._ships.get(ship.symbol)
             if old is not None:
                 info = replace(info, busy=old.busy)
+            if info != old:
+                self.version += 1
             self._ships[ship.symbol] = info
         if old is None or (old.waypoint, old.status, old.arrival) != (
                 info.waypoint, info.status, info.arrival):  # fleet reads repeat: write moves
@@ -74,6 +77,7 @@ class Fleet:
             if info is not None:
                 self._ships[symbol] = replace(info, waypoint=nav.waypoint,
                                               status=nav.status, arrival=nav.arrival)
+                self.version += 1
         self._moved(symbol, nav, info.role if info else None)
 
     def flew(self, predicted: float, observed: float) -> None:
@@ -96,6 +100,7 @@ class Fleet:
         with self._lock:
             if symbol in self._ships:
                 self._ships[symbol] = replace(self._ships[symbol], cargo_free=cargo.free)
+                self.version += 1
 
     def get(self, symbol: str) -> ShipInfo | None:
         with self._lock:
@@ -112,17 +117,20 @@ class Fleet:
             if info is None or info.busy or info.lost:
                 return False
             self._ships[symbol] = replace(info, busy=True)
+            self.version += 1
             return True
 
     def free(self, symbol: str) -> None:
         with self._lock:
             if symbol in self._ships:
                 self._ships[symbol] = replace(self._ships[symbol], busy=False)
+                self.version += 1
 
     def mark_lost(self, symbol: str) -> None:
         with self._lock:
             if symbol in self._ships:
                 self._ships[symbol] = replace(self._ships[symbol], lost=True, busy=False)
+                self.version += 1
 
     def present_at(self, waypoint: str, now: datetime) -> bool:
         with self._lock:

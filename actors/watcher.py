@@ -39,6 +39,7 @@ from api.models import MarketReading
 from api.ratelimit import Priority
 from domain.markets import MarketSnapshot
 from domain.navigation import Place
+from domain.scheduling import TravelTimes
 from storage.repositories import Storage
 
 log = structlog.get_logger("watcher")
@@ -53,6 +54,7 @@ class MarketBook:
         self._lock = threading.Lock()
         self._latest: dict[str, MarketSnapshot] = {}
         self._places: dict[str, dict[str, Place]] = {}
+        self._times: dict[str, TravelTimes] = {}
         self._listeners: list[Callable[[MarketSnapshot], None]] = []
         self.reads = 0
 
@@ -107,6 +109,16 @@ class MarketBook:
     def places(self, system: str) -> dict[str, Place]:
         with self._lock:
             return self._places.get(system, {})
+
+    def travel_times(self, system: str) -> TravelTimes:
+        """Flight times in a system, memoised once for every factory of the process (ten
+        factories ask about the same ships on the same map)."""
+        with self._lock:
+            places = self._places.get(system, {})
+            times = self._times.get(system)
+            if times is None or times.places is not places:
+                times = self._times[system] = TravelTimes(places)
+            return times
 
 
 @dataclass

@@ -57,7 +57,7 @@ def scaled(scale: float) -> Settings:
     """The bot's real-time cadences, as game time at this time scale."""
     d = Settings()
     return Settings(poll_initial=d.poll_initial / scale, poll_settled=d.poll_settled / scale,
-                    tick=max(0.02, d.tick / scale),
+                    tick=max(0.02, d.tick / scale), recheck=d.recheck / scale,
                     blind_check_after=d.blind_check_after / scale,
                     answer_wait=d.answer_wait / scale,
                     not_ready_backoff=d.not_ready_backoff / scale,

@@ -493,3 +493,31 @@ def test_no_look_goes_to_an_exporter_whose_inputs_are_on_their_way(rig):
     rig.clock.advance(60 * 8 * 4)  # long past the "recovered on its own" look
     rig.c.tick()
     assert rig.jobs(JobKind.VISIT) == [], "the feeds' landing is the time to look"
+
+
+def test_a_tick_makes_a_pass_only_when_something_moved_or_fell_due(rig):
+    rig.c.settings = Settings(recheck=1000, not_ready_backoff=10, heartbeat_every=10_000)
+    rig.c.start()
+    passes = []
+    advance = rig.c._advance
+    rig.c._advance = lambda now: (passes.append(now), advance(now))
+    [(ship, job)] = rig.jobs()
+    rig.fleet.free(ship)
+    rig.c.handle(JobNotReady(ship, job, "price above the ceiling"))  # a message: a pass
+    task = rig.f.tasks[job.task]
+    assert len(passes) == 1 and task.state is TaskState.READY
+    rig.clock.advance(5)
+    rig.c.tick()
+    assert len(passes) == 1, "nothing moved and the back-off runs for 10 s"
+    rig.clock.advance(6)
+    rig.c.tick()
+    assert len(passes) == 2 and task.state is TaskState.RUNNING, "the back-off ended"
+    rig.c.tick()
+    rig.c.tick()
+    assert len(passes) == 3, "its own dispatch moved the fleet: one pass more, then quiet"
+    rig.fleet.moved("P-1", Nav("X1-T", "X1-T-B", "IN_ORBIT", "CRUISE", "X1-T-A", None, None))
+    rig.c.tick()
+    assert len(passes) == 4, "a ship moved (another factory may have freed it)"
+    rig.clock.advance(1000)
+    rig.c.tick()
+    assert len(passes) == 5, "`recheck` went by"
