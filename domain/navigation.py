@@ -137,10 +137,10 @@ def plan_route(
     goal = places[destination]
     # A leg takes at least its distance at the mode's pace (each leg's 15 s more than
     # make up for the rounding): an estimate that never overshoots, so A* stays exact.
-    pace = min(MULTIPLIER[mode] / speed, 29.0) * 0.95
+    per_unit = min(MULTIPLIER[mode] / speed, 29.0) * 0.95
 
     def estimate(p: Place) -> float:
-        return distance(p, goal) * pace
+        return distance(p, goal) * per_unit
 
     # A* on time; a label is (estimate, tie-break, seconds, place, fuel left, legs so far).
     frontier: list[tuple[float, int, int, str, int, tuple[Leg, ...]]] = [
