@@ -1035,7 +1035,8 @@ class CoordinatorActor(pykka.ThreadingActor):
             pass
         except LeaseLost:
             self.coordinator.let_go()
-        except peewee.PeeweeException as exc:  # the runtime watches how long this lasts
+        except (peewee.OperationalError, peewee.InterfaceError) as exc:
+            # the database is away (the runtime watches how long for): reload once it is back
             self.coordinator.log.warning("coordinator.database_error", error=str(exc))
             self.coordinator.needs_reload = True
         except Exception as exc:

@@ -241,6 +241,9 @@ class FactoryRepository:
 
     @staticmethod
     def _upsert_tasks(tasks: Iterable[Task]) -> None:
+        """One row per task, however often a pass touched it (PostgreSQL refuses an
+        upsert that names a row twice)."""
+        once = {t.id: t for t in tasks}
         rows = [{
             "id": t.id, "factory": t.factory_id, "purpose": t.purpose.value,
             "kind": t.kind.value, "good": t.good, "source": t.source,
@@ -252,7 +255,7 @@ class FactoryRepository:
             "not_before": to_db(t.not_before), "waiting_since": to_db(t.waiting_since),
             "created_at": to_db(t.created_at), "started_at": to_db(t.started_at),
             "finished_at": to_db(t.finished_at), "last_error": t.last_error,
-        } for t in tasks]
+        } for t in once.values()]
         if rows:
             mutable = [f for f in TaskRow._meta.sorted_fields if f.name != "id"]
             TaskRow.insert_many(rows).on_conflict(conflict_target=[TaskRow.id],

@@ -128,6 +128,19 @@ def test_each_transition_is_saved_with_its_tasks(store):
         == (TaskState.READY, 1, "S-1", later, "4203 fuel")
 
 
+def test_a_task_touched_twice_in_one_pass_is_saved_once(store):
+    """One pass may redecide a task and then move it on: PostgreSQL refuses an upsert that
+    names one row twice, and a coordinator that cannot save stalls its factory."""
+    f = new_factory()
+    store.factories.create(f, agent="AGENT", owner="o", now=T0)
+    _out, feed = with_tasks(f)
+    first = f.assign(feed.id, "S-1", T0)
+    [second] = f.fail_task(feed.id, T0, "4203 fuel", T0 + timedelta(seconds=30))
+    store.factories.save(f, [first, second], owner="o")
+    again = store.factories.load("f-1").tasks[feed.id]
+    assert (again.state, again.attempts) == (TaskState.READY, 1)
+
+
 def test_task_progress_and_spending_come_from_the_ledger(store):
     f = new_factory()
     store.factories.create(f, agent="AGENT", owner="o", now=T0)

@@ -118,6 +118,29 @@ def test_a_coordinator_that_keeps_dying_ends_the_run_with_one_line(world, monkey
     assert f.status is FactoryStatus.PENDING, "left for resume"
 
 
+def test_a_save_the_database_always_refuses_ends_the_run_rather_than_looping(world,
+                                                                            monkeypatch):
+    """Not an outage (those are waited out) but a statement refused every time: reloading
+    and trying again would stall the factory for good."""
+    import peewee
+
+    from storage.repositories import FactoryRepository
+
+    original = FactoryRepository._upsert_tasks
+
+    def refused(tasks):
+        tasks = list(tasks)
+        if tasks:
+            raise peewee.ProgrammingError("ON CONFLICT DO UPDATE command cannot affect row "
+                                          "a second time")
+        original(tasks)
+
+    monkeypatch.setattr(FactoryRepository, "_upsert_tasks", staticmethod(refused))
+    run, _ = world
+    outcome, _f, _ = run(bound=60)
+    assert not outcome.finished and "died" in outcome.error
+
+
 def test_a_bug_in_a_completion_handler_reloads_and_carries_on(world, monkeypatch):
     run, bought_once = world
     crash = Once(monkeypatch, Coordinator, "_trip_ended")
