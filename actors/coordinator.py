@@ -109,7 +109,6 @@ class Coordinator:
         self.rewatch: dict[str, datetime] = {}  # station -> only readings after this count
         self.blind: dict[str, int] = {}  # station -> looks since its last signal or feed
         self.looks: dict[str, str] = {}  # waypoint -> station an idle ship should read now
-        self.standing_by: set[str] = set()  # idle haulers kept at an exporter about to answer
         self.next_look: datetime | None = None  # when the next look falls due
         self.wake_at: datetime | None = None  # a tick passes until then unless something moved
         self.fleet_seen = -1  # the fleet's version at the last pass
@@ -316,13 +315,13 @@ class Coordinator:
             self.markets_changed = False
         if touched:
             self._save(touched)
-        self.standing_by = set()
+        standing_by: set[str] = set()
         if f.status is FactoryStatus.ACTIVE:
             imminent = self._imminent(now)
             self._assign(now, imminent)
-            self._stand_by(imminent)
+            standing_by = self._stand_by(imminent)
         if not f.status.finished:
-            self._survey()
+            self._survey(keep=standing_by)
             self._follow()
         self._finish_if_done(now)
         self.fleet_seen = fleet_version
@@ -681,16 +680,15 @@ class Coordinator:
                 out[key] = st.waypoint
         return out
 
-    def _stand_by(self, imminent: dict[str, str]) -> None:
+    def _stand_by(self, imminent: dict[str, str]) -> set[str]:
         """Send an idle hauler to wait at each exporter about to have output (`imminent`),
         so that the collect starts the moment the supply answers (the ship there watches
-        it)."""
+        it). Returns the ships standing by, there or on their way."""
         if not imminent:
-            return
+            return set()
         ships = [v for v in self._idle_haulers() if not v.free_in]
         chosen = scheduling.stand_by(imminent.values(), ships, self._travel_times(),
                                      self.settings.answer_wait)
-        self.standing_by = set(chosen)  # the survey must not send them elsewhere
         for ship, (waypoint, seconds) in chosen.items():
             if self.fleet.get(ship).waypoint == waypoint or waypoint in self.visits:
                 continue
@@ -699,6 +697,7 @@ class Coordinator:
                 continue
             self.visits[waypoint] = ship
             self.log.info("ship.standby", ship=ship, waypoint=waypoint, eta=round(seconds))
+        return set(chosen)
 
     def _travel_times(self) -> scheduling.TravelTimes:
         """Flight times in the factory's system, shared with the other factories."""
@@ -796,11 +795,11 @@ class Coordinator:
             self._save([self.factory.release(task.id)])
         return False
 
-    def _survey(self) -> None:
+    def _survey(self, keep: set[str]) -> None:
         """Read the markets decisions wait for, in one parallel pass: each goes to the ship
-        that reads it first (probes included), ships already flying to a reading counted,
-        and a market a slow ship is on its way to gets a fast idle one if it halves the
-        wait."""
+        that reads it first (probes included, the ships in `keep` standing by left out),
+        ships already flying to a reading counted, and a market a slow ship is on its way
+        to gets a fast idle one if it halves the wait."""
         self.looks = self._looks(self.clock())
         reads = self.wanted_reads | set(self.looks)
         if not reads:
@@ -812,7 +811,7 @@ class Coordinator:
         visiting = {ship: waypoint for waypoint, ship in self.visits.items()}
         for s in self.fleet.all():
             if s.lost or not self.allowed(s) or s.symbol in parked or s.symbol in self.benched \
-                    or s.symbol in self.standing_by:
+                    or s.symbol in keep:
                 continue
             view = scheduling.ShipView(s.symbol, s.waypoint, s.speed, s.fuel,
                                        s.fuel_capacity, s.cargo_capacity, s.cargo_free)
