@@ -55,6 +55,12 @@ class Fleet:
         if self._on_move is not None:
             self._on_move(symbol, nav, role)
 
+    def _put(self, info: ShipInfo) -> None:
+        """Store a ship's new state (the lock held); a change counts in `version`."""
+        if self._ships.get(info.symbol) != info:
+            self._ships[info.symbol] = info
+            self.version += 1
+
     def update(self, ship: Ship) -> ShipInfo:
         info = ShipInfo(ship.symbol, ship.role, ship.cargo.capacity, ship.speed,
                         ship.fuel.capacity, ship.nav.waypoint, ship.nav.status, ship.nav.arrival,
@@ -63,9 +69,7 @@ class Fleet:
             old = self._ships.get(ship.symbol)
             if old is not None:
                 info = replace(info, busy=old.busy)
-            if info != old:
-                self.version += 1
-            self._ships[ship.symbol] = info
+            self._put(info)
         if old is None or (old.waypoint, old.status, old.arrival) != (
                 info.waypoint, info.status, info.arrival):  # fleet reads repeat: write moves
             self._moved(ship.symbol, ship.nav, ship.role)
@@ -75,9 +79,8 @@ class Fleet:
         with self._lock:
             info = self._ships.get(symbol)
             if info is not None:
-                self._ships[symbol] = replace(info, waypoint=nav.waypoint,
-                                              status=nav.status, arrival=nav.arrival)
-                self.version += 1
+                self._put(replace(info, waypoint=nav.waypoint, status=nav.status,
+                                  arrival=nav.arrival))
         self._moved(symbol, nav, info.role if info else None)
 
     def flew(self, predicted: float, observed: float) -> None:
@@ -94,13 +97,12 @@ class Fleet:
     def fuelled(self, symbol: str, fuel: int) -> None:
         with self._lock:
             if symbol in self._ships:
-                self._ships[symbol] = replace(self._ships[symbol], fuel=fuel)
+                self._put(replace(self._ships[symbol], fuel=fuel))
 
     def loaded(self, symbol: str, cargo: Cargo) -> None:
         with self._lock:
             if symbol in self._ships:
-                self._ships[symbol] = replace(self._ships[symbol], cargo_free=cargo.free)
-                self.version += 1
+                self._put(replace(self._ships[symbol], cargo_free=cargo.free))
 
     def get(self, symbol: str) -> ShipInfo | None:
         with self._lock:
@@ -116,21 +118,18 @@ class Fleet:
             info = self._ships.get(symbol)
             if info is None or info.busy or info.lost:
                 return False
-            self._ships[symbol] = replace(info, busy=True)
-            self.version += 1
+            self._put(replace(info, busy=True))
             return True
 
     def free(self, symbol: str) -> None:
         with self._lock:
             if symbol in self._ships:
-                self._ships[symbol] = replace(self._ships[symbol], busy=False)
-                self.version += 1
+                self._put(replace(self._ships[symbol], busy=False))
 
     def mark_lost(self, symbol: str) -> None:
         with self._lock:
             if symbol in self._ships:
-                self._ships[symbol] = replace(self._ships[symbol], lost=True, busy=False)
-                self.version += 1
+                self._put(replace(self._ships[symbol], lost=True, busy=False))
 
     def present_at(self, waypoint: str, now: datetime) -> bool:
         with self._lock:
