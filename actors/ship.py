@@ -376,10 +376,13 @@ class ShipWorker:
         return quote
 
     def _buy(self, job: Job, want: int) -> tuple[int, str, bool]:
-        """Buy up to `want` units, in tradeVolume slices, while the market holds the
-        threshold (unless it is a raw material), the price stays under the ceiling and the
-        credits above the reserve. Returns units bought, why it stopped, and whether the
-        supply fell below the threshold."""
+        """Buy up to `want` units, in tradeVolume slices, if the market holds the threshold
+        when the ship starts (unless it is a raw material), while the price stays under the
+        ceiling and the credits above the reserve. The threshold is the signal that the
+        lot is there: once the first slice is bought the lot is finished even if our own
+        buying pulls the supply under it, since stopping halfway would cost a whole
+        production round for the rest (the ceiling still bounds what that costs). Returns
+        units bought, why it stopped, and whether the supply was below the threshold."""
         good = job.good or ""
         quote = self._quote(job, job.source)
         bought, fruitless, reason = 0, 0, "bought what the hold and the order allowed"
@@ -387,7 +390,7 @@ class ShipWorker:
             if self.finish.is_set():
                 reason = "the factory has what it needs"
                 break
-            if not job.below_threshold and quote.supply < job.min_supply:
+            if not bought and not job.below_threshold and quote.supply < job.min_supply:
                 reason = (f"supply of {good} at {job.source} is {quote.supply.name}, below "
                           f"{job.min_supply.name}")
                 return bought, reason, True

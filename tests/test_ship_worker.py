@@ -194,13 +194,28 @@ def test_a_collect_waits_when_supply_is_below_the_threshold(rig):
     assert rig.books("PURCHASE") == 0
 
 
-def test_buying_stops_when_the_seller_falls_below_the_threshold(rig):
+def _just_moderate(rig):
     source = rig.trade().source
     stock = rig.game.universe.markets[source].goods["IRON_ORE"]
     stock.stock = stock.target = 0.62 * stock.scale  # just MODERATE, and no miners refill it
     stock.trade_volume = 20  # 20 units make it LIMITED
+    return stock
+
+
+def test_a_lot_begun_at_the_threshold_is_finished_below_it(rig):
+    stock = _just_moderate(rig)
     result = rig.worker.run(rig.trade(units=40, destination=None))
-    assert isinstance(result, JobDone) and result.supply_fell and 0 < result.bought < 40
+    assert isinstance(result, JobDone) and result.bought == 40 and not result.supply_fell
+    assert rig.books("PURCHASE") == 40
+    assert stock.supply < SupplyLevel.MODERATE  # the server's view after our buying
+
+
+def test_the_ceiling_still_stops_a_lot_our_buying_made_dearer(rig):
+    stock = _just_moderate(rig)
+    first = stock.purchase_price
+    result = rig.worker.run(rig.trade(units=40, destination=None, ceiling=first))
+    assert isinstance(result, JobDone) and result.bought == 20
+    assert rig.books("PURCHASE") == 20
 
 
 def test_a_raw_material_is_bought_whatever_the_supply(rig):
