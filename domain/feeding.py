@@ -3,18 +3,21 @@
 Nobody outside the game knows how many units of input lift an export's supply by a
 level, or how fast what is made drains away, so the factory does not guess. While a
 station's export is below the threshold and a lot waits for it, it keeps the exporter's
-imports stocked in balance (no input more than one lot ahead of another), skipping an
+imports stocked in balance (no input sent more lots ahead of what the others delivered
+than are allowed on the way: the exporter may need them all), skipping an
 input whose own supply at the exporter is already saturated. It starts with one lot of
-each input on the way; every round that landed long enough ago without the export
-answering puts one more on the way, up to what the fleet can carry, and an answer brings
-it back to one. It
+each input on the way for each lot waiting there (a good two branches of the tree make
+at the same exporter is fed for both at once, not one production round after the
+other); every round that landed long enough ago without the export answering puts one
+more on the way, up to what the fleet can carry, and an answer brings it back. It
 stops when the export reaches the threshold. Each lot's outcome (the supply seen after
 it) is logged by the caller.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -45,17 +48,20 @@ class StationView:
     in_flight: int = 1  # lots of each input allowed on the way now
 
 
-def unanswered_rounds(station: Station, landed_by: datetime | None = None) -> int:
-    """Rounds of feeds (a lot of every input) delivered since a collect there last
-    bought something, counting only those landed by `landed_by` (the exporter has had
-    time to answer them): how long the exporter has not answered."""
+def unanswered_rounds(station: Station, landed_by: datetime | None = None,
+                      awaited: Iterable[str] | None = None) -> int:
+    """Whole rounds of feeds (a lot of each `awaited` input, by default all of them)
+    delivered since a collect there last bought something, counting only those landed by
+    `landed_by` (the exporter has had time to answer them): how long the exporter has
+    not answered. Two lots of one input and none of the other is no round: the exporter
+    may be waiting for the other."""
     answered = max((t.finished_at for t in station.collects if t.finished_at
                     and t.units_bought), default=None)
-    landed = [t for t in station.feeds if t.units_delivered and t.finished_at
-              and (answered is None or t.finished_at > answered)
-              and (landed_by is None or t.finished_at <= landed_by)]
-    inputs = max(1, len(station.inputs))
-    return len(landed) // inputs
+    landed = Counter(t.good for t in station.feeds if t.units_delivered and t.finished_at
+                     and (answered is None or t.finished_at > answered)
+                     and (landed_by is None or t.finished_at <= landed_by))
+    return min((landed[g] for g in (station.inputs if awaited is None else awaited)),
+               default=0)
 
 
 def plan_feeds(factory: Factory, latest: Callable[[str], MarketSnapshot | None],
@@ -78,15 +84,17 @@ def plan_feeds(factory: Factory, latest: Callable[[str], MarketSnapshot | None],
         saturated = tuple(g for g in station.inputs if snapshot and (q := snapshot.quote(g))
                           and q.supply >= SATURATED)
         hungry = [g for g in station.inputs if g not in saturated]
-        started = {g: len(station.feeds_of(g)) for g in hungry}
-        rounds = unanswered_rounds(station, landed_by)
-        allowed = max(per_input, min(most, per_input + rounds))
+        landed = {g: sum(1 for t in station.feeds_of(g) if t.units_delivered) for g in hungry}
+        rounds = unanswered_rounds(station, landed_by, hungry)  # saturated: not awaited
+        base = per_input * len(station.waiting)  # each lot waiting there is fed for
+        allowed = max(base, min(most, base + rounds))
         for good in hungry:
             in_flight = sum(1 for t in station.feeds_of(good) if not t.finished)
             if in_flight >= allowed:
                 continue
-            if started[good] > min(started.values()) + allowed - 1:
-                continue  # balance: let the other inputs catch up first
+            others = [landed[g] for g in hungry if g != good]
+            if others and landed[good] + in_flight + 1 > min(others) + allowed:
+                continue  # balance: no input more lots ahead than allowed of what landed
             orders.append(FeedOrder(station, good))
         views.append(StationView(station, level, saturated, False, rounds, allowed))
     return orders, views

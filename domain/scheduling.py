@@ -1,6 +1,6 @@
 """Who does what next: tasks to ships, markets to read, and where idle ships wait.
 
-Tasks go out longest remaining path first (the deepest inputs, then older lots), each to
+Tasks go out oldest lot first and, within a lot, longest remaining path first, each to
 the ship that would finish it earliest from where it is, at its own speed, with the
 fuel stops its route needs, and the trips its hold needs. Goods already in a hold stay
 with that ship's task. Markets to read go to whichever ship (probes included) reaches
@@ -81,8 +81,11 @@ class Assignment:
 
 
 def priority(task: Task) -> tuple:
-    """Longest remaining path first: deeper inputs, then older lots, then creation."""
-    return (-task.depth, task.lot, task.created_at.timestamp() if task.created_at else 0.0,
+    """Older lots first, and within a lot the longest remaining path first (deeper
+    inputs), then creation. A station's first lot of each input is what its progress
+    waits for; later lots are fed on speculation (the export has not answered yet) and
+    must not take the ship a collect on the critical path needs."""
+    return (task.lot, -task.depth, task.created_at.timestamp() if task.created_at else 0.0,
             task.id)
 
 

@@ -446,6 +446,8 @@ def test_an_exporter_we_fed_reaching_the_threshold_stays_a_collect(rig):
 def test_a_second_lot_at_one_exporter_waits_until_the_first_ship_has_bought(tmp_path):
     """Regression: two collects raced for one batch; the second ship found the supply gone."""
     rig = Rig(tmp_path, units=80)
+    for symbol in ("S-3", "S-4"):  # both lots' inputs are fed at once: ships to spare
+        rig.fleet.update(ship(symbol))
     rig.c.start()
     first, second = sorted(rig.f.outputs(), key=lambda t: t.lot)[:2]
     assert first.state is second.state is TaskState.WAITING

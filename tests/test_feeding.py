@@ -54,6 +54,27 @@ def test_each_input_gets_a_lot_and_none_runs_ahead():
     assert [o.good for o in orders] == ["QUARTZ_SAND"], "iron waits for sand to catch up"
 
 
+def test_each_lot_waiting_at_a_station_is_fed_for_at_once():
+    f = factory(lots=2)  # e.g. COPPER made at one exporter for two consumers
+    orders, [view] = feeds(f, exporter())
+    assert view.in_flight == 2
+    for order in orders:  # on their way
+        f.open_feed(order.station, Decision(order.good, Acquisition.BUY, "X1-T-S"), 40, T0)
+    orders, [view] = feeds(f, exporter(), most=4)
+    assert [o.good for o in orders] == ["IRON", "QUARTZ_SAND"], "a second lot of each"
+    for order in orders:
+        f.open_feed(order.station, Decision(order.good, Acquisition.BUY, "X1-T-S"), 40, T0)
+    assert feeds(f, exporter(), most=4)[0] == [], "two lots of each on the way: enough"
+
+
+def test_an_input_that_landed_waits_for_the_others_before_its_next_lot():
+    f = factory()
+    orders, _ = feeds(f, exporter())
+    land(f, orders[0], T0)  # the iron is there
+    f.open_feed(orders[1].station, Decision("QUARTZ_SAND", Acquisition.BUY, "X1-T-S"), 40, T0)
+    assert feeds(f, exporter())[0] == [], "no second lot of iron while the sand is on its way"
+
+
 def test_no_feeding_once_the_export_answers_or_while_nothing_waits():
     f = factory()
     orders, [view] = feeds(f, exporter(fab="MODERATE"))
@@ -80,6 +101,18 @@ def test_rounds_without_an_answer_put_more_lots_on_the_way_up_to_the_fleet():
     assert [o.good for o in orders] == ["IRON", "QUARTZ_SAND"]
     orders, [view] = feeds(f, exporter(), most=8)
     assert view.in_flight == 4 and view.unanswered == 3
+
+
+def test_only_whole_rounds_count_as_unanswered():
+    f = factory()
+    key = "FAB_MATS@X1-T-E"
+    land(f, FeedOrder(f.stations()[key], "IRON"), T0)
+    land(f, FeedOrder(f.stations()[key], "IRON"), T0)
+    assert unanswered_rounds(f.stations()[key]) == 0, "the sand has not come yet"
+    _, [view] = feeds(f, exporter(sand="HIGH"), most=8)
+    assert view.unanswered == 2, "saturated sand is not awaited"
+    land(f, FeedOrder(f.stations()[key], "QUARTZ_SAND"), T0)
+    assert unanswered_rounds(f.stations()[key]) == 1
 
 
 def test_an_answer_resets_the_pace():

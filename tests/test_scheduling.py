@@ -64,6 +64,22 @@ def test_deeper_inputs_go_first_and_each_ship_takes_one_task():
     assert made.state.value == "WAITING"
 
 
+def test_a_first_lot_goes_before_a_deeper_lot_fed_on_speculation():
+    f = factory()
+    out = f.open_output(Decision("X", Acquisition.FABRICATE, "C", inputs=("Y",)), 40, T0)
+    station = f.stations()["X@C"]
+    first = f.open_feed(station, Decision("Y", Acquisition.FABRICATE, "D", inputs=("Z",)),
+                        40, T0)
+    extra = [f.open_feed(f.stations()["Y@D"], Decision("Z", Acquisition.BUY, "E"), 40, T0)
+             for _ in "ab"]
+    f.supply_ready(first.id)
+    assert [t.lot for t in extra] == [1, 2] and extra[1].depth > first.depth
+    plan = assign([extra[1], first], [ship("S1", at="D")], TIMES,
+                  {first.id: "C", extra[1].id: "D"})
+    assert [c.task for c in plan] == [first], "the collect on the critical path"
+    assert out.state.value == "WAITING"
+
+
 def test_goods_in_a_hold_stay_with_that_ship():
     f = factory()
     task = lot(f)
