@@ -239,14 +239,18 @@ def test_a_supply_signal_sends_one_waiting_lot_and_a_trip_finishes_it(rig):
     assert any(isinstance(m, Unwatch) for m in rig.watcher.messages)
 
 
-def test_a_feed_that_lands_is_logged_and_the_next_round_goes_out(rig):
+def test_a_feed_that_lands_is_logged_and_unanswered_the_next_round_goes_out(rig):
     rig.c.start()
     [(_, job)] = rig.jobs()
     rig.see(*markets())
     with capture_logs() as logs:
         rig.done("S-2", job, bought=40, delivered=40)
     feeds = [t for t in rig.f.tasks.values() if t.good == "FERTILIZERS"]
-    assert [t.state for t in feeds] == [TaskState.DONE, TaskState.RUNNING], "the next lot"
+    assert [t.state for t in feeds] == [TaskState.DONE], "the exporter may answer that lot"
+    rig.clock.advance(rig.c.settings.answer_wait + 1)
+    rig.see(*markets())  # FABRICS still SCARCE
+    feeds = [t for t in rig.f.tasks.values() if t.good == "FERTILIZERS"]
+    assert [t.state for t in feeds][:2] == [TaskState.DONE, TaskState.RUNNING], "the next"
     [fed] = [e for e in logs if e["event"] == "production.fed"]
     assert (fed["station"], fed["good"], fed["units"], fed["export_supply"]) == (
         "FABRICS@X1-T-B", "FERTILIZERS", 40, "SCARCE")
@@ -476,16 +480,17 @@ def test_a_ship_standing_by_where_output_is_due_is_not_sent_to_look_elsewhere(ri
     _, fjob = next((s, j) for s, j in rig.jobs() if j.task == fabrics.id)
     rig.done(fabrics.ship, fjob, bought=40, delivered=40)  # FABRICS landed at E
     rig.fleet.take("S-1")  # busy elsewhere from now on
+    rig.clock.advance(181)
+    rig.c.tick()  # E did not answer: more FABRICS now waits at B
+    done, *more = [t.state for t in rig.f.tasks.values() if t.good == "FABRICS"]
+    assert done is TaskState.DONE and more and set(more) == {TaskState.WAITING}
     rig.fleet.moved("S-2", Nav("X1-T", "X1-T-B", "DOCKED", "CRUISE", "X1-T-F", None, None))
     rig.see(B_SATURATED)
     rig.done("S-2", fertilizers, bought=40, delivered=40)  # and FERTILIZERS at B
     rig.clock.advance(61)
     rig.c.tick()
     assert [(s, j.source) for s, j in rig.jobs(JobKind.VISIT)] == [], (
-        "S-2 stands by at B, whose output is due, though E's look is due too")
-    rig.clock.advance(180)  # B had its time to answer: S-2 is free to look
-    rig.c.tick()
-    assert [(s, j.source) for s, j in rig.jobs(JobKind.VISIT)] == [("S-2", "X1-T-E")]
+        "S-2 stands by at B, whose output is due")
 
 
 def test_no_look_goes_to_an_exporter_whose_inputs_are_on_their_way(rig):

@@ -152,7 +152,7 @@ def test_a_round_counts_as_unanswered_only_once_the_exporter_had_time_to_answer(
         land(f, FeedOrder(f.stations()[key], good), T0)
     just_landed = T0 - timedelta(seconds=1)
     assert unanswered_rounds(f.stations()[key], landed_by=just_landed) == 0
-    _, [view] = feeds(f, exporter(), most=8, landed_by=just_landed)
-    assert view.in_flight == 1, "one lot on the way while production may still answer"
-    _, [view] = feeds(f, exporter(), most=8, landed_by=T0 + timedelta(minutes=3))
-    assert view.in_flight == 2
+    orders, [view] = feeds(f, exporter(), most=8, landed_by=just_landed)
+    assert orders == [] and view.in_flight == 0, "nothing more while production may answer"
+    orders, [view] = feeds(f, exporter(), most=8, landed_by=T0 + timedelta(minutes=3))
+    assert view.in_flight == 2 and [o.good for o in orders] == ["IRON", "QUARTZ_SAND"]
