@@ -57,11 +57,13 @@ def unanswered_rounds(station: Station, landed_by: datetime | None = None,
     `landed_by` (the exporter has had time to answer them): how long the exporter has
     not answered. Two lots of one input and none of the other is no round: the exporter
     may be waiting for the other."""
-    answered = max((t.finished_at for t in station.collects if t.finished_at
-                    and t.units_bought), default=None)
-    landed = Counter(t.good for t in station.feeds if t.units_delivered and t.finished_at
-                     and (answered is None or t.finished_at > answered)
-                     and (landed_by is None or t.finished_at <= landed_by))
+    # a collect that bought was answered when it set off (its ship may still be flying)
+    answered = max((t.started_at or t.finished_at for t in station.collects
+                    if t.units_bought and (t.started_at or t.finished_at)), default=None)
+    # a feed that delivered is landed, its trip's end just being reported if unfinished
+    landed = Counter(t.good for t in station.feeds if t.units_delivered
+                     and (answered is None or t.finished_at is None or t.finished_at > answered)
+                     and (landed_by is None or (t.finished_at and t.finished_at <= landed_by)))
     return min((landed[g] for g in (station.inputs if awaited is None else awaited)),
                default=0)
 

@@ -115,6 +115,31 @@ def test_only_whole_rounds_count_as_unanswered():
     assert unanswered_rounds(f.stations()[key]) == 1
 
 
+def test_a_feed_delivered_but_not_yet_reported_done_has_just_landed():
+    f = factory()
+    key = "FAB_MATS@X1-T-E"
+    land(f, FeedOrder(f.stations()[key], "QUARTZ_SAND"), T0)
+    iron = f.open_feed(f.stations()[key], Decision("IRON", Acquisition.BUY, "X1-T-S"), 40, T0)
+    f.assign(iron.id, "S1", T0)
+    f.record_purchase(iron.id, "S1", 40, 400)
+    f.record_delivery(iron.id, "S1", 40, 800)  # the trip's end is still on its way to us
+    later = T0 + timedelta(minutes=10)
+    assert unanswered_rounds(f.stations()[key], landed_by=later) == 0
+    assert feeds(f, exporter(), landed_by=later)[0] == [], "give the exporter its time"
+
+
+def test_a_collect_that_bought_answered_when_it_set_off():
+    f = factory()
+    [out] = f.outputs()
+    key = "FAB_MATS@X1-T-E"
+    for good in ("IRON", "QUARTZ_SAND"):
+        land(f, FeedOrder(f.stations()[key], good), T0)
+    f.supply_ready(out.id)
+    f.assign(out.id, "S9", T0 + timedelta(minutes=1))
+    f.record_purchase(out.id, "S9", 40, 4000)  # still flying to its destination
+    assert unanswered_rounds(f.stations()[key], landed_by=T0 + timedelta(minutes=10)) == 0
+
+
 def test_an_answer_resets_the_pace():
     f = factory(lots=2)
     first, _ = f.outputs()
