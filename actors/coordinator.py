@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -638,13 +637,14 @@ class Coordinator:
         times = self._travel_times()
         destinations = {t.id: self._destination(t) for t in ready}
         busy = Counter(t.source for t in f.running() if t.to_buy)
-        standby = scheduling.stand_by(imminent.values(), ships, times,
-                                      self.settings.answer_wait) if imminent else {}
+        standby = scheduling.stand_by(self._outputs_due(imminent), ships, times) \
+            if imminent else {}
         plan = scheduling.assign(ready, ships, times, destinations, busy_sources=busy,
                                  per_source_cap=self.settings.per_source_cap,
                                  standing_by=standby, speculative={
                                      t.id for t in ready if t.purpose is TaskPurpose.FEED
-                                     and t.station in imminent})
+                                     and t.station in imminent},
+                                 arriving=self._arriving(times, now))
         refused = False
         for choice in plan:
             if limit is not None and running >= limit:
@@ -687,8 +687,7 @@ class Coordinator:
         if not imminent:
             return set()
         ships = [v for v in self._idle_haulers() if not v.free_in]
-        chosen = scheduling.stand_by(imminent.values(), ships, self._travel_times(),
-                                     self.settings.answer_wait)
+        chosen = scheduling.stand_by(self._outputs_due(imminent), ships, self._travel_times())
         for ship, (waypoint, seconds) in chosen.items():
             if self.fleet.get(ship).waypoint == waypoint or waypoint in self.visits:
                 continue
@@ -698,6 +697,34 @@ class Coordinator:
             self.visits[waypoint] = ship
             self.log.info("ship.standby", ship=ship, waypoint=waypoint, eta=round(seconds))
         return set(chosen)
+
+    def _outputs_due(self, imminent: dict[str, str]) -> dict[str, str | None]:
+        """Where the output of each imminent station goes (its oldest waiting lot's
+        destination), by waypoint, the most urgent first."""
+        waiting = self._waiting_stations()
+        out: dict[str, str | None] = {}
+        for key, waypoint in imminent.items():
+            lots = sorted(waiting.get(key, []), key=scheduling.priority)
+            out.setdefault(waypoint, self._destination(lots[0]) if lots else None)
+        return out
+
+    def _arriving(self, times: scheduling.TravelTimes, now: datetime
+                  ) -> list[scheduling.ShipView]:
+        """This factory's ships flying to look or to stand by, as they will be where they
+        land: free there in the seconds left of their flight."""
+        out = []
+        for waypoint, symbol in self.visits.items():
+            s = self.fleet.get(symbol)
+            if s is None or s.lost or not s.busy:
+                continue
+            landing = max(0.0, (s.arrival - now).total_seconds()) if s.arrival and \
+                s.status == "IN_TRANSIT" else 0.0
+            eta = landing + times.seconds(s.waypoint, waypoint, s.speed, s.fuel_capacity,
+                                          s.fuel_capacity)
+            out.append(scheduling.ShipView(s.symbol, waypoint, s.speed, s.fuel_capacity,
+                                           s.fuel_capacity, s.cargo_capacity, s.cargo_free,
+                                           eta))
+        return out
 
     def _travel_times(self) -> scheduling.TravelTimes:
         """Flight times in the factory's system, shared with the other factories."""
@@ -808,23 +835,19 @@ class Coordinator:
         idle, flying, en_route = [], [], {}
         now = self.clock()
         parked = set(self.parked.values())
-        visiting = {ship: waypoint for waypoint, ship in self.visits.items()}
+        arriving = {v.symbol: v for v in self._arriving(times, now)}
         for s in self.fleet.all():
             if s.lost or not self.allowed(s) or s.symbol in parked or s.symbol in self.benched \
                     or s.symbol in keep:
                 continue
-            view = scheduling.ShipView(s.symbol, s.waypoint, s.speed, s.fuel,
-                                       s.fuel_capacity, s.cargo_capacity, s.cargo_free)
-            if s.symbol in visiting:
-                target = visiting[s.symbol]
-                landing = max(0.0, (s.arrival - now).total_seconds()) if s.arrival and \
-                    s.status == "IN_TRANSIT" else 0.0
-                eta = landing + times.seconds(s.waypoint, target, s.speed,
-                                                    s.fuel_capacity, s.fuel_capacity)
-                en_route[target] = eta
-                flying.append(replace(view, waypoint=target, free_in=eta))
+            if s.symbol in arriving:
+                view = arriving[s.symbol]
+                en_route[view.waypoint] = view.free_in
+                flying.append(view)
             elif not s.busy:
-                idle.append(view)
+                idle.append(scheduling.ShipView(s.symbol, s.waypoint, s.speed, s.fuel,
+                                                s.fuel_capacity, s.cargo_capacity,
+                                                s.cargo_free))
         todo = reads - set(self.visits)
         en_route = {w: t for w, t in en_route.items() if w in self.wanted_reads}
         if not idle or not (todo or en_route):

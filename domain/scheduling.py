@@ -92,15 +92,19 @@ def priority(task: Task) -> tuple:
 def assign(tasks: Iterable[Task], ships: Iterable[ShipView], times: TravelTimes,
            destination_of: Mapping[str, str | None], *, busy_sources: Counter | None = None,
            per_source_cap: int | None = None, standing_by: Iterable[str] = (),
-           speculative: Iterable[str] = ()) -> list[Assignment]:
+           speculative: Iterable[str] = (), arriving: Iterable[ShipView] = ()
+           ) -> list[Assignment]:
     """Give each ready task (by priority) the idle ship that finishes it first.
 
     `destination_of[task.id]` is where its goods go (None: they stay in the hold);
     `busy_sources` counts ships already buying at each market, against `per_source_cap`.
     Ships `standing_by` at an exporter about to have output are not given `speculative`
-    tasks (more lots for that exporter, which may not be needed).
+    tasks (more lots for that exporter, which may not be needed). A task that one of the
+    ships `arriving` (flying to look or to stand by, free where they land) would finish
+    sooner than any idle ship waits for it, and that ship is kept for it.
     """
     standing_by, speculative = set(standing_by), set(speculative)
+    coming = {s.symbol: s for s in arriving if s.is_hauler}
     free = {s.symbol: s for s in ships if s.is_hauler}
     busy = Counter(busy_sources or {})
     out: list[Assignment] = []
@@ -123,6 +127,15 @@ def assign(tasks: Iterable[Task], ships: Iterable[ShipView], times: TravelTimes,
                 continue
             if best is None or (finish, ship.symbol) < (best[0], best[1].symbol):
                 best = (finish, ship)
+        if not holders:
+            sooner = min(((finish_in(task, s, times, destination_of.get(task.id)), s.symbol)
+                          for s in coming.values() if _room_for(s, task) and not (
+                              task.id in speculative and s.symbol in standing_by)),
+                         default=None)
+            if sooner is not None and sooner[0] < UNREACHABLE and (
+                    best is None or sooner[0] < best[0]):
+                del coming[sooner[1]]  # wait for it to land
+                continue
         if best is None:
             continue
         out.append(Assignment(task, best[1].symbol, best[0]))
@@ -209,18 +222,26 @@ def visits(waypoints: Iterable[str], idle: Iterable[ShipView], times: TravelTime
     return out
 
 
-def stand_by(stations: Iterable[str], ships: Iterable[ShipView], times: TravelTimes,
-             within: float) -> dict[str, tuple[str, float]]:
-    """For each exporter about to have output (most urgent first), the idle hauler that
-    gets there first, if it can within `within` seconds: ship -> (waypoint, seconds)."""
+def stand_by(stations: Mapping[str, str | None], ships: Iterable[ShipView],
+             times: TravelTimes) -> dict[str, tuple[str, float]]:
+    """For each exporter about to have output (waypoint -> where its output goes, None:
+    kept; most urgent first), the idle hauler that would have the output there soonest,
+    however far it is (idle, it has nothing better to do): ship -> (waypoint, seconds)."""
     free = [s for s in ships if s.is_hauler]
     out: dict[str, tuple[str, float]] = {}
-    for waypoint in stations:
-        best = min(((times.seconds(s.waypoint, waypoint, s.speed, s.fuel, s.fuel_capacity)
-                     + s.free_in, s.symbol) for s in free if s.symbol not in out),
-                   default=None)
-        if best is not None and best[0] <= within:
-            out[best[1]] = (waypoint, best[0])
+    for waypoint, destination in stations.items():
+        best = None
+        for s in free:
+            if s.symbol in out:
+                continue
+            there = s.free_in + times.seconds(s.waypoint, waypoint, s.speed, s.fuel,
+                                              s.fuel_capacity)
+            done = there + (times.seconds(waypoint, destination, s.speed, s.fuel_capacity,
+                                          s.fuel_capacity) if destination else 0.0)
+            if done < UNREACHABLE and (best is None or (done, s.symbol) < best[:2]):
+                best = (done, s.symbol, there)
+        if best is not None:
+            out[best[1]] = (waypoint, best[2])
     return out
 
 

@@ -152,8 +152,9 @@ class Rig:
             self.book._latest[m.waypoint] = m
             self.c.handle(MarketSeen(m.waypoint, self.clock()))
 
-    def done(self, ship, job, bought=0, delivered=0, **kw):
-        """A trip ended: write the ledger as the ship would have, then report."""
+    def done(self, ship, job, bought=0, delivered=0, free=True, **kw):
+        """A trip ended: write the ledger as the ship would have, then report (`free`:
+        the ship is idle after it, otherwise it went on with other work)."""
         ledger = self.storage.ledger
         for kind, units in (("PURCHASE", bought), ("SELL", delivered)):
             if units:
@@ -163,7 +164,8 @@ class Rig:
                 ledger.confirm(e, units=units, price_per_unit=10, total=10 * units,
                                credits_after=None, server_time=None, now=self.clock())
                 self.c.handle(Traded(ship, "f1", job.task, kind, units, 10 * units))
-        self.fleet.free(ship)
+        if free:
+            self.fleet.free(ship)
         self.c.handle(JobDone(ship, job, bought, delivered, **kw))
 
 
@@ -249,8 +251,8 @@ def test_a_feed_that_lands_is_logged_and_unanswered_the_next_round_goes_out(rig)
     assert [t.state for t in feeds] == [TaskState.DONE], "the exporter may answer that lot"
     rig.clock.advance(rig.c.settings.answer_wait + 1)
     rig.see(*markets())  # FABRICS still SCARCE
-    feeds = [t for t in rig.f.tasks.values() if t.good == "FERTILIZERS"]
-    assert [t.state for t in feeds][:2] == [TaskState.DONE, TaskState.RUNNING], "the next"
+    done, *more = [t.state for t in rig.f.tasks.values() if t.good == "FERTILIZERS"]
+    assert done is TaskState.DONE and TaskState.RUNNING in more, "the next round is on its way"
     [fed] = [e for e in logs if e["event"] == "production.fed"]
     assert (fed["station"], fed["good"], fed["units"], fed["export_supply"]) == (
         "FABRICS@X1-T-B", "FERTILIZERS", 40, "SCARCE")
@@ -316,7 +318,7 @@ B_SATURATED = market("X1-T-B", exports=["FABRICS"], imports=["FERTILIZERS"],
 
 
 def test_an_exporter_nobody_watches_gets_an_idle_ship_to_look_less_and_less_often(rig):
-    rig.c.settings = Settings(blind_check_after=60)
+    rig.c.settings = Settings(blind_check_after=60, answer_wait=30)
     rig.fleet.mark_lost("P-1")  # no probe to park
     rig.c.start()
     fabrics = next(t for t in rig.f.tasks.values() if t.good == "FABRICS")
@@ -326,9 +328,10 @@ def test_an_exporter_nobody_watches_gets_an_idle_ship_to_look_less_and_less_ofte
     assert rig.jobs(JobKind.VISIT) == [], "nothing fed yet: our feed is what will change it"
     [(_, feed)] = rig.jobs()
     rig.see(B_SATURATED)  # the feed landed and filled the import: no more feeds
-    rig.done("S-2", feed, bought=40, delivered=40)
-    rig.fleet.take("S-2")  # busy elsewhere from now on
-    rig.clock.advance(61)
+    rig.fleet.take("S-1")  # busy when it lands: nobody stands by at B
+    rig.done("S-2", feed, bought=40, delivered=40, free=False)  # S-2 goes on elsewhere
+    rig.clock.advance(61)  # B's output is no longer imminent: nobody goes to stand by
+    rig.fleet.free("S-1")
     with capture_logs() as logs:
         rig.c.tick()
     looks = [(s, j.source) for s, j in rig.jobs(JobKind.VISIT)]
@@ -469,28 +472,23 @@ def test_a_second_lot_at_one_exporter_waits_until_the_first_ship_has_bought(tmp_
     rig.storage.close()
 
 
-def test_a_ship_standing_by_where_output_is_due_is_not_sent_to_look_elsewhere(rig):
+def test_an_idle_ship_stands_by_where_output_is_due_however_far(rig):
     rig.c.settings = Settings(blind_check_after=60, answer_wait=180)
-    rig.fleet.mark_lost("P-1")  # no probe: idle haulers look
+    rig.fleet.mark_lost("P-1")
     rig.c.start()
-    [(_, fertilizers)] = rig.jobs()
     rig.c.handle(SupplySeen("FABRICS@X1-T-B", "X1-T-B", "FABRICS", SupplyLevel.MODERATE,
                             rig.clock()))
     fabrics = next(t for t in rig.f.tasks.values() if t.good == "FABRICS")
     _, fjob = next((s, j) for s, j in rig.jobs() if j.task == fabrics.id)
+    far = rig.c._travel_times().seconds("X1-T-A", "X1-T-E", 15, 600, 600)
+    assert far > rig.c.settings.answer_wait
     rig.done(fabrics.ship, fjob, bought=40, delivered=40)  # FABRICS landed at E
-    rig.fleet.take("S-1")  # busy elsewhere from now on
+    assert [(s, j.source) for s, j in rig.jobs(JobKind.VISIT)] == [("S-1", "X1-T-E")], (
+        "S-1, idle at A, goes to wait where CLOTHING is due")
     rig.clock.advance(181)
     rig.c.tick()  # E did not answer: more FABRICS now waits at B
     done, *more = [t.state for t in rig.f.tasks.values() if t.good == "FABRICS"]
     assert done is TaskState.DONE and more and set(more) == {TaskState.WAITING}
-    rig.fleet.moved("S-2", Nav("X1-T", "X1-T-B", "DOCKED", "CRUISE", "X1-T-F", None, None))
-    rig.see(B_SATURATED)
-    rig.done("S-2", fertilizers, bought=40, delivered=40)  # and FERTILIZERS at B
-    rig.clock.advance(61)
-    rig.c.tick()
-    assert [(s, j.source) for s, j in rig.jobs(JobKind.VISIT)] == [], (
-        "S-2 stands by at B, whose output is due")
 
 
 def test_no_look_goes_to_an_exporter_whose_inputs_are_on_their_way(rig):

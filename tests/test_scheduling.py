@@ -9,7 +9,7 @@ from domain.enums import Acquisition
 from domain.factory import Destination, Factory
 from domain.navigation import Place
 from domain.plan import Decision
-from domain.scheduling import ShipView, TravelTimes, assign, finish_in, visits
+from domain.scheduling import ShipView, TravelTimes, assign, finish_in, stand_by, visits
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 PLACES = {w: Place(w, x, 0, sells_fuel=True) for w, x in (
@@ -78,6 +78,28 @@ def test_a_first_lot_goes_before_a_deeper_lot_fed_on_speculation():
                   {first.id: "C", extra[1].id: "D"})
     assert [c.task for c in plan] == [first], "the collect on the critical path"
     assert out.state.value == "WAITING"
+
+
+def test_a_task_waits_for_a_ship_landing_nearby_that_would_finish_it_sooner():
+    f = factory()
+    first, second = lot(f, source="D"), lot(f, source="D")
+    slow = ship("SLOW", at="A", speed=5)
+    landing = ship("FRIGATE", at="D", speed=36, free_in=60)
+    plan = assign([first, second], [slow], TIMES, {first.id: "E", second.id: "E"},
+                  arriving=[landing])
+    assert [(c.task, c.ship) for c in plan] == [(second, "SLOW")], (
+        "the first lot waits for the frigate; it is kept for one task only")
+    assert assign([first], [slow], TIMES, {first.id: "E"}, arriving=[
+        ship("FAR", at="A", speed=5, free_in=10_000)])[0].ship == "SLOW", "not worth waiting"
+
+
+def test_stand_by_picks_who_has_the_output_at_its_destination_first_however_far():
+    near_slow = ship("SLOW", at="D", speed=5)
+    far_fast = ship("FAST", at="A", speed=36)
+    chosen = stand_by({"D": "E"}, [near_slow, far_fast], TIMES)
+    assert chosen == {"FAST": ("D", TIMES.seconds("A", "D", 36, 600, 600))}
+    assert chosen["FAST"][1] > 180, "further than the answer wait"
+    assert stand_by({"D": None}, [near_slow, far_fast], TIMES) == {"SLOW": ("D", 0.0)}
 
 
 def test_goods_in_a_hold_stay_with_that_ship():
