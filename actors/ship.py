@@ -381,8 +381,10 @@ class ShipWorker:
         ceiling and the credits above the reserve. The threshold is the signal that the
         lot is there: once the first slice is bought the lot is finished even if our own
         buying pulls the supply under it, since stopping halfway would cost a whole
-        production round for the rest (the ceiling still bounds what that costs). Returns
-        units bought, why it stopped, and whether the supply was below the threshold."""
+        production round for the rest (the ceiling still bounds what that costs). The
+        market is read again after the last slice, so that what our buying left is known
+        (an exporter we drained has not answered for the next lot). Returns units bought,
+        why it stopped, and whether the supply is below the threshold now."""
         good = job.good or ""
         quote = self._quote(job, job.source)
         bought, fruitless, reason = 0, 0, "bought what the hold and the order allowed"
@@ -415,7 +417,9 @@ class ShipWorker:
             fruitless = 0 if done else fruitless + 1
             if bought < want:
                 quote = self._quote(job, job.source)
-        return bought, reason, False
+            elif done:  # the book learns what our buying left (feeding decides by it)
+                quote = self._read(job.source).snapshot.quote(good) or quote
+        return bought, reason, not job.below_threshold and quote.supply < job.min_supply
 
     def _deliver(self, job: Job, held: int) -> tuple[int, int | None]:
         """Hand over what is held for the task at the destination; returns the units that

@@ -205,9 +205,11 @@ def _just_moderate(rig):
 def test_a_lot_begun_at_the_threshold_is_finished_below_it(rig):
     stock = _just_moderate(rig)
     result = rig.worker.run(rig.trade(units=40, destination=None))
-    assert isinstance(result, JobDone) and result.bought == 40 and not result.supply_fell
+    assert isinstance(result, JobDone) and result.bought == 40 and result.supply_fell
     assert rig.books("PURCHASE") == 40
     assert stock.supply < SupplyLevel.MODERATE  # the server's view after our buying
+    after = rig.worker.book.latest(rig.trade().source).quote("IRON_ORE")
+    assert after.supply is stock.supply, "read again after the last slice"
 
 
 def test_the_ceiling_still_stops_a_lot_our_buying_made_dearer(rig):
