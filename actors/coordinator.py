@@ -100,6 +100,8 @@ class Coordinator:
         self.allowed = allowed
         self.factory: Factory | None = None
         self.visits: dict[str, str] = {}  # waypoint -> ship flying there to read it
+        # ship -> when and where it should be done with the task it was given (an estimate)
+        self.free_at: dict[str, tuple[datetime, str]] = {}
         self.visit_failed: dict[str, str] = {}  # waypoint -> ship that last failed to get there
         self.parked: dict[str, str] = {}  # waypoint -> ship parked there to watch it
         self.wanted_reads: set[str] = set()  # markets a decision waits for
@@ -644,7 +646,10 @@ class Coordinator:
                                  standing_by=standby, speculative={
                                      t.id for t in ready if t.purpose is TaskPurpose.FEED
                                      and t.station in imminent},
-                                 arriving=self._arriving(times, now))
+                                 # with more lots to come, a ship idle now is a ship
+                                 # wasted: wait for a busy one only for the last lots
+                                 arriving=() if f.more_lots_to_come()
+                                 else self._arriving(times, now))
         refused = False
         for choice in plan:
             if limit is not None and running >= limit:
@@ -653,6 +658,8 @@ class Coordinator:
             if not self._take(choice.ship, task.id):
                 continue
             self._save([f.assign(task.id, choice.ship, now)])
+            self.free_at[choice.ship] = (now + timedelta(seconds=choice.finish_in),
+                                         destinations[task.id] or task.source)
             self.log.info("task.assigned", task=task.id, good=task.good, ship=choice.ship,
                           purpose=task.purpose.value, source=task.source,
                           destination=destinations[task.id], units=task.units_target,
@@ -708,10 +715,10 @@ class Coordinator:
             out.setdefault(waypoint, self._destination(lots[0]) if lots else None)
         return out
 
-    def _arriving(self, times: scheduling.TravelTimes, now: datetime
+    def _visiting(self, times: scheduling.TravelTimes, now: datetime
                   ) -> list[scheduling.ShipView]:
-        """This factory's ships flying to look or to stand by, as they will be where they
-        land: free there in the seconds left of their flight."""
+        """This factory's ships (probes too) flying to look or to stand by, as they will be
+        where they land: free there in the seconds left of their flight."""
         out = []
         for waypoint, symbol in self.visits.items():
             s = self.fleet.get(symbol)
@@ -724,6 +731,30 @@ class Coordinator:
             out.append(scheduling.ShipView(s.symbol, waypoint, s.speed, s.fuel_capacity,
                                            s.fuel_capacity, s.cargo_capacity, s.cargo_free,
                                            eta))
+        return out
+
+    def _arriving(self, times: scheduling.TravelTimes, now: datetime
+                  ) -> list[scheduling.ShipView]:
+        """This factory's busy haulers as they will be once free: the `_visiting` ones,
+        and those on a trip of ours, free where it ends with an empty hold — when they land
+        there if they are on the last leg, else when the trip's estimate said (a ship past
+        its estimate elsewhere is not waited for)."""
+        out = [v for v in self._visiting(times, now) if v.is_hauler]
+        flying = {v.symbol for v in out}
+        for symbol, (due, waypoint) in self.free_at.items():
+            s = self.fleet.get(symbol)
+            if s is None or s.lost or not s.busy or symbol in flying:
+                continue
+            if s.waypoint == waypoint:  # on its last leg, or there: its landing is known
+                free_in = max(0.0, (s.arrival - now).total_seconds()) if s.arrival and \
+                    s.status == "IN_TRANSIT" else 0.0
+            elif due > now:
+                free_in = (due - now).total_seconds()
+            else:
+                continue
+            out.append(scheduling.ShipView(s.symbol, waypoint, s.speed, s.fuel_capacity,
+                                           s.fuel_capacity, s.cargo_capacity, s.cargo_capacity,
+                                           free_in))
         return out
 
     def _travel_times(self) -> scheduling.TravelTimes:
@@ -835,7 +866,7 @@ class Coordinator:
         idle, flying, en_route = [], [], {}
         now = self.clock()
         parked = set(self.parked.values())
-        arriving = {v.symbol: v for v in self._arriving(times, now)}
+        arriving = {v.symbol: v for v in self._visiting(times, now)}
         for s in self.fleet.all():
             if s.lost or not self.allowed(s) or s.symbol in parked or s.symbol in self.benched \
                     or s.symbol in keep:
@@ -915,6 +946,7 @@ class Coordinator:
         if isinstance(message, JobInterrupted):
             return  # the process is stopping: the task stays RUNNING, for resume
         self.storage.assignments.release(ship, self.owner)
+        self.free_at.pop(ship, None)
         self._reload_progress(task_id)
         task = f.tasks[task_id]
         if isinstance(message, JobDone):

@@ -446,6 +446,12 @@ class Factory:
         return [t for t in self.tasks.values() if t.state is TaskState.READY
                 and (t.not_before is None or t.not_before <= now)]
 
+    def more_lots_to_come(self) -> bool:
+        """Whether lots beyond the open ones are still to be opened: then the fleet's
+        throughput decides when the order is done, not one lot's path."""
+        return self.units_wanted is not None and \
+            self.units_wanted - self.units_acquired - self.in_flight() > 0
+
     def wanted_remaining(self) -> int | None:
         if self.units_wanted is None:
             return None

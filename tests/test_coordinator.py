@@ -476,19 +476,50 @@ def test_an_idle_ship_stands_by_where_output_is_due_however_far(rig):
     rig.c.settings = Settings(blind_check_after=60, answer_wait=180)
     rig.fleet.mark_lost("P-1")
     rig.c.start()
+    [(carrier, fertilizers)] = rig.jobs()
     rig.c.handle(SupplySeen("FABRICS@X1-T-B", "X1-T-B", "FABRICS", SupplyLevel.MODERATE,
                             rig.clock()))
-    fabrics = next(t for t in rig.f.tasks.values() if t.good == "FABRICS")
-    _, fjob = next((s, j) for s, j in rig.jobs() if j.task == fabrics.id)
+    rig.done(carrier, fertilizers, bought=40, delivered=40)
+    [(_, fabrics)] = [(s, j) for s, j in rig.jobs() if j.good == "FABRICS"]
     far = rig.c._travel_times().seconds("X1-T-A", "X1-T-E", 15, 600, 600)
     assert far > rig.c.settings.answer_wait
-    rig.done(fabrics.ship, fjob, bought=40, delivered=40)  # FABRICS landed at E
+    rig.done(carrier, fabrics, bought=40, delivered=40)  # FABRICS landed at E
     assert [(s, j.source) for s, j in rig.jobs(JobKind.VISIT)] == [("S-1", "X1-T-E")], (
         "S-1, idle at A, goes to wait where CLOTHING is due")
     rig.clock.advance(181)
     rig.c.tick()  # E did not answer: more FABRICS now waits at B
     done, *more = [t.state for t in rig.f.tasks.values() if t.good == "FABRICS"]
     assert done is TaskState.DONE and more and set(more) == {TaskState.WAITING}
+
+
+def test_a_task_waits_for_a_busy_ship_that_would_finish_it_first(rig):
+    rig.c.start()
+    [(carrier, fertilizers)] = rig.jobs()  # S-2 flies FERTILIZERS to B, and lands there
+    rig.c.handle(SupplySeen("FABRICS@X1-T-B", "X1-T-B", "FABRICS", SupplyLevel.MODERATE,
+                            rig.clock()))
+    fabrics = next(t for t in rig.f.tasks.values() if t.good == "FABRICS")
+    assert fabrics.state is TaskState.READY, "S-1, idle at A, is further from it than S-2"
+    rig.done(carrier, fertilizers, bought=40, delivered=40)
+    assert fabrics.state is TaskState.RUNNING and fabrics.ship == carrier
+
+
+@pytest.mark.parametrize("last_leg", [False, True])
+def test_a_busy_ship_past_its_estimate_is_waited_for_only_on_its_last_leg(rig, last_leg):
+    rig.c.start()
+    [(carrier, _)] = rig.jobs()
+    due, where = rig.c.free_at[carrier]
+    rig.clock.advance((due - rig.clock()).total_seconds() + 1)  # it is late
+    if last_leg:  # flying to B, where its trip ends, and landing in half a minute
+        rig.fleet.moved(carrier, Nav("X1-T", where, "IN_TRANSIT", "CRUISE", "X1-T-F",
+                                     rig.clock(), rig.clock() + timedelta(seconds=30)))
+    rig.c.handle(SupplySeen("FABRICS@X1-T-B", "X1-T-B", "FABRICS", SupplyLevel.MODERATE,
+                            rig.clock()))
+    fabrics = next(t for t in rig.f.tasks.values() if t.good == "FABRICS")
+    assert where == "X1-T-B"
+    if last_leg:
+        assert fabrics.state is TaskState.READY, "it lands at B in 30 s: worth the wait"
+    else:
+        assert fabrics.state is TaskState.RUNNING and fabrics.ship == "S-1"
 
 
 def test_no_look_goes_to_an_exporter_whose_inputs_are_on_their_way(rig):

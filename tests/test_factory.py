@@ -230,3 +230,14 @@ def test_guards():
 
 def test_backoff_grows_and_caps():
     assert [(backoff(n, T0) - T0).total_seconds() for n in (1, 2, 3, 10)] == [5, 10, 20, 300]
+
+
+def test_more_lots_to_come_until_the_open_lots_cover_the_order():
+    assert not make().more_lots_to_come(), "one load: this lot is all"
+    f = make(units=100, destination="sell:X1-T-B")
+    for units in f.lots_to_open(max_open=2):
+        f.open_output(BUY, units, T0)
+    assert f.more_lots_to_come(), "80 of 100 open"
+    for units in f.lots_to_open(max_open=3):
+        f.open_output(BUY, units, T0)
+    assert not f.more_lots_to_come(), "the last lot is open"
