@@ -19,6 +19,7 @@ from domain.factory import Task
 from domain.navigation import Place, distance, fuel_cost, plan_route, travel_seconds
 
 UNREACHABLE = 10**9  # seconds: a ship that cannot get there
+FUEL_STEPS = 10  # a route's starting fuel is remembered in tenths of the tank
 
 
 @dataclass(frozen=True)
@@ -42,9 +43,10 @@ class ShipView:
 
 
 class TravelTimes:
-    """Flight times with refuel stops, memoised (positions and fuel markets never move),
-    in the formula's seconds times `pace` (the observed ratio to the wall clock, see
-    `navigation.Pace`), so that they add up with ships' landing times and waits."""
+    """Flight times with refuel stops, memoised (positions and fuel markets never move;
+    the starting fuel in tenths of the tank), in the formula's seconds times `pace` (the
+    observed ratio to the wall clock, see `navigation.Pace`), so that they add up with
+    ships' landing times and waits."""
 
     def __init__(self, places: Mapping[str, Place], pace: float = 1.0):
         self.places = places
@@ -61,6 +63,16 @@ class TravelTimes:
         d = distance(a, b)
         if capacity == 0 or fuel_cost(d, fuel_capacity=capacity) <= fuel:
             return travel_seconds(d, max(1, speed)) * self.pace
+        # fuel in tenths of the tank, rounded down: a route found with less fuel flies
+        # with more, and ships' many fuel levels share a few routes; exact if that fails
+        found = self._route(origin, destination, speed, fuel - fuel % max(
+            1, capacity // FUEL_STEPS), capacity)
+        if found >= UNREACHABLE:
+            found = self._route(origin, destination, speed, fuel, capacity)
+        return found if found >= UNREACHABLE else found * self.pace
+
+    def _route(self, origin: str, destination: str, speed: int, fuel: int,
+               capacity: int) -> float:
         key = (origin, destination, speed, capacity, fuel)
         if key not in self._memo:
             try:
@@ -69,8 +81,7 @@ class TravelTimes:
                                                    speed=max(1, speed)).seconds)
             except NoRouteError:
                 self._memo[key] = UNREACHABLE
-        found = self._memo[key]
-        return found if found >= UNREACHABLE else found * self.pace
+        return self._memo[key]
 
 
 @dataclass(frozen=True)

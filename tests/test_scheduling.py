@@ -177,6 +177,15 @@ def test_travel_times_include_fuel_stops_and_unknown_places():
     assert timedelta(seconds=direct) < timedelta(hours=1)
 
 
+def test_a_route_is_remembered_by_tenths_of_the_tank_unless_that_strands_the_ship():
+    places = {"A": Place("A", 0, 0), "B": Place("B", 50, 0, sells_fuel=True),
+              "Z": Place("Z", 1500, 0, sells_fuel=True)}
+    times = TravelTimes(places)
+    assert times.seconds("A", "Z", 15, 310, 600) == times.seconds("A", "Z", 15, 300, 600)
+    low = times.seconds("A", "Z", 15, 55, 600)  # 0 in tenths: no route; 55 reaches B
+    assert times.seconds("A", "Z", 15, 300, 600) <= low < 10**9
+
+
 def test_travel_times_run_at_the_observed_pace():
     times = TravelTimes(PLACES)
     direct = times.seconds("A", "E", 15, 600, 600)
