@@ -22,7 +22,7 @@ from domain.factory import (
 from domain.markets import MarketSnapshot, Quote, system_of
 from domain.navigation import Place
 from domain.plan import PlanNode
-from storage.db import transaction
+from storage.db import Upsert, transaction
 from storage.migrations import migrate
 from storage.models import (
     FactoryRow,
@@ -379,15 +379,16 @@ class ShipRepository:
 
     def __init__(self, db: peewee.Database):
         self.db = db
+        self._upsert = Upsert(db, ShipPosition, key=("ship",), update=(
+            "system", "waypoint", "status", "origin", "departure", "arrival", "role",
+            "updated_at"))
 
     def record(self, symbol: str, nav, role: str | None, now: datetime) -> None:
         row = {"ship": symbol, "system": nav.system, "waypoint": nav.waypoint,
-               "status": nav.status, "origin": nav.origin, "departure": nav.departure,
-               "arrival": nav.arrival, "role": role, "updated_at": now}
+               "status": nav.status, "origin": nav.origin, "departure": to_db(nav.departure),
+               "arrival": to_db(nav.arrival), "role": role, "updated_at": to_db(now)}
         with transaction(self.db):
-            ShipPosition.insert(**row).on_conflict(
-                conflict_target=[ShipPosition.ship],
-                update={k: v for k, v in row.items() if k != "ship"}).execute()
+            self._upsert.run([row])
 
     def in_system(self, system: str) -> list[ShipPosition]:
         return list(ShipPosition.select().where(ShipPosition.system == system)
@@ -397,6 +398,12 @@ class ShipRepository:
 class MarketRepository:
     def __init__(self, db: peewee.Database):
         self.db = db
+        key = ("waypoint", "good")
+        self._listed = Upsert(db, MarketGood, key=key, update=("type",))
+        self._quoted = Upsert(db, MarketGood, key=key, update=(
+            "type", "supply", "activity", "trade_volume", "purchase_price", "sell_price",
+            "observed_at"))
+        self._history = Upsert(db, MarketHistory)
 
     def record(self, *snapshots: MarketSnapshot) -> None:
         """Store readings in one transaction: their lists always, their quotes (and the
@@ -421,18 +428,9 @@ class MarketRepository:
                 quoted.append({**row, **quote})
                 history.append({"waypoint": snapshot.waypoint, "good": good, **quote})
         with transaction(self.db):
-            key = [MarketGood.waypoint, MarketGood.good]
-            for chunk in peewee.chunked(listed, 200):
-                MarketGood.insert_many(chunk).on_conflict(
-                    conflict_target=key, preserve=[MarketGood.type]).execute()
-            for chunk in peewee.chunked(quoted, 200):
-                MarketGood.insert_many(chunk).on_conflict(
-                    conflict_target=key, preserve=[
-                        MarketGood.type, MarketGood.supply, MarketGood.activity,
-                        MarketGood.trade_volume, MarketGood.purchase_price,
-                        MarketGood.sell_price, MarketGood.observed_at]).execute()
-            for chunk in peewee.chunked(history, 200):
-                MarketHistory.insert_many(chunk).execute()
+            self._listed.run(listed)
+            self._quoted.run(quoted)
+            self._history.run(history)
 
     def known_waypoints(self, system: str) -> set[str]:
         """Markets whose lists are stored (they never change within a reset)."""

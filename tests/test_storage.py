@@ -302,6 +302,23 @@ def test_markets_keep_lists_quotes_and_history(store):
     assert m.snapshot("X1-T1-ZZ") is None
 
 
+def test_a_ship_position_is_kept_up_to_date_in_one_row(store):
+    from api.models import Nav
+    from storage.repositories import from_db
+
+    flying = Nav("X1-T1", "X1-T1-B2", "IN_TRANSIT", "CRUISE", "X1-T1-A1", T0,
+                 T0 + timedelta(minutes=3))
+    store.ships.record("S-1", Nav("X1-T1", "X1-T1-A1", "DOCKED", "CRUISE", "X1-T1-A1",
+                                  None, None), "HAULER", T0)
+    store.ships.record("S-1", flying, "HAULER", T0 + timedelta(seconds=5))
+    [row] = store.ships.in_system("X1-T1")
+    assert (row.ship, row.waypoint, row.status, row.role) == (
+        "S-1", "X1-T1-B2", "IN_TRANSIT", "HAULER")
+    assert from_db(row.arrival) == T0 + timedelta(minutes=3)
+    assert from_db(row.updated_at) == T0 + timedelta(seconds=5)
+    assert store.ships.in_system("X1-T2") == []
+
+
 def test_waypoints_and_fuel_places(store):
     class W:
         def __init__(self, symbol, x, traits):
