@@ -214,12 +214,15 @@ class Runtime:
             self.book.know_system(system)
             self.systems.add(system)
 
-    def idle_haulers(self) -> list[ShipInfo]:
-        """Haulers we may use that no live process holds."""
-        held = {a.ship: a.owner for a in self.storage.assignments.all()}
+    def idle_haulers(self, looking: bool = False) -> list[ShipInfo]:
+        """Haulers we may use that no live process holds (`looking`: or holds only to fly
+        and read a market, with no task: they are free again once they land)."""
+        held = {a.ship: a for a in self.storage.assignments.all()}
         return [s for s in self.fleet.all()
                 if s.is_hauler and not s.lost and self.allowed(s)
-                and (s.symbol not in held or owner_alive(held[s.symbol]) is False)]
+                and (s.symbol not in held or owner_alive(held[s.symbol].owner) is False
+                     or (looking and held[s.symbol].task is None
+                         and held[s.symbol].purpose == "TASK"))]
 
     def start_factory(self, factory_id: str) -> None:
         if not self._started:

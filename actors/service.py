@@ -120,8 +120,8 @@ class Service:
             if missing:
                 raise ServiceError(f"no such ship: {', '.join(missing)}")
         haulers = runtime.idle_haulers()
-        usable = [s for s in haulers if s.cargo_free > 0]
-        if not usable:
+        usable = [s for s in runtime.idle_haulers(looking=True) if s.cargo_free > 0]
+        if not usable:  # ships only reading markets for another factory will be free
             raise ServiceError("no idle ships: every hauler of the agent is working for "
                                "another factory or has a full hold (see `goods-factory list`"
                                ", and `goods-factory unload` to empty the holds)")

@@ -228,8 +228,8 @@ def test_errors_are_one_line_and_non_zero(live):
         "Error: unknown good UNOBTAINIUM: it is not a trade good of the game"
     storage = live.storage()
     owner = f"{socket.gethostname()}:{os.getpid()}:test"
-    for ship in ("OPERATOR-1", "OPERATOR-3"):
-        storage.assignments.claim(ship, owner, datetime.now(UTC))
+    for ship in ("OPERATOR-1", "OPERATOR-3"):  # at work on another process's tasks
+        storage.assignments.claim(ship, owner, datetime.now(UTC), task=f"f-other/{ship}")
     busy = live.run("produce", "CLOTHING")
     assert busy.returncode == 1 and said(busy, "error")[0].startswith("no idle ships")
     no_token = live.run("produce", "CLOTHING", SPACETRADERS_TOKEN="")
