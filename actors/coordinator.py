@@ -639,8 +639,8 @@ class Coordinator:
         times = self._travel_times()
         destinations = {t.id: self._destination(t) for t in ready}
         busy = Counter(t.source for t in f.running() if t.to_buy)
-        standby = scheduling.stand_by(self._outputs_due(imminent), ships, times) \
-            if imminent else {}
+        standby = scheduling.stand_by(self._outputs_due(imminent), ships, times,
+                                      self._stand_by_within()) if imminent else {}
         plan = scheduling.assign(ready, ships, times, destinations, busy_sources=busy,
                                  per_source_cap=self.settings.per_source_cap,
                                  standing_by=standby, speculative={
@@ -694,7 +694,8 @@ class Coordinator:
         if not imminent:
             return set()
         ships = [v for v in self._idle_haulers() if not v.free_in]
-        chosen = scheduling.stand_by(self._outputs_due(imminent), ships, self._travel_times())
+        chosen = scheduling.stand_by(self._outputs_due(imminent), ships, self._travel_times(),
+                                     self._stand_by_within())
         for ship, (waypoint, seconds) in chosen.items():
             if self.fleet.get(ship).waypoint == waypoint or waypoint in self.visits:
                 continue
@@ -704,6 +705,12 @@ class Coordinator:
             self.visits[waypoint] = ship
             self.log.info("ship.standby", ship=ship, waypoint=waypoint, eta=round(seconds))
         return set(chosen)
+
+    def _stand_by_within(self) -> float | None:
+        """How far a ship may fly to stand by: any distance for the last lots (an idle
+        ship has nothing better to do), but while more lots are to open only as far as
+        the answer wait, since a ship in flight cannot take the next lot's work."""
+        return self.settings.answer_wait if self.factory.more_lots_to_come() else None
 
     def _outputs_due(self, imminent: dict[str, str]) -> dict[str, str | None]:
         """Where the output of each imminent station goes (its oldest waiting lot's

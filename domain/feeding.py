@@ -8,10 +8,11 @@ than are allowed on the way: the exporter may need them all), skipping an
 input whose own supply at the exporter is already saturated. It starts with one lot of
 each input on the way for each lot waiting there (a good two branches of the tree make
 at the same exporter is fed for both at once, not one production round after the
-other). A round that just landed is given time to be answered (`landed_by`) before the
-next one goes: it may be all the exporter needed, and the ships are better kept for
-the collect; each round that landed that long ago without the export answering puts
-one more lot on the way, up to what the fleet can carry, and an answer brings it back.
+other). Once a round for each waiting lot has landed, the last one is given time to be
+answered (`landed_by`) before more go: it may be all the exporter needed, and the ships
+are better kept for the collect; each round that landed that long ago without the
+export answering puts one more lot on the way, up to what the fleet can carry, and an
+answer brings it back.
 It stops when the export reaches the threshold. Each lot's outcome (the supply seen after
 it) is logged by the caller.
 """
@@ -90,8 +91,10 @@ def plan_feeds(factory: Factory, latest: Callable[[str], MarketSnapshot | None],
         hungry = [g for g in station.inputs if g not in saturated]
         landed = {g: sum(1 for t in station.feeds_of(g) if t.units_delivered) for g in hungry}
         rounds = unanswered_rounds(station, landed_by, hungry)  # saturated: not awaited
-        if unanswered_rounds(station, None, hungry) > rounds:
-            # a round just landed: give the exporter its time to answer before the next
+        landed_rounds = unanswered_rounds(station, None, hungry)
+        if landed_rounds > rounds and landed_rounds >= len(station.waiting):
+            # a round just landed and one was sent for each lot waiting: give the
+            # exporter its time to answer before sending more on speculation
             views.append(StationView(station, level, saturated, False, rounds, 0))
             continue
         base = per_input * len(station.waiting)  # each lot waiting there is fed for

@@ -234,10 +234,11 @@ def visits(waypoints: Iterable[str], idle: Iterable[ShipView], times: TravelTime
 
 
 def stand_by(stations: Mapping[str, str | None], ships: Iterable[ShipView],
-             times: TravelTimes) -> dict[str, tuple[str, float]]:
+             times: TravelTimes, within: float | None = None) -> dict[str, tuple[str, float]]:
     """For each exporter about to have output (waypoint -> where its output goes, None:
     kept; most urgent first), the idle hauler that would have the output there soonest,
-    however far it is (idle, it has nothing better to do): ship -> (waypoint, seconds)."""
+    however far it is (idle, it has nothing better to do) or, given `within`, only if it
+    gets there within that many seconds: ship -> (waypoint, seconds)."""
     free = [s for s in ships if s.is_hauler]
     out: dict[str, tuple[str, float]] = {}
     for waypoint, destination in stations.items():
@@ -249,7 +250,8 @@ def stand_by(stations: Mapping[str, str | None], ships: Iterable[ShipView],
                                               s.fuel_capacity)
             done = there + (times.seconds(waypoint, destination, s.speed, s.fuel_capacity,
                                           s.fuel_capacity) if destination else 0.0)
-            if done < UNREACHABLE and (best is None or (done, s.symbol) < best[:2]):
+            if done < UNREACHABLE and (within is None or there <= within) and (
+                    best is None or (done, s.symbol) < best[:2]):
                 best = (done, s.symbol, there)
         if best is not None:
             out[best[1]] = (waypoint, best[2])

@@ -115,6 +115,15 @@ def test_only_whole_rounds_count_as_unanswered():
     assert unanswered_rounds(f.stations()[key]) == 1
 
 
+def test_a_round_just_landed_holds_nothing_back_while_another_lot_waits_for_its_own():
+    f = factory(lots=2)
+    key = "FAB_MATS@X1-T-E"
+    for good in ("IRON", "QUARTZ_SAND"):
+        land(f, FeedOrder(f.stations()[key], good), T0)
+    orders, _ = feeds(f, exporter(), landed_by=T0 - timedelta(seconds=1))
+    assert [o.good for o in orders] == ["IRON", "QUARTZ_SAND"], "the second lot's round"
+
+
 def test_a_feed_delivered_but_not_yet_reported_done_has_just_landed():
     f = factory()
     key = "FAB_MATS@X1-T-E"

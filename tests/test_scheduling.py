@@ -100,6 +100,7 @@ def test_stand_by_picks_who_has_the_output_at_its_destination_first_however_far(
     assert chosen == {"FAST": ("D", TIMES.seconds("A", "D", 36, 600, 600))}
     assert chosen["FAST"][1] > 180, "further than the answer wait"
     assert stand_by({"D": None}, [near_slow, far_fast], TIMES) == {"SLOW": ("D", 0.0)}
+    assert stand_by({"D": "E"}, [far_fast], TIMES, within=180) == {}, "too far to wait"
 
 
 def test_goods_in_a_hold_stay_with_that_ship():
