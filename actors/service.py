@@ -32,6 +32,7 @@ from domain.factory import DeliverKind, Destination, DestinationError, Factory
 from domain.markets import system_of
 from domain.navigation import distance
 from domain.supply_chain import SupplyChain
+from storage.db import CONNECTION_LOST
 from storage.files import known_goods
 from storage.repositories import LedgerRecord, Storage
 
@@ -270,7 +271,20 @@ class Service:
                     runtime.start_factory(factory_id)
                 return runtime.wait(on_idle=on_idle)
             finally:
+                asked = runtime.stop.is_set()  # a signal asked for a prompt exit
                 runtime.shutdown()
+                if not asked:
+                    self._settle_own(runtime.owner)
+
+    def _settle_own(self, owner: str) -> None:
+        """Once every ship has stopped, settle what this process left open (a trade whose
+        answer was lost and could not be decided then), so that a run that ends leaves a
+        settled ledger when the server can tell; the rest waits for the next start."""
+        try:
+            settle_ledger(self.storage.ledger, self.client.unstopped(), self.agent.symbol,
+                          self.clock(), may=lambda entry: entry.owner == owner)
+        except (ApiError, *CONNECTION_LOST) as exc:
+            log.warning("ledger.unsettled", error=str(exc))
 
     def serve(self, runtime: Runtime, every: float = 5.0,
               on_start: Callable[[str], None] | None = None) -> Outcome:

@@ -120,6 +120,11 @@ class Client:
         """The same server, limiter and stop signal, as another agent."""
         return Client(self.base_url, token, self.limiter, self.policy, self.stop)
 
+    def unstopped(self) -> Client:
+        """The same agent with a stop signal of its own: for the last requests of a run
+        whose own signal was set to stop its actors."""
+        return Client(self.base_url, self._token, self.limiter, self.policy)
+
     # --- transport -----------------------------------------------------------------------
 
     def _session(self) -> requests.Session:

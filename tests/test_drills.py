@@ -41,8 +41,9 @@ def books_match(game, storage, agent, since: int = 0) -> list[str]:
     problems = []
     if server != ours:
         problems.append(f"server has {dict(server - ours)}, ledger {dict(ours - server)}")
-    if storage.ledger.pending(agent):
-        problems.append("open ledger entries")
+    if pending := storage.ledger.pending(agent):
+        problems.append(f"open ledger entries: "
+                        f"{[(e.kind, e.ship, e.good, e.units) for e in pending]}")
     if storage.ledger.expected_credits(agent) != game.agents[agent].credits:
         problems.append(f"ledger {storage.ledger.expected_credits(agent)} credits, server "
                         f"{game.agents[agent].credits}")
@@ -113,6 +114,26 @@ def test_a_hostile_server_gets_no_trade_repeated(sim_factory, tmp_path, fault):
     server.faults = FaultPlan()
     assert storage.factories.load(factory.id).status is FactoryStatus.COMPLETED
     assert books_match(server.game, storage, "HOSTILE") == []
+    storage.close()
+
+
+@pytest.mark.timeout(120)
+def test_a_run_that_ends_settles_what_it_left_open(sim_factory, tmp_path):
+    """A trade whose answer was lost mid-run is settled before the run returns."""
+    server = sim_factory(seed=1)
+    anon = Client(server.url, token="", limiter=RateLimiter.unlimited())
+    client = anon.with_token(anon.register("OPEN", "COSMIC", "account").token)
+    storage = Storage(open_database(str(tmp_path / "open.db")))
+    service = Service(client, storage, default_supply_chain(), FAST)
+    runtime = service.runtime()
+    ship = client.ships()[0]
+    entry = storage.ledger.intend(agent="OPEN", ship=ship.symbol, waypoint=ship.nav.waypoint,
+                                  good="FUEL", kind="PURCHASE", units=7, now=runtime.clock(),
+                                  held_before=ship.cargo.held("FUEL"), owner=runtime.owner)
+    client.purchase(ship.symbol, "FUEL", 7)  # done on the server; its answer never came
+    service.run(runtime, [])
+    assert storage.ledger.get(entry).state == "CONFIRMED"
+    assert books_match(server.game, storage, "OPEN") == []
     storage.close()
 
 
