@@ -12,9 +12,8 @@ other). Once a round for each waiting lot has landed, the last one is given time
 answered (`landed_by`) before more go: it may be all the exporter needed, and the ships
 are better kept for the collect; each round that landed that long ago without the
 export answering puts one more lot on the way, up to what the fleet can carry, and an
-answer brings it back.
-It stops when the export reaches the threshold. Each lot's outcome (the supply seen after
-it) is logged by the caller.
+answer brings it back. It stops when the export reaches the threshold. Each lot's
+outcome (the supply seen after it) is logged by the caller.
 """
 
 from __future__ import annotations
