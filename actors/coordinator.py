@@ -731,9 +731,7 @@ class Coordinator:
             s = self.fleet.get(symbol)
             if s is None or s.lost or not s.busy:
                 continue
-            landing = max(0.0, (s.arrival - now).total_seconds()) if s.arrival and \
-                s.status == "IN_TRANSIT" else 0.0
-            eta = landing + times.seconds(s.waypoint, waypoint, s.speed, s.fuel_capacity,
+            eta = s.lands_in(now) + times.seconds(s.waypoint, waypoint, s.speed, s.fuel_capacity,
                                           s.fuel_capacity)
             out.append(scheduling.ShipView(s.symbol, waypoint, s.speed, s.fuel_capacity,
                                            s.fuel_capacity, s.cargo_capacity, s.cargo_free,
@@ -753,8 +751,7 @@ class Coordinator:
             if s is None or s.lost or not s.busy or symbol in flying:
                 continue
             if s.waypoint == waypoint:  # on its last leg, or there: its landing is known
-                free_in = max(0.0, (s.arrival - now).total_seconds()) if s.arrival and \
-                    s.status == "IN_TRANSIT" else 0.0
+                free_in = s.lands_in(now)
             elif due > now:
                 free_in = (due - now).total_seconds()
             else:
@@ -789,8 +786,7 @@ class Coordinator:
             if not s.is_hauler or s.busy or s.lost or s.symbol in held or s.symbol in parked \
                     or s.symbol in self.benched or not self.allowed(s):
                 continue
-            free_in = max(0.0, (s.arrival - now).total_seconds()) if s.arrival and \
-                s.status == "IN_TRANSIT" else 0.0
+            free_in = s.lands_in(now)
             views.append(scheduling.ShipView(
                 s.symbol, s.waypoint, s.speed, s.fuel, s.fuel_capacity, s.cargo_capacity,
                 s.cargo_free, free_in, carrying.get(s.symbol, {})))

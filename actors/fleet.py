@@ -35,6 +35,12 @@ class ShipInfo:
     def is_hauler(self) -> bool:
         return self.cargo_capacity > 0
 
+    def lands_in(self, now: datetime) -> float:
+        """Seconds until it lands at `waypoint` (0 if it is not flying)."""
+        if self.status != "IN_TRANSIT" or self.arrival is None:
+            return 0.0
+        return max(0.0, (self.arrival - now).total_seconds())
+
     def present_at(self, waypoint: str, now: datetime) -> bool:
         """At the waypoint and not flying: its market shows prices."""
         arrived = self.status != "IN_TRANSIT" or (self.arrival is not None and now >= self.arrival)
