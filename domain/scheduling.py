@@ -111,8 +111,9 @@ def assign(tasks: Iterable[Task], ships: Iterable[ShipView], times: TravelTimes,
     `busy_sources` counts ships already buying at each market, against `per_source_cap`.
     Ships `standing_by` at an exporter about to have output are not given `speculative`
     tasks (more lots for that exporter, which may not be needed). A task that one of the
-    ships `arriving` (flying to look or to stand by, free where they land) would finish
-    sooner than any idle ship waits for it, and that ship is kept for it.
+    busy ships `arriving` (flying to look or to stand by, or on another trip: each free
+    at its `waypoint` in `free_in`) would finish sooner than any idle ship waits for it,
+    and that ship is kept for it.
     """
     standing_by, speculative = set(standing_by), set(speculative)
     coming = {s.symbol: s for s in arriving if s.is_hauler}
