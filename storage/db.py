@@ -116,35 +116,72 @@ def _drop_connection(db: peewee.Database) -> None:
         pass
 
 
+class Table:
+    """A model's table for statements written once and run many times. Peewee builds a
+    query's SQL afresh on every call, and on the hottest paths (every pass saves the
+    factory, every ship move writes its position, every claim checks the assignments)
+    that was most of the bot's CPU. The SQL here is plain and reads the same on SQLite
+    and PostgreSQL; values go through the fields' own conversions both ways."""
+
+    def __init__(self, db: peewee.Database, model: type[peewee.Model]):
+        self.db = db
+        self.param = db.param
+        self.fields = list(model._meta.sorted_fields)
+        self._by_name = {f.name: f for f in self.fields}
+        self.name = self.quote(model._meta.table_name)
+        self.columns = ", ".join(self.col(f.name) for f in self.fields)
+
+    def quote(self, name: str) -> str:
+        return f"{self.db.quote[0]}{name}{self.db.quote[-1]}"
+
+    def col(self, field: str) -> str:
+        return self.quote(self._by_name[field].column_name)
+
+    def equal(self, *fields: str) -> str:
+        """`a = ? AND b = ?` for the named fields."""
+        return " AND ".join(f"{self.col(f)} = {self.param}" for f in fields)
+
+    def select(self, where: str = "", order: str = "") -> str:
+        sql = f"SELECT {self.columns} FROM {self.name}"
+        return sql + (f" WHERE {where}" if where else "") + (f" ORDER BY {order}" if order else "")
+
+    def values(self, row: Mapping[str, object], fields: Iterable[str]) -> tuple:
+        """The database's values of `row` (by field name; a missing field is NULL)."""
+        return tuple(self._by_name[f].db_value(row.get(f)) for f in fields)
+
+    def rows(self, sql: str, params: tuple = ()) -> list[dict]:
+        """Run a `select` and give each row by field name, as Python values."""
+        cursor = self.db.execute_sql(sql, params)
+        fields = self.fields
+        return [{f.name: f.python_value(v) for f, v in zip(fields, row, strict=True)}
+                for row in cursor.fetchall()]
+
+    def run(self, sql: str, params: tuple = ()) -> int:
+        """Run a change; the number of rows it touched."""
+        return self.db.rows_affected(self.db.execute_sql(sql, params))
+
+
 class Upsert:
     """One `INSERT … ON CONFLICT (key) DO UPDATE` (or a plain INSERT without `key`) for a
-    model, built once and run with plain parameters. Peewee builds a query's SQL afresh on
-    every call, and on the hottest writes (every market reading, every ship move) that
-    was most of the bot's CPU. The syntax is the same on SQLite and PostgreSQL."""
+    model, built once and run with plain parameters (see `Table`)."""
 
     def __init__(self, db: peewee.Database, model: type[peewee.Model],
                  key: tuple[str, ...] = (), update: tuple[str, ...] = ()):
         self.db = db
-        self.fields = [f for f in model._meta.sorted_fields
-                       if not isinstance(f, peewee.AutoField)]
-        start, end = db.quote[0], db.quote[-1]
-
-        def name(field: str) -> str:
-            return f"{start}{field}{end}"
-
-        columns = ", ".join(name(f.column_name) for f in self.fields)
+        self.table = t = Table(db, model)
+        self.fields = [f.name for f in t.fields if not isinstance(f, peewee.AutoField)]
+        columns = ", ".join(t.col(f) for f in self.fields)
         values = ", ".join(db.param for _ in self.fields)
-        self.sql = f"INSERT INTO {name(model._meta.table_name)} ({columns}) VALUES ({values})"
+        self.sql = f"INSERT INTO {t.name} ({columns}) VALUES ({values})"
         if key:
-            column = {f.name: f.column_name for f in self.fields}
-            sets = ", ".join(f"{name(column[f])} = EXCLUDED.{name(column[f])}" for f in update)
-            self.sql += f" ON CONFLICT ({', '.join(name(column[k]) for k in key)}) " + (
+            sets = ", ".join(f"{t.col(f)} = EXCLUDED.{t.col(f)}" for f in update)
+            self.sql += f" ON CONFLICT ({', '.join(t.col(k) for k in key)}) " + (
                 f"DO UPDATE SET {sets}" if update else "DO NOTHING")
 
     def run(self, rows: Iterable[Mapping[str, object]]) -> None:
         """Write `rows` (by field name; a missing field is NULL) inside the caller's
         transaction."""
-        params = [tuple(f.db_value(row.get(f.name)) for f in self.fields) for row in rows]
+        params = [self.table.values(row, self.fields) for row in rows]
         if len(params) == 1:
             self.db.execute_sql(self.sql, params[0])
         elif params:

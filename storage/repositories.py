@@ -22,7 +22,7 @@ from domain.factory import (
 from domain.markets import MarketSnapshot, Quote, system_of
 from domain.navigation import Place
 from domain.plan import PlanNode
-from storage.db import Upsert, transaction
+from storage.db import Table, Upsert, transaction
 from storage.migrations import migrate
 from storage.models import (
     FactoryRow,
@@ -97,9 +97,25 @@ class FactorySummary:
                 "error": self.error}
 
 
+FACTORY_FIELDS = ("target", "system", "status", "plan", "lot", "units_wanted", "units_acquired",
+                  "min_supply", "destination", "strict_supply", "reference", "held_at_start",
+                  "created_at", "started_at", "finished_at", "error")
+
+
 class FactoryRepository:
     def __init__(self, db: peewee.Database):
         self.db = db
+        self._t = t = Table(db, FactoryRow)
+        sets = ", ".join(f"{t.col(f)} = {t.param}" for f in FACTORY_FIELDS)
+        held = f"UPDATE {t.name} SET {sets} WHERE {t.equal('id')} AND "
+        self._save_held = held + t.equal("owner")  # the lease's holder writes
+        self._save_free = held + f"{t.col('owner')} IS NULL"  # nobody holds it
+        self._beat = f"UPDATE {t.name} SET {t.col('heartbeat_at')} = {t.param} " \
+                     f"WHERE {t.equal('id', 'owner')}"
+        self._stop_asked = f"SELECT {t.col('stop_requested')} FROM {t.name} " \
+                           f"WHERE {t.equal('id')}"
+        self._tasks = Upsert(db, TaskRow, key=("id",), update=tuple(
+            f.name for f in TaskRow._meta.sorted_fields if f.name != "id"))
 
     def create(self, factory: Factory, agent: str, owner: str | None, now: datetime) -> None:
         with transaction(self.db):
@@ -111,9 +127,11 @@ class FactoryRepository:
         """Write the factory and the tasks a transition touched, atomically, if `owner`
         still holds its lease (None: nobody may hold it); otherwise raise LeaseLost and
         write nothing, so a runner that lost its factory can never overwrite the new one."""
+        t = self._t
+        values = t.values(self._factory_fields(factory), FACTORY_FIELDS)
         with transaction(self.db):
-            written = FactoryRow.update(**self._factory_fields(factory)).where(
-                FactoryRow.id == factory.id, _same(FactoryRow.owner, owner)).execute()
+            written = t.run(self._save_held, (*values, factory.id, owner)) if owner is not None \
+                else t.run(self._save_free, (*values, factory.id))
             if written != 1:
                 raise LeaseLost(f"factory {factory.id} is no longer held by {owner}")
             self._upsert_tasks(tasks)
@@ -213,12 +231,10 @@ class FactoryRepository:
         """Refresh the lease. Returns "stop" when `stop ID` asked for it, "lost" when another
         process has taken the factory over, else "ok"."""
         with transaction(self.db):
-            held = FactoryRow.update(heartbeat_at=to_db(now)).where(
-                FactoryRow.id == factory_id, FactoryRow.owner == owner).execute()
-            if not held:
+            if not self._t.run(self._beat, (to_db(now), factory_id, owner)):
                 return "lost"
-            row = FactoryRow.get_or_none(FactoryRow.id == factory_id)
-            return "stop" if row and row.stop_requested else "ok"
+            row = self.db.execute_sql(self._stop_asked, (factory_id,)).fetchone()
+            return "stop" if row and row[0] else "ok"
 
     def request_stop(self, factory_id: str) -> None:
         FactoryRow.update(stop_requested=True).where(FactoryRow.id == factory_id).execute()
@@ -239,8 +255,7 @@ class FactoryRepository:
                 "started_at": to_db(f.started_at), "finished_at": to_db(f.finished_at),
                 "error": f.error}
 
-    @staticmethod
-    def _upsert_tasks(tasks: Iterable[Task]) -> None:
+    def _upsert_tasks(self, tasks: Iterable[Task]) -> None:
         """One row per task, however often a pass touched it (PostgreSQL refuses an
         upsert that names a row twice)."""
         once = {t.id: t for t in tasks}
@@ -256,10 +271,7 @@ class FactoryRepository:
             "created_at": to_db(t.created_at), "started_at": to_db(t.started_at),
             "finished_at": to_db(t.finished_at), "last_error": t.last_error,
         } for t in once.values()]
-        if rows:
-            mutable = [f for f in TaskRow._meta.sorted_fields if f.name != "id"]
-            TaskRow.insert_many(rows).on_conflict(conflict_target=[TaskRow.id],
-                                                  preserve=mutable).execute()
+        self._tasks.run(rows)
 
 
 def _summary(row: FactoryRow) -> FactorySummary:
@@ -287,14 +299,23 @@ class AssignmentRepository:
 
     def __init__(self, db: peewee.Database):
         self.db = db
+        self._t = t = Table(db, ShipAssignment)
+        self._claim = Upsert(db, ShipAssignment)
+        self._all = t.select()
+        self._get = t.select(t.equal("ship"))
+        self._reassign = f"UPDATE {t.name} SET {t.equal('factory')}, {t.col('task')} = " \
+                         f"{t.param}, {t.col('purpose')} = {t.param} " \
+                         f"WHERE {t.equal('ship', 'owner')}"
+        self._release = f"DELETE FROM {t.name} WHERE {t.equal('ship', 'owner')}"
 
     def claim(self, ship: str, owner: str, now: datetime, factory: str | None = None,
               task: str | None = None, purpose: str = TASK) -> bool:
         """Take `ship` unless someone has it; the database's key decides races."""
         try:
             with transaction(self.db):
-                ShipAssignment.insert(ship=ship, owner=owner, factory=factory, task=task,
-                                      purpose=purpose, assigned_at=to_db(now)).execute()
+                self._claim.run([{"ship": ship, "owner": owner, "factory": factory,
+                                  "task": task, "purpose": purpose,
+                                  "assigned_at": to_db(now)}])
             return True
         except peewee.IntegrityError:
             return False
@@ -303,13 +324,11 @@ class AssignmentRepository:
                  purpose: str = TASK) -> bool:
         """Change the work of a ship this owner already holds."""
         with transaction(self.db):
-            return ShipAssignment.update(factory=factory, task=task, purpose=purpose).where(
-                ShipAssignment.ship == ship, ShipAssignment.owner == owner).execute() == 1
+            return self._t.run(self._reassign, (factory, task, purpose, ship, owner)) == 1
 
     def release(self, ship: str, owner: str) -> None:
         with transaction(self.db):
-            ShipAssignment.delete().where(ShipAssignment.ship == ship,
-                                          ShipAssignment.owner == owner).execute()
+            self._t.run(self._release, (ship, owner))
 
     def release_owner(self, owner: str) -> None:
         with transaction(self.db):
@@ -328,13 +347,15 @@ class AssignmentRepository:
         return freed
 
     def all(self) -> list[Assignment]:
-        return [Assignment(a.ship, a.owner, a.factory_id, a.task, a.purpose)
-                for a in ShipAssignment.select()]
+        return [_assignment(a) for a in self._t.rows(self._all)]
 
     def get(self, ship: str) -> Assignment | None:
-        a = ShipAssignment.get_or_none(ShipAssignment.ship == ship)
-        return None if a is None else Assignment(a.ship, a.owner, a.factory_id, a.task,
-                                                 a.purpose)
+        found = self._t.rows(self._get, (ship,))
+        return _assignment(found[0]) if found else None
+
+
+def _assignment(row: dict) -> Assignment:
+    return Assignment(row["ship"], row["owner"], row["factory"], row["task"], row["purpose"])
 
 
 # --- waypoints and markets -----------------------------------------------------------------
@@ -524,8 +545,18 @@ class LedgerRepository:
     SPENDING = ("PURCHASE", "REFUEL", "SHIP")
     DELIVERIES = ("SELL", "SUPPLY", "DELIVER")
 
+    FILTERS = ("agent", "factory", "state", "ship")
+
     def __init__(self, db: peewee.Database):
         self.db = db
+        self._t = t = Table(db, LedgerEntry)
+        # one statement per combination of filters `entries` is given
+        self._entries = {used: t.select(t.equal(*used), order=t.col("id"))
+                         for used in _subsets(self.FILTERS)}
+        self._progress = t.select(f"{t.equal('factory', 'state')} AND {t.col('task')} "
+                                  "IS NOT NULL")
+        self._task_progress = t.select(t.equal("factory", "state", "task"))
+        self._get = t.select(t.equal("id"))
 
     def intend(self, *, agent: str, ship: str, waypoint: str, good: str, kind: str,
                units: int, now: datetime, factory: str | None = None,
@@ -564,15 +595,16 @@ class LedgerRepository:
 
     def entries(self, agent: str | None = None, factory: str | None = None,
                 state: str | None = None, ship: str | None = None) -> list[LedgerRecord]:
-        query = LedgerEntry.select().order_by(LedgerEntry.id)
-        for column, value in ((LedgerEntry.agent, agent), (LedgerEntry.factory, factory),
-                              (LedgerEntry.state, state), (LedgerEntry.ship, ship)):
-            if value is not None:
-                query = query.where(column == value)
-        return [_record(e) for e in query]
+        given = {"agent": agent, "factory": factory, "state": state, "ship": ship}
+        used = tuple(f for f in self.FILTERS if given[f] is not None)
+        return [_record(e) for e in self._t.rows(self._entries[used],
+                                                  tuple(given[f] for f in used))]
 
     def get(self, entry: int) -> LedgerRecord:
-        return _record(LedgerEntry.get_by_id(entry))
+        found = self._t.rows(self._get, (entry,))
+        if not found:
+            raise KeyError(entry)
+        return _record(found[0])
 
     def pending(self, agent: str | None = None, ship: str | None = None) -> list[LedgerRecord]:
         return self.entries(agent=agent, state=self.INTENDED, ship=ship)
@@ -587,19 +619,17 @@ class LedgerRepository:
         from confirmed entries (a sale, a construction supply and a contract delivery all
         deliver)."""
         out: dict[str, Progress] = {}
-        query = LedgerEntry.select().where(LedgerEntry.factory == factory,
-                                           LedgerEntry.state == self.CONFIRMED,
-                                           LedgerEntry.task.is_null(False))
-        if task is not None:
-            query = query.where(LedgerEntry.task == task)
-        for e in query:
-            p = out.setdefault(e.task, Progress())
-            if e.kind == "PURCHASE":
-                p.bought_by[e.ship] = p.bought_by.get(e.ship, 0) + e.units
-                p.cost += e.total or 0
-            elif e.kind in self.DELIVERIES:
-                p.delivered_by[e.ship] = p.delivered_by.get(e.ship, 0) + e.units
-                p.revenue += e.total or 0
+        rows = self._t.rows(self._progress, (factory, self.CONFIRMED)) if task is None else \
+            self._t.rows(self._task_progress, (factory, self.CONFIRMED, task))
+        for e in rows:
+            p = out.setdefault(e["task"], Progress())
+            ship, units, total = e["ship"], e["units"], e["total"] or 0
+            if e["kind"] == "PURCHASE":
+                p.bought_by[ship] = p.bought_by.get(ship, 0) + units
+                p.cost += total
+            elif e["kind"] in self.DELIVERIES:
+                p.delivered_by[ship] = p.delivered_by.get(ship, 0) + units
+                p.revenue += total
         return out
 
     def ship_holdings(self, ship: str) -> dict[tuple[str | None, str], int]:
@@ -629,11 +659,19 @@ class LedgerRepository:
         return -sum(e.signed_total for e in self.entries(factory=factory))
 
 
-def _record(e: LedgerEntry) -> LedgerRecord:
-    return LedgerRecord(e.id, e.agent, e.factory, e.task, e.ship, e.waypoint, e.good, e.kind,
-                        e.units, e.state, e.price_per_unit, e.total, e.credits_after,
-                        from_db(e.intended_at), from_db(e.server_time), e.held_before,
-                        e.price_hint, e.owner)
+def _record(e: dict) -> LedgerRecord:
+    """An entry from its row, by field name."""
+    return LedgerRecord(e["id"], e["agent"], e["factory"], e["task"], e["ship"], e["waypoint"],
+                        e["good"], e["kind"], e["units"], e["state"], e["price_per_unit"],
+                        e["total"], e["credits_after"], from_db(e["intended_at"]),
+                        from_db(e["server_time"]), e["held_before"], e["price_hint"],
+                        e["owner"])
+
+
+def _subsets(names: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """Every subset of `names`, each in their order."""
+    return [tuple(n for i, n in enumerate(names) if mask >> i & 1)
+            for mask in range(1 << len(names))]
 
 
 # --- all of it -----------------------------------------------------------------------------

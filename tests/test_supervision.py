@@ -128,14 +128,14 @@ def test_a_save_the_database_always_refuses_ends_the_run_rather_than_looping(wor
 
     original = FactoryRepository._upsert_tasks
 
-    def refused(tasks):
+    def refused(self, tasks):
         tasks = list(tasks)
         if tasks:
             raise peewee.ProgrammingError("ON CONFLICT DO UPDATE command cannot affect row "
                                           "a second time")
-        original(tasks)
+        original(self, tasks)
 
-    monkeypatch.setattr(FactoryRepository, "_upsert_tasks", staticmethod(refused))
+    monkeypatch.setattr(FactoryRepository, "_upsert_tasks", refused)
     run, _ = world
     outcome, _f, _ = run(bound=60)
     assert not outcome.finished and "died" in outcome.error
