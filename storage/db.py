@@ -14,10 +14,10 @@ from playhouse.pool import PooledPostgresqlDatabase
 from playhouse.shortcuts import ReconnectMixin
 
 DB_ENV = "GOODS_FACTORY_DB"
-SQLITE_PRAGMAS = {
+SQLITE_PRAGMAS = {  # in this order: the first waits for a lock the others may need
+    "busy_timeout": 15_000,  # ms to wait for another writer before failing
     "journal_mode": "wal",  # readers never block the writer
     "foreign_keys": 1,
-    "busy_timeout": 15_000,  # ms to wait for another writer before failing
     "synchronous": "normal",  # safe with WAL; a power cut may lose the last commit only
 }
 
