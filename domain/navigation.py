@@ -142,46 +142,67 @@ def plan_route(
     def estimate(p: Place) -> float:
         return distance(p, goal) * per_unit
 
-    # A* on time; a label is (estimate, tie-break, seconds, place, fuel left, legs so far).
-    frontier: list[tuple[float, int, int, str, int, tuple[Leg, ...]]] = [
-        (estimate(places[origin]), 0, 0, origin, fuel, ())]
+    # A* on time; a label is (estimate, tie-break, seconds, place, fuel left, trail), the
+    # trail a chain (previous trail, leg) so that legs are only built for the route found.
+    frontier: list[tuple] = [(estimate(places[origin]), 0, 0, origin, fuel, None)]
     best: dict[str, tuple[int, int]] = {}
     counter = 0
     while frontier:
-        _, _, seconds, here, left, legs = heapq.heappop(frontier)
+        _, _, seconds, here, left, trail = heapq.heappop(frontier)
         if here == destination:
-            return Route(legs)
+            return Route(_legs(trail, speed))
         if here in best and best[here][0] <= seconds and best[here][1] >= left:
             continue
         best[here] = (seconds, left)
         a = places[here]
         for b in stops:
-            if b.symbol == here:
+            if b is a:
                 continue
-            step = _cheapest_leg(a, b, mode, fuel_capacity, speed, left, a.sells_fuel)
+            d = distance(a, b)
+            step = _step(d, mode, fuel_capacity, left, a.sells_fuel)
             if step is None:
                 continue
-            leg, remaining = step
-            arrive = seconds + leg.seconds
+            flown, cost, refuel, remaining = step
+            arrive = seconds + travel_seconds(d, speed, flown)
             known = best.get(b.symbol)
             if known is not None and known[0] <= arrive and known[1] >= remaining:
                 continue  # no better than a label already expanded there
             counter += 1
             heapq.heappush(frontier, (arrive + estimate(b), counter, arrive, b.symbol,
-                                      remaining, (*legs, leg)))
+                                      remaining, (trail, a, b, flown, cost, refuel)))
     raise NoRouteError(f"no route from {origin} to {destination} with a {fuel_capacity} fuel tank")
+
+
+def _legs(trail: tuple | None, speed: int) -> tuple[Leg, ...]:
+    """The legs of a label's trail, first to last."""
+    legs: list[Leg] = []
+    while trail is not None:
+        trail, a, b, mode, cost, refuel = trail
+        legs.append(_leg(a, b, mode, cost, speed, refuel))
+    return tuple(reversed(legs))
+
+
+def _step(d: float, mode: FlightMode, capacity: int, left: int, can_refuel: bool
+          ) -> tuple[FlightMode, int, bool, int] | None:
+    """How a leg of `d` is flown with `left` fuel: (mode, fuel, refuel first, fuel left),
+    in `mode` if the tank (filled first where fuel is sold) allows, else drifting."""
+    for candidate in (mode, FlightMode.DRIFT):
+        cost = fuel_cost(d, candidate, capacity)
+        if cost <= left:
+            return candidate, cost, False, left - cost
+        if can_refuel and cost <= capacity:
+            return candidate, cost, True, capacity - cost
+    return None
 
 
 def _cheapest_leg(
     a: Place, b: Place, mode: FlightMode, capacity: int, speed: int, left: int, can_refuel: bool
 ) -> tuple[Leg, int] | None:
-    for candidate in (mode, FlightMode.DRIFT):
-        cost = fuel_cost(distance(a, b), candidate, capacity)
-        if cost <= left:
-            return _leg(a, b, candidate, cost, speed), left - cost
-        if can_refuel and cost <= capacity:
-            return _leg(a, b, candidate, cost, speed, refuel=True), capacity - cost
-    return None
+    step = _step(distance(a, b), mode, capacity, left, can_refuel)
+    if step is None:
+        return None
+    flown, cost, refuel, remaining = step
+    return _leg(a, b, flown, cost, speed, refuel), remaining
 
 
 def _leg(a: Place, b: Place, mode: FlightMode, cost: int, speed: int, refuel: bool = False) -> Leg:
