@@ -53,6 +53,7 @@ class MarketBook:
         self.storage = storage
         self._lock = threading.Lock()
         self._latest: dict[str, MarketSnapshot] = {}
+        self._bare: dict[str, MarketSnapshot] = {}  # lists only, see `_lists_of`
         self._places: dict[str, dict[str, Place]] = {}
         self._times: dict[str, TravelTimes] = {}
         self._listeners: list[Callable[[MarketSnapshot], None]] = []
@@ -73,6 +74,8 @@ class MarketBook:
         if fresh:
             storage.markets.record(*fresh)
         with self._lock:
+            if again:
+                self._bare.clear()
             for snapshot in storage.markets.snapshots(system):
                 self._latest[snapshot.waypoint] = snapshot
             self._places[system] = storage.waypoints.places(system)
@@ -103,8 +106,17 @@ class MarketBook:
             found = [s for s in self._latest.values() if s.system == system]
         if fresh_since is None:
             return found
-        return [s if s.observed_at and s.observed_at >= fresh_since
-                else replace(s, quotes={}, observed_at=None) for s in found]
+        return [s if s.observed_at and s.observed_at >= fresh_since else self._lists_of(s)
+                for s in found]
+
+    def _lists_of(self, snapshot: MarketSnapshot) -> MarketSnapshot:
+        """The market's lists without quotes, made once per market (lists never change
+        within a reset, and every pass of every factory asks)."""
+        bare = self._bare.get(snapshot.waypoint)
+        if bare is None:
+            bare = self._bare[snapshot.waypoint] = replace(snapshot, quotes={},
+                                                           observed_at=None)
+        return bare
 
     def places(self, system: str) -> dict[str, Place]:
         with self._lock:
