@@ -124,53 +124,103 @@ def plan_route(
 
     Legs fly in `mode` where the fuel allows and fall back to DRIFT (1 fuel) only where
     nothing else reaches, so a stranded ship still gets home. Raises NoRouteError.
+    For many searches on one map, keep a `RouteMap`.
     """
-    if origin == destination:
-        return Route(())
-    for symbol in (origin, destination):
-        if symbol not in places:
-            raise NoRouteError(f"unknown waypoint {symbol}")
-    if fuel_capacity == 0:
-        return Route((_leg(places[origin], places[destination], mode, 0, speed),))
+    return RouteMap(places).route(origin, destination, fuel=fuel, fuel_capacity=fuel_capacity,
+                                  speed=speed, mode=mode)
 
-    stops = [p for s, p in places.items() if p.sells_fuel or s in (origin, destination)]
-    goal = places[destination]
-    # A leg takes at least its distance at the mode's pace (each leg's 15 s more than
-    # make up for the rounding): an estimate that never overshoots, so A* stays exact.
-    per_unit = min(MULTIPLIER[mode] / speed, 29.0) * 0.95
 
-    def estimate(p: Place) -> float:
-        return distance(p, goal) * per_unit
+class RouteMap:
+    """A system's waypoints for route searches, each FUEL market's distances to the other
+    FUEL markets worked out on its first use and kept: every pass of every factory asks
+    for routes on the same map, and a search then mostly adds up numbers."""
 
-    # A* on time; a label is (estimate, tie-break, seconds, place, fuel left, trail), the
-    # trail a chain (previous trail, leg) so that legs are only built for the route found.
-    frontier: list[tuple] = [(estimate(places[origin]), 0, 0, origin, fuel, None)]
-    best: dict[str, tuple[int, int]] = {}
-    counter = 0
-    while frontier:
-        _, _, seconds, here, left, trail = heapq.heappop(frontier)
-        if here == destination:
-            return Route(_legs(trail, speed))
-        if here in best and best[here][0] <= seconds and best[here][1] >= left:
-            continue
-        best[here] = (seconds, left)
-        a = places[here]
-        for b in stops:
-            if b is a:
+    def __init__(self, places: Mapping[str, Place]):
+        self.places = places
+        self._stops = [p for p in places.values() if p.sells_fuel]
+        self._rows: dict[str, list[tuple[Place, float, int]]] = {}
+
+    def _row(self, a: Place) -> list[tuple[Place, float, int]]:
+        """(stop, distance, rounded distance) from `a` to every other FUEL market."""
+        row = self._rows.get(a.symbol)
+        if row is None:
+            row = []
+            for b in self._stops:
+                if b is not a:
+                    d = distance(a, b)
+                    row.append((b, d, round_half_up(d)))
+            if a.sells_fuel:  # other origins are asked about once or twice
+                self._rows[a.symbol] = row
+        return row
+
+    def route(self, origin: str, destination: str, *, fuel: int, fuel_capacity: int,
+              speed: int, mode: FlightMode = FlightMode.CRUISE) -> Route:
+        """See `plan_route`."""
+        places = self.places
+        if origin == destination:
+            return Route(())
+        for symbol in (origin, destination):
+            if symbol not in places:
+                raise NoRouteError(f"unknown waypoint {symbol}")
+        if fuel_capacity == 0:
+            return Route((_leg(places[origin], places[destination], mode, 0, speed),))
+
+        goal = places[destination]
+        # A leg takes at least its distance at the mode's pace (each leg's 15 s more than
+        # make up for the rounding): an estimate that never overshoots, so A* stays exact.
+        per_unit = min(MULTIPLIER[mode] / speed, 29.0) * 0.95
+        estimate = {p.symbol: distance(p, goal) * per_unit
+                    for p in (*self._stops, places[origin], goal)}
+        pace, drift_pace = MULTIPLIER[mode] / speed, MULTIPLIER[FlightMode.DRIFT] / speed
+        drift = FlightMode.DRIFT
+        capacity = fuel_capacity
+
+        # A* on time; a label is (estimate, tie-break, seconds, place, fuel left, trail),
+        # the trail a chain (previous trail, leg) so that legs are built only for the route
+        # found. The goal is a stop of every search. A place is expanded again only with a
+        # label no earlier expansion there beats on both time and fuel.
+        frontier: list[tuple] = [(estimate[origin], 0, 0, origin, fuel, None)]
+        expanded: dict[str, list[tuple[int, int]]] = {}
+        counter = 0
+        while frontier:
+            _, _, seconds, here, left, trail = heapq.heappop(frontier)
+            if here == destination:
+                return Route(_legs(trail, speed))
+            labels = expanded.setdefault(here, [])
+            if any(t <= seconds and f >= left for t, f in labels):
                 continue
-            d = distance(a, b)
-            step = _step(d, mode, fuel_capacity, left, a.sells_fuel)
-            if step is None:
-                continue
-            flown, cost, refuel, remaining = step
-            arrive = seconds + travel_seconds(d, speed, flown)
-            known = best.get(b.symbol)
-            if known is not None and known[0] <= arrive and known[1] >= remaining:
-                continue  # no better than a label already expanded there
-            counter += 1
-            heapq.heappush(frontier, (arrive + estimate(b), counter, arrive, b.symbol,
-                                      remaining, (trail, a, b, flown, cost, refuel)))
-    raise NoRouteError(f"no route from {origin} to {destination} with a {fuel_capacity} fuel tank")
+            labels.append((seconds, left))
+            a = places[here]
+            can_refuel = a.sells_fuel
+            row = self._row(a)
+            if not goal.sells_fuel:
+                d = distance(a, goal)
+                row = [*row, (goal, d, round_half_up(d))]
+            for b, _, rounded in row:
+                # the fuel in `mode` (fuel_cost, inlined: this loop is the planner's cost)
+                cost = max(1, rounded) if mode is not FlightMode.BURN else max(2, 2 * rounded)
+                if mode is drift:
+                    cost = 1
+                if cost <= left:
+                    flown, refuel, remaining, per = mode, False, left - cost, pace
+                elif can_refuel and cost <= capacity:
+                    flown, refuel, remaining, per = mode, True, capacity - cost, pace
+                elif left >= 1:
+                    flown, cost, refuel, remaining, per = drift, 1, False, left - 1, drift_pace
+                elif can_refuel:
+                    flown, cost, refuel, remaining, per = drift, 1, True, capacity - 1, drift_pace
+                else:
+                    continue
+                arrive = seconds + math.floor(max(1, rounded) * per + 15.5)
+                there = expanded.get(b.symbol)
+                if there and any(t <= arrive and f >= remaining for t, f in there):
+                    continue  # no better than a label already expanded there
+                counter += 1
+                heapq.heappush(frontier, (arrive + estimate[b.symbol], counter, arrive,
+                                          b.symbol, remaining,
+                                          (trail, a, b, flown, cost, refuel)))
+        raise NoRouteError(f"no route from {origin} to {destination} with a {fuel_capacity} "
+                           "fuel tank")
 
 
 def _legs(trail: tuple | None, speed: int) -> tuple[Leg, ...]:
@@ -184,8 +234,9 @@ def _legs(trail: tuple | None, speed: int) -> tuple[Leg, ...]:
 
 def _step(d: float, mode: FlightMode, capacity: int, left: int, can_refuel: bool
           ) -> tuple[FlightMode, int, bool, int] | None:
-    """How a leg of `d` is flown with `left` fuel: (mode, fuel, refuel first, fuel left),
-    in `mode` if the tank (filled first where fuel is sold) allows, else drifting."""
+    """How a leg of `d` (the distance, or the distance rounded: the fuel is the same) is
+    flown with `left` fuel: (mode, fuel, refuel first, fuel left), in `mode` if the tank
+    (filled first where fuel is sold) allows, else drifting."""
     for candidate in (mode, FlightMode.DRIFT):
         cost = fuel_cost(d, candidate, capacity)
         if cost <= left:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from domain.errors import NoRouteError
 from domain.factory import Task
-from domain.navigation import Place, distance, fuel_cost, plan_route, travel_seconds
+from domain.navigation import Place, RouteMap, distance, fuel_cost, travel_seconds
 
 UNREACHABLE = 10**9  # seconds: a ship that cannot get there
 FUEL_STEPS = 10  # a route's starting fuel is remembered in tenths of the tank
@@ -51,6 +51,7 @@ class TravelTimes:
     def __init__(self, places: Mapping[str, Place], pace: float = 1.0):
         self.places = places
         self.pace = pace
+        self._map = RouteMap(places)
         self._memo: dict[tuple, float] = {}
 
     def seconds(self, origin: str, destination: str, speed: int, fuel: int,
@@ -76,9 +77,9 @@ class TravelTimes:
         key = (origin, destination, speed, capacity, fuel)
         if key not in self._memo:
             try:
-                self._memo[key] = float(plan_route(self.places, origin, destination, fuel=fuel,
-                                                   fuel_capacity=capacity,
-                                                   speed=max(1, speed)).seconds)
+                self._memo[key] = float(self._map.route(origin, destination, fuel=fuel,
+                                                        fuel_capacity=capacity,
+                                                        speed=max(1, speed)).seconds)
             except NoRouteError:
                 self._memo[key] = UNREACHABLE
         return self._memo[key]
