@@ -161,9 +161,14 @@ class Client:
             with self._calls_lock:
                 self._calls[endpoint] += 1
             try:
-                resp = self._session().request(
-                    method, url, json=body, params=params, headers=headers,
-                    timeout=(self.policy.connect_timeout, self.policy.read_timeout))
+                session = self._session()
+                # prepared here rather than by session.request, which merges cookies,
+                # hooks and settings this client never sets: a quarter of its CPU
+                prepared = requests.PreparedRequest()
+                prepared.prepare(method=method, url=url, headers={**session.headers, **headers},
+                                 json=body, params=params)
+                resp = session.send(prepared, timeout=(self.policy.connect_timeout,
+                                                       self.policy.read_timeout))
                 content = resp.content  # a truncated body fails here, as a network error
             except requests.RequestException as exc:
                 if mutating and _maybe_sent(exc):
