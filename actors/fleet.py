@@ -62,10 +62,13 @@ class Fleet:
             self._on_move(symbol, nav, role)
 
     def _put(self, info: ShipInfo) -> None:
-        """Store a ship's new state (the lock held); a change counts in `version`."""
-        if self._ships.get(info.symbol) != info:
+        """Store a ship's new state (the lock held); a change that can alter what a
+        coordinator decides counts in `version` (see `_matters`)."""
+        old = self._ships.get(info.symbol)
+        if old != info:
             self._ships[info.symbol] = info
-            self.version += 1
+            if old is None or _matters(old, info):
+                self.version += 1
 
     def update(self, ship: Ship) -> ShipInfo:
         info = ShipInfo(ship.symbol, ship.role, ship.cargo.capacity, ship.speed,
@@ -140,6 +143,17 @@ class Fleet:
     def present_at(self, waypoint: str, now: datetime) -> bool:
         with self._lock:
             return any(s.present_at(waypoint, now) for s in self._ships.values())
+
+
+def _matters(old: ShipInfo, new: ShipInfo) -> bool:
+    """Whether a change can alter another coordinator's choices. Every coordinator makes a
+    pass on each change, so a busy ship docking, orbiting, refuelling or trading (four
+    or five changes a trip) would cost every factory a pass for nothing: while it is busy
+    only where and when it lands counts (ships finishing sooner are waited for), and the
+    rest is seen when it is freed, which counts."""
+    if not (old.busy and new.busy):
+        return True
+    return (old.waypoint, old.arrival, old.lost) != (new.waypoint, new.arrival, new.lost)
 
 
 class Wallet:
