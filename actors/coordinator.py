@@ -111,6 +111,9 @@ class Coordinator:
         self.blind: dict[str, int] = {}  # station -> looks since its last signal or feed
         self.looks: dict[str, str] = {}  # waypoint -> station an idle ship should read now
         self.next_look: datetime | None = None  # when the next look falls due
+        # the first lot could not be decided: try again on news, or when a quote expires
+        self.undecided = False
+        self.undecided_until: datetime | None = None
         self.wake_at: datetime | None = None  # a tick passes until then unless something moved
         self.fleet_seen = -1  # the fleet's version at the last pass
         self.followed: frozenset[str] = frozenset()
@@ -227,6 +230,8 @@ class Coordinator:
                 if st.last_landed and st.last_landed + answer > now]
         if self.next_look is not None:
             due.append(self.next_look)
+        if f.status is FactoryStatus.PENDING and self.undecided_until is not None:
+            due.append(self.undecided_until)
         return min(due)
 
     def handle(self, message: object) -> None:
@@ -289,7 +294,9 @@ class Coordinator:
         fleet_version = self.fleet.version
         touched: list[Task] = []
         try:
-            if f.status is FactoryStatus.PENDING:
+            if f.status is FactoryStatus.PENDING and (
+                    self.markets_changed or not self.undecided
+                    or (self.undecided_until is not None and now >= self.undecided_until)):
                 self._start_if_decided(now)
             if f.status is FactoryStatus.ACTIVE:
                 if f.plan is None or f.plan.pending:  # read the whole tree's markets
@@ -347,6 +354,11 @@ class Coordinator:
         try:
             planner.decide(f.target)
         except NeedsMarketData:
+            # the same answer until a market is read or a quote it used grows too old
+            max_age = timedelta(seconds=self.settings.market_max_age)
+            self.undecided = True
+            self.undecided_until = min((m.observed_at + max_age for m in planner.markets
+                                        if m.observed_at), default=None)
             return
         plan = planner.resolve(f.target, partial=True)
         self._note_references(plan.flatten())
@@ -774,17 +786,21 @@ class Coordinator:
             else None
 
     def _idle_haulers(self) -> list[scheduling.ShipView]:
-        held = {a.ship for a in self.storage.assignments.all() if a.owner != self.owner}
         parked = set(self.parked.values())
+        ships = [s for s in self.fleet.all() if s.is_hauler and not s.busy and not s.lost
+                 and s.symbol not in parked and s.symbol not in self.benched
+                 and self.allowed(s)]
+        if not ships:
+            return []  # most passes while the fleet is at work: no need to ask the database
+        held = {a.ship for a in self.storage.assignments.all() if a.owner != self.owner}
         carrying: dict[str, dict[str, int]] = {}
         for task in self.factory.open_tasks():
             for ship, units in task.carriers.items():
                 carrying.setdefault(ship, {})[task.id] = units
         now = self.clock()
         views = []
-        for s in self.fleet.all():
-            if not s.is_hauler or s.busy or s.lost or s.symbol in held or s.symbol in parked \
-                    or s.symbol in self.benched or not self.allowed(s):
+        for s in ships:
+            if s.symbol in held:
                 continue
             free_in = s.lands_in(now)
             views.append(scheduling.ShipView(
@@ -865,26 +881,21 @@ class Coordinator:
         reads = self.wanted_reads | set(self.looks)
         if not reads:
             return
-        times = self._travel_times()
-        idle, flying, en_route = [], [], {}
-        now = self.clock()
         parked = set(self.parked.values())
-        arriving = {v.symbol: v for v in self._visiting(times, now)}
-        for s in self.fleet.all():
-            if s.lost or not self.allowed(s) or s.symbol in parked or s.symbol in self.benched \
-                    or s.symbol in keep:
-                continue
-            if s.symbol in arriving:
-                view = arriving[s.symbol]
-                en_route[view.waypoint] = view.free_in
-                flying.append(view)
-            elif not s.busy:
-                idle.append(scheduling.ShipView(s.symbol, s.waypoint, s.speed, s.fuel,
-                                                s.fuel_capacity, s.cargo_capacity,
-                                                s.cargo_free))
+        usable = [s for s in self.fleet.all() if not (
+            s.lost or not self.allowed(s) or s.symbol in parked or s.symbol in self.benched
+            or s.symbol in keep)]
+        idle = [scheduling.ShipView(s.symbol, s.waypoint, s.speed, s.fuel, s.fuel_capacity,
+                                    s.cargo_capacity, s.cargo_free)
+                for s in usable if not s.busy]
         todo = reads - set(self.visits)
-        en_route = {w: t for w, t in en_route.items() if w in self.wanted_reads}
-        if not idle or not (todo or en_route):
+        if not idle or not (todo or self.wanted_reads.intersection(self.visits)):
+            return  # most passes: nobody to send, or nothing to read
+        times = self._travel_times()
+        arriving = {v.symbol: v for v in self._visiting(times, self.clock())}
+        flying = [arriving[s.symbol] for s in usable if s.symbol in arriving]
+        en_route = {v.waypoint: v.free_in for v in flying if v.waypoint in self.wanted_reads}
+        if not (todo or en_route):
             return
         # the shallowest level first (its reads may make the rest needless), then every
         # ship left over on the deeper ones, in the same pass

@@ -211,6 +211,29 @@ def test_unread_markets_are_surveyed_in_one_pass_before_planning(tmp_path):
     rig.storage.close()
 
 
+def test_an_undecided_first_lot_is_tried_again_only_on_news_or_when_a_quote_expires(tmp_path):
+    rig = Rig(tmp_path, quotes=False, settings=Settings(market_max_age=600))
+    rig.c.start()
+    tries = []
+    planner = rig.c._planner
+    rig.c._planner = lambda now, fresh=False: (tries.append(now), planner(now, fresh))[1]
+    rig.fleet.moved("P-1", Nav("X1-T", "X1-T-B", "IN_ORBIT", "CRUISE", "X1-T-A", None, None))
+    rig.c.tick()
+    rig.clock.advance(10)
+    rig.c.tick()
+    assert tries == [] and rig.f.status is FactoryStatus.PENDING, (
+        "the same markets give the same answer however the fleet moves")
+    rig.see(markets()[2])  # F read: FERTILIZERS' quotes, not CLOTHING's
+    assert len(tries) == 1 and rig.f.status is FactoryStatus.PENDING
+    assert rig.c._next_pass(rig.clock()) <= rig.clock() + timedelta(seconds=600)
+    rig.clock.advance(601)
+    rig.c.tick()
+    assert len(tries) == 2, "F's quote grew too old: the reads wanted may have changed"
+    rig.see(*markets())
+    assert rig.f.status is FactoryStatus.ACTIVE
+    rig.storage.close()
+
+
 def test_a_lone_ship_reads_the_targets_seller_before_the_deeper_markets(tmp_path):
     rig = Rig(tmp_path, quotes=False)
     rig.fleet.mark_lost("S-2"), rig.fleet.mark_lost("P-1")
@@ -551,9 +574,19 @@ def test_a_tick_makes_a_pass_only_when_something_moved_or_fell_due(rig):
     rig.c.tick()
     rig.c.tick()
     assert len(passes) == 3, "its own dispatch moved the fleet: one pass more, then quiet"
+    at = rig.fleet.get(ship).waypoint
+    rig.fleet.moved(ship, Nav("X1-T", at, "IN_ORBIT", "CRUISE", at, None, None))
+    rig.fleet.fuelled(ship, 10)
+    rig.fleet.loaded(ship, Cargo(40, 40))
+    rig.c.tick()
+    assert len(passes) == 3, "a busy ship orbiting, refuelling and trading changes nothing"
+    rig.fleet.moved(ship, Nav("X1-T", "X1-T-E", "IN_TRANSIT", "CRUISE", at, T0,
+                              rig.clock() + timedelta(seconds=60)))
+    rig.c.tick()
+    assert len(passes) == 4, "where and when a busy ship lands counts"
     rig.fleet.moved("P-1", Nav("X1-T", "X1-T-B", "IN_ORBIT", "CRUISE", "X1-T-A", None, None))
     rig.c.tick()
-    assert len(passes) == 4, "a ship moved (another factory may have freed it)"
+    assert len(passes) == 5, "an idle ship moved"
     rig.clock.advance(1000)
     rig.c.tick()
-    assert len(passes) == 5, "`recheck` went by"
+    assert len(passes) == 6, "`recheck` went by"
