@@ -54,7 +54,7 @@ from domain.factory import (
     TaskState,
     backoff,
 )
-from domain.feeding import plan_feeds
+from domain.feeding import plan_feeds, unanswered_rounds
 from domain.plan import Decision, Planner
 from domain.ranking import ceiling, reference_price
 from domain.supply_chain import SupplyChain
@@ -581,10 +581,10 @@ class Coordinator:
     def _looks(self, now: datetime) -> dict[str, str]:
         """Stations nobody watches that an idle ship should read now (waypoint -> station).
 
-        A look is due some time after one of our feeds landed there (then production may
-        have answered), or, while no lot is on its way there and the tree is decided, now
-        and then in case the exporter recovered on its own; each look without an answer
-        doubles the wait, a feed starts it over."""
+        A look is due some time after a whole round of our feeds landed there (then
+        production may have answered), or, while no lot is on its way there and the tree
+        is decided, now and then in case the exporter recovered on its own; each look
+        without an answer doubles the wait, a feed starts it over."""
         f = self.factory
         self.next_look = None
         if f.status is not FactoryStatus.ACTIVE:
@@ -601,7 +601,9 @@ class Coordinator:
                                    self.rewatch.get(key),
                                    min(t.waiting_since or now for t in tasks)) if t)
             st = known.get(key)
-            landed = st.last_landed if st else None
+            # only a whole round of inputs can be answered (with one still missing, the
+            # look waits for it, below, while it is on its way)
+            landed = st.last_landed if st and unanswered_rounds(st) >= 1 else None
             looked = self.blind.get(key, 0)
             wait = self.settings.blind_check_after * 2 ** min(looked, 5)
             if landed is not None and landed >= seen - timedelta(seconds=wait):
@@ -684,9 +686,10 @@ class Coordinator:
             self._note_no_ship(ready, {c.task.id for c in plan}, now)
 
     def _imminent(self, now: datetime) -> dict[str, str]:
-        """Stations whose export has not answered yet where a feed landed less than
-        `answer_wait` ago: their output may come any moment (waypoint by station, the
-        most urgent first)."""
+        """Stations whose export has not answered yet where a whole round of inputs has
+        landed, the last less than `answer_wait` ago: their output may come any moment
+        (waypoint by station, the most urgent first). With an input of the round still
+        missing, no output is due: the ships are needed to bring it."""
         stations = self.factory.stations()
         answered = self._answered()
         out = {}
@@ -695,7 +698,8 @@ class Coordinator:
             if st is None or key in answered:
                 continue
             landed = st.last_landed
-            if landed is not None and (now - landed).total_seconds() <= self.settings.answer_wait:
+            if landed is not None and (now - landed).total_seconds() <= \
+                    self.settings.answer_wait and unanswered_rounds(st) >= 1:
                 out[key] = st.waypoint
         return out
 

@@ -116,12 +116,13 @@ def ship(symbol, at="X1-T-A", cargo=40, speed=15):
 
 
 class Rig:
-    def __init__(self, tmp_path, quotes=True, units=None, settings=None):
+    def __init__(self, tmp_path, quotes=True, units=None, settings=None, chain=CHAIN,
+                 stock=markets):
         self.clock = Clock()
         self.storage = Storage(open_database(str(tmp_path / "c.db")))
         self.storage.waypoints.save("X1-T", [W(s, x, y) for s, (x, y) in PLACES.items()])
         self.storage.markets.record(*[snapshot(m, T0) if quotes else m
-                                      for m in markets(quotes=quotes)])
+                                      for m in stock(quotes=quotes)])
         self.book = MarketBook(client=None, storage=self.storage)
         self.book.know_system("X1-T")
         self.fleet = Fleet()
@@ -134,7 +135,7 @@ class Rig:
         self.storage.factories.create(f, "AGENT", "me:1:x", T0)
         self.c = Coordinator("f1", storage=self.storage, book=self.book, ships=self.ships,
                              watcher=self.watcher, runner=self.runner, fleet=self.fleet,
-                             chain=CHAIN, settings=settings or Settings(), owner="me:1:x",
+                             chain=chain, settings=settings or Settings(), owner="me:1:x",
                              agent="AGENT", clock=self.clock)
 
     @property
@@ -552,6 +553,51 @@ def test_no_look_goes_to_an_exporter_whose_inputs_are_on_their_way(rig):
     rig.clock.advance(60 * 8 * 4)  # long past the "recovered on its own" look
     rig.c.tick()
     assert rig.jobs(JobKind.VISIT) == [], "the feeds' landing is the time to look"
+
+
+def two_inputs(quotes=True):
+    """CLOTHING made at E from FABRICS (for sale at B) and POLYMERS (for sale at F)."""
+    return [
+        market("X1-T-E", exports=["CLOTHING"], imports=["FABRICS", "POLYMERS"], quotes=quotes,
+               CLOTHING=("SCARCE", "WEAK")),
+        market("X1-T-B", exports=["FABRICS"], supply="HIGH", quotes=quotes),
+        market("X1-T-F", exports=["POLYMERS"], supply="HIGH", quotes=quotes),
+        market("X1-T-A", exchange=["FUEL"], supply="HIGH", quotes=quotes),
+    ]
+
+
+def test_a_ship_that_fed_one_input_takes_the_other_not_the_wait_for_output(tmp_path):
+    """Output is not due while an input of the round is missing: the ship that just
+    landed one is the one to fetch the other, not one to stand by for the output."""
+    rig = Rig(tmp_path, chain=SupplyChain({"CLOTHING": ["FABRICS", "POLYMERS"]}),
+              stock=two_inputs)
+    rig.fleet.mark_lost("S-2"), rig.fleet.mark_lost("P-1")
+    rig.c.start()
+    [(ship, first)] = rig.jobs()
+    rig.clock.advance(100)
+    rig.done(ship, first, bought=40, delivered=40)
+    feeds = [j for s, j in rig.jobs() if j.task != first.task]
+    assert [(j.good, j.destination) for j in feeds] == [
+        ({"FABRICS": "POLYMERS", "POLYMERS": "FABRICS"}[first.good], "X1-T-E")]
+    assert not any(j.kind is JobKind.VISIT for _s, j in rig.ships.jobs), "no standing by"
+    rig.storage.close()
+
+
+def test_no_ship_looks_at_an_exporter_still_missing_an_input_on_its_way(tmp_path):
+    rig = Rig(tmp_path, chain=SupplyChain({"CLOTHING": ["FABRICS", "POLYMERS"]}),
+              stock=two_inputs, settings=Settings(blind_check_after=60, answer_wait=30))
+    rig.fleet.mark_lost("P-1")  # no probe to park
+    rig.c.start()
+    [(first_ship, first), (_other, _second)] = rig.jobs()
+    rig.clock.advance(100)
+    rig.done(first_ship, first, bought=40, delivered=40)  # one input landed at E
+    rig.fleet.moved(first_ship, Nav("X1-T", "X1-T-A", "DOCKED", "CRUISE", "X1-T-A", None,
+                                    None))
+    rig.clock.advance(600)
+    rig.c.tick()
+    assert rig.jobs(JobKind.VISIT) == [], (
+        "the other input is on its way: E cannot answer before it lands")
+    rig.storage.close()
 
 
 def test_a_tick_makes_a_pass_only_when_something_moved_or_fell_due(rig):
