@@ -210,8 +210,10 @@ def visits(waypoints: Iterable[str], idle: Iterable[ShipView], times: TravelTime
         fuel = ship.fuel if here == ship.waypoint else ship.fuel_capacity
         return free_in + times.seconds(here, w, ship.speed, fuel, ship.fuel_capacity)
 
+    # each ship's reach of each market left, worked out again only for the ship that moved
+    reaches = {sym: {w: reach(sym, w) for w in todo} for sym in at}
     while todo:
-        soonest = {w: min((reach(sym, w), sym) for sym in at) for w in todo} if at else {}
+        soonest = {w: min((reaches[sym][w], sym) for sym in at) for w in todo} if at else {}
         reachable = {w: ts for w, ts in soonest.items() if ts[0] < UNREACHABLE}
         if not reachable:
             break
@@ -220,6 +222,7 @@ def visits(waypoints: Iterable[str], idle: Iterable[ShipView], times: TravelTime
         routes.setdefault(symbol, []).append(w)
         at[symbol] = (t, w)
         todo.discard(w)
+        reaches[symbol] = {m: reach(symbol, m) for m in todo}
     first: dict[str, tuple[str, float]] = {}
     for symbol, route in routes.items():  # each ship starts with the nearest of its markets
         start = (ships[symbol].free_in, ships[symbol].waypoint)
