@@ -8,6 +8,7 @@ any other. The command line only parses options and prints.
 
 from __future__ import annotations
 
+import gc
 import signal
 import threading
 import time
@@ -265,6 +266,7 @@ class Service:
             ) -> Outcome:
         """Run factories in the foreground until they end, a signal stops them, or the run
         cannot go on."""
+        _freeze_startup_heap()
         with _signals_stop(runtime):
             try:
                 for factory_id in ids:
@@ -303,6 +305,7 @@ class Service:
                     if on_start:
                         on_start(factory_id)
 
+        _freeze_startup_heap()
         with _signals_stop(runtime):
             try:
                 adopt()
@@ -442,3 +445,17 @@ class _signals_stop:
     def __exit__(self, *exc) -> None:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
+
+
+_heap_frozen = threading.Event()
+
+
+def _freeze_startup_heap() -> None:
+    """Once per process, when the first run starts: move what start-up built (modules,
+    classes, the client, the market book) out of the garbage collector's sight. A full
+    collection walks every object the collector tracks; these live as long as the
+    process, and walking them each time cost a run of one factory a fifth of its CPU.
+    What was already garbage then stays (start-up makes little)."""
+    if not _heap_frozen.is_set():
+        _heap_frozen.set()
+        gc.freeze()

@@ -113,6 +113,20 @@ def test_buy_only_good(world):
     assert world.storage.assignments.all() == [], "every ship is free again"
 
 
+def test_a_run_takes_start_up_objects_out_of_the_collectors_sight_once(world, monkeypatch):
+    import gc
+    import threading
+
+    from actors import service
+
+    monkeypatch.setattr(service, "_heap_frozen", threading.Event())
+    frozen = []
+    monkeypatch.setattr(gc, "freeze", lambda: frozen.append(gc.get_count()))
+    world.produce("IRON_ORE")
+    world.produce("IRON_ORE")
+    assert len(frozen) == 1, "once per process, when its first run starts"
+
+
 def test_depth_two_fabrication_feeds_the_exporter(world):
     outcome, f = world.produce("CLOTHING")
     assert outcome.finished and f.status is FactoryStatus.COMPLETED, f.error
