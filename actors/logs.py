@@ -69,7 +69,9 @@ def configure(fmt: str | None = None, level: str = "INFO", stream=None) -> str:
     renderer = (structlog.processors.JSONRenderer(serializer=_dumps) if fmt == "json"
                 else structlog.dev.ConsoleRenderer(colors=False))
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        # a line below the level is dropped before any processor runs
+        processors=[structlog.stdlib.filter_by_level, *shared,
+                    structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,
