@@ -546,6 +546,8 @@ class LedgerRepository:
     DELIVERIES = ("SELL", "SUPPLY", "DELIVER")
 
     FILTERS = ("agent", "factory", "state", "ship")
+    CONFIRMED_FIELDS = ("state", "units", "price_per_unit", "total", "credits_after",
+                        "server_time", "confirmed_at")
 
     def __init__(self, db: peewee.Database):
         self.db = db
@@ -557,6 +559,10 @@ class LedgerRepository:
                                   "IS NOT NULL")
         self._task_progress = t.select(t.equal("factory", "state", "task"))
         self._get = t.select(t.equal("id"))
+        self._holdings = t.select(f"{t.equal('ship', 'state')} AND {t.col('kind')} IN "
+                                  f"({', '.join(t.param for _ in ('PURCHASE', *self.DELIVERIES))})")
+        self._confirm = f"UPDATE {t.name} SET " + ", ".join(
+            f"{t.col(f)} = {t.param}" for f in self.CONFIRMED_FIELDS) + f" WHERE {t.equal('id')}"
 
     def intend(self, *, agent: str, ship: str, waypoint: str, good: str, kind: str,
                units: int, now: datetime, factory: str | None = None,
@@ -574,11 +580,11 @@ class LedgerRepository:
 
     def confirm(self, entry: int, *, units: int, price_per_unit: int, total: int,
                 credits_after: int | None, server_time: datetime | None, now: datetime) -> None:
+        row = {"state": self.CONFIRMED, "units": units, "price_per_unit": price_per_unit,
+               "total": total, "credits_after": credits_after,
+               "server_time": to_db(server_time), "confirmed_at": to_db(now)}
         with transaction(self.db):
-            LedgerEntry.update(state=self.CONFIRMED, units=units, price_per_unit=price_per_unit,
-                               total=total, credits_after=credits_after,
-                               server_time=to_db(server_time), confirmed_at=to_db(now)).where(
-                LedgerEntry.id == entry).execute()
+            self._t.run(self._confirm, (*self._t.values(row, self.CONFIRMED_FIELDS), entry))
 
     def fail(self, entry: int, note: str, now: datetime) -> None:
         with transaction(self.db):
@@ -636,13 +642,11 @@ class LedgerRepository:
         """(factory, good) -> units the ledger says this ship bought and has not delivered
         (a factory of None: goods bought outside any factory)."""
         out: dict[tuple[str | None, str], int] = {}
-        for e in LedgerEntry.select().where(LedgerEntry.ship == ship,
-                                            LedgerEntry.state == self.CONFIRMED,
-                                            LedgerEntry.kind.in_(("PURCHASE",
-                                                                  *self.DELIVERIES))):
-            sign = 1 if e.kind == "PURCHASE" else -1
-            key = (e.factory, e.good)
-            out[key] = out.get(key, 0) + sign * e.units
+        for e in self._t.rows(self._holdings, (ship, self.CONFIRMED, "PURCHASE",
+                                               *self.DELIVERIES)):
+            sign = 1 if e["kind"] == "PURCHASE" else -1
+            key = (e["factory"], e["good"])
+            out[key] = out.get(key, 0) + sign * e["units"]
         return {k: v for k, v in out.items() if v > 0}
 
     def expected_credits(self, agent: str) -> int | None:
