@@ -222,10 +222,16 @@ class ShipWorker:
         self._wait_arrival()
         if self.nav.waypoint == destination:
             return
-        places = self.book.places(system_of(destination)) or \
-            self.storage.waypoints.places(system_of(destination))
-        route = plan_route(places, self.nav.waypoint, destination, fuel=self.fuel.current,
-                           fuel_capacity=self.fuel.capacity, speed=self._speed())
+        system = system_of(destination)
+        places = self.book.places(system)
+        if places:  # the process's map, its distances already worked out
+            route = self.book.travel_times(system).map.route(
+                self.nav.waypoint, destination, fuel=self.fuel.current,
+                fuel_capacity=self.fuel.capacity, speed=self._speed())
+        else:
+            places = self.storage.waypoints.places(system)
+            route = plan_route(places, self.nav.waypoint, destination, fuel=self.fuel.current,
+                               fuel_capacity=self.fuel.capacity, speed=self._speed())
         for leg in route.legs:
             if leg.refuel_before or self._should_top_up(places):
                 self._dock()

@@ -51,7 +51,7 @@ class TravelTimes:
     def __init__(self, places: Mapping[str, Place], pace: float = 1.0):
         self.places = places
         self.pace = pace
-        self._map = RouteMap(places)
+        self.map = RouteMap(places)  # shared with the ships' own route searches
         self._memo: dict[tuple, float] = {}
 
     def seconds(self, origin: str, destination: str, speed: int, fuel: int,
@@ -77,7 +77,7 @@ class TravelTimes:
         key = (origin, destination, speed, capacity, fuel)
         if key not in self._memo:
             try:
-                self._memo[key] = float(self._map.route(origin, destination, fuel=fuel,
+                self._memo[key] = float(self.map.route(origin, destination, fuel=fuel,
                                                         fuel_capacity=capacity,
                                                         speed=max(1, speed)).seconds)
             except NoRouteError:
