@@ -138,17 +138,14 @@ class RouteMap:
     def __init__(self, places: Mapping[str, Place]):
         self.places = places
         self._stops = [p for p in places.values() if p.sells_fuel]
-        self._rows: dict[str, list[tuple[Place, float, int]]] = {}
+        self._rows: dict[str, list[tuple[Place, int]]] = {}
 
-    def _row(self, a: Place) -> list[tuple[Place, float, int]]:
-        """(stop, distance, rounded distance) from `a` to every other FUEL market."""
+    def _row(self, a: Place) -> list[tuple[Place, int]]:
+        """(stop, rounded distance) from `a` to every other FUEL market: the fuel and time
+        of a leg depend on the distance rounded."""
         row = self._rows.get(a.symbol)
         if row is None:
-            row = []
-            for b in self._stops:
-                if b is not a:
-                    d = distance(a, b)
-                    row.append((b, d, round_half_up(d)))
+            row = [(b, round_half_up(distance(a, b))) for b in self._stops if b is not a]
             if a.sells_fuel:  # other origins are asked about once or twice
                 self._rows[a.symbol] = row
         return row
@@ -171,9 +168,6 @@ class RouteMap:
         per_unit = min(MULTIPLIER[mode] / speed, 29.0) * 0.95
         estimate = {p.symbol: distance(p, goal) * per_unit
                     for p in (*self._stops, places[origin], goal)}
-        pace, drift_pace = MULTIPLIER[mode] / speed, MULTIPLIER[FlightMode.DRIFT] / speed
-        drift = FlightMode.DRIFT
-        capacity = fuel_capacity
 
         # A* on time; a label is (estimate, tie-break, seconds, place, fuel left, trail),
         # the trail a chain (previous trail, leg) so that legs are built only for the route
@@ -191,27 +185,15 @@ class RouteMap:
                 continue
             labels.append((seconds, left))
             a = places[here]
-            can_refuel = a.sells_fuel
             row = self._row(a)
             if not goal.sells_fuel:
-                d = distance(a, goal)
-                row = [*row, (goal, d, round_half_up(d))]
-            for b, _, rounded in row:
-                # the fuel in `mode` (fuel_cost, inlined: this loop is the planner's cost)
-                cost = max(1, rounded) if mode is not FlightMode.BURN else max(2, 2 * rounded)
-                if mode is drift:
-                    cost = 1
-                if cost <= left:
-                    flown, refuel, remaining, per = mode, False, left - cost, pace
-                elif can_refuel and cost <= capacity:
-                    flown, refuel, remaining, per = mode, True, capacity - cost, pace
-                elif left >= 1:
-                    flown, cost, refuel, remaining, per = drift, 1, False, left - 1, drift_pace
-                elif can_refuel:
-                    flown, cost, refuel, remaining, per = drift, 1, True, capacity - 1, drift_pace
-                else:
+                row = [*row, (goal, round_half_up(distance(a, goal)))]
+            for b, rounded in row:
+                step = _step(rounded, mode, fuel_capacity, left, a.sells_fuel)
+                if step is None:
                     continue
-                arrive = seconds + math.floor(max(1, rounded) * per + 15.5)
+                flown, cost, refuel, remaining = step
+                arrive = seconds + travel_seconds(rounded, speed, flown)
                 there = expanded.get(b.symbol)
                 if there and any(t <= arrive and f >= remaining for t, f in there):
                     continue  # no better than a label already expanded there
