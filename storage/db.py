@@ -145,9 +145,18 @@ class Table:
         sql = f"SELECT {self.columns} FROM {self.name}"
         return sql + (f" WHERE {where}" if where else "") + (f" ORDER BY {order}" if order else "")
 
-    def values(self, row: Mapping[str, object], fields: Iterable[str]) -> tuple:
-        """The database's values of `row` (by field name; a missing field is NULL)."""
-        return tuple(self._by_name[f].db_value(row.get(f)) for f in fields)
+    def update(self, fields: Iterable[str], where: str) -> str:
+        """`UPDATE … SET a = ?, b = ? WHERE …`: the new values first, then `where`'s."""
+        sets = ", ".join(f"{self.col(f)} = {self.param}" for f in fields)
+        return f"UPDATE {self.name} SET {sets} WHERE {where}"
+
+    def values(self, row: Mapping[str, object], fields: Iterable[str],
+               missing_null: bool = False) -> tuple:
+        """The database's values of `row`'s `fields` (by field name): a missing one is an
+        error, or NULL with `missing_null`."""
+        if missing_null:
+            return tuple(self._by_name[f].db_value(row.get(f)) for f in fields)
+        return tuple(self._by_name[f].db_value(row[f]) for f in fields)
 
     def rows(self, sql: str, params: tuple = ()) -> list[dict]:
         """Run a `select` and give each row by field name, as Python values."""
@@ -181,7 +190,7 @@ class Upsert:
     def run(self, rows: Iterable[Mapping[str, object]]) -> None:
         """Write `rows` (by field name; a missing field is NULL) inside the caller's
         transaction."""
-        params = [self.table.values(row, self.fields) for row in rows]
+        params = [self.table.values(row, self.fields, missing_null=True) for row in rows]
         if len(params) == 1:
             self.db.execute_sql(self.sql, params[0])
         elif params:

@@ -106,12 +106,10 @@ class FactoryRepository:
     def __init__(self, db: peewee.Database):
         self.db = db
         self._t = t = Table(db, FactoryRow)
-        sets = ", ".join(f"{t.col(f)} = {t.param}" for f in FACTORY_FIELDS)
-        held = f"UPDATE {t.name} SET {sets} WHERE {t.equal('id')} AND "
-        self._save_held = held + t.equal("owner")  # the lease's holder writes
-        self._save_free = held + f"{t.col('owner')} IS NULL"  # nobody holds it
-        self._beat = f"UPDATE {t.name} SET {t.col('heartbeat_at')} = {t.param} " \
-                     f"WHERE {t.equal('id', 'owner')}"
+        self._save_held = t.update(FACTORY_FIELDS, t.equal("id", "owner"))  # the lease's holder
+        self._save_free = t.update(FACTORY_FIELDS, f"{t.equal('id')} AND {t.col('owner')} "
+                                   "IS NULL")  # nobody holds it
+        self._beat = t.update(("heartbeat_at",), t.equal("id", "owner"))
         self._stop_asked = f"SELECT {t.col('stop_requested')} FROM {t.name} " \
                            f"WHERE {t.equal('id')}"
         self._tasks = Upsert(db, TaskRow, key=("id",), update=tuple(
@@ -303,9 +301,7 @@ class AssignmentRepository:
         self._claim = Upsert(db, ShipAssignment)
         self._all = t.select()
         self._get = t.select(t.equal("ship"))
-        self._reassign = f"UPDATE {t.name} SET {t.equal('factory')}, {t.col('task')} = " \
-                         f"{t.param}, {t.col('purpose')} = {t.param} " \
-                         f"WHERE {t.equal('ship', 'owner')}"
+        self._reassign = t.update(("factory", "task", "purpose"), t.equal("ship", "owner"))
         self._release = f"DELETE FROM {t.name} WHERE {t.equal('ship', 'owner')}"
 
     def claim(self, ship: str, owner: str, now: datetime, factory: str | None = None,
@@ -561,8 +557,7 @@ class LedgerRepository:
         self._get = t.select(t.equal("id"))
         self._holdings = t.select(f"{t.equal('ship', 'state')} AND {t.col('kind')} IN "
                                   f"({', '.join(t.param for _ in ('PURCHASE', *self.DELIVERIES))})")
-        self._confirm = f"UPDATE {t.name} SET " + ", ".join(
-            f"{t.col(f)} = {t.param}" for f in self.CONFIRMED_FIELDS) + f" WHERE {t.equal('id')}"
+        self._confirm = t.update(self.CONFIRMED_FIELDS, t.equal("id"))
 
     def intend(self, *, agent: str, ship: str, waypoint: str, good: str, kind: str,
                units: int, now: datetime, factory: str | None = None,
