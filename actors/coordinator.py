@@ -54,7 +54,7 @@ from domain.factory import (
     TaskState,
     backoff,
 )
-from domain.feeding import plan_feeds, unanswered_rounds
+from domain.feeding import plan_feeds, round_landed
 from domain.plan import Decision, Planner
 from domain.ranking import ceiling, reference_price
 from domain.supply_chain import SupplyChain
@@ -603,7 +603,7 @@ class Coordinator:
             st = known.get(key)
             # only a whole round of inputs can be answered (with one still missing, the
             # look waits for it, below, while it is on its way)
-            landed = st.last_landed if st and unanswered_rounds(st) >= 1 else None
+            landed = st.last_landed if st and round_landed(st, latest) else None
             looked = self.blind.get(key, 0)
             wait = self.settings.blind_check_after * 2 ** min(looked, 5)
             if landed is not None and landed >= seen - timedelta(seconds=wait):
@@ -699,7 +699,7 @@ class Coordinator:
                 continue
             landed = st.last_landed
             if landed is not None and (now - landed).total_seconds() <= \
-                    self.settings.answer_wait and unanswered_rounds(st) >= 1:
+                    self.settings.answer_wait and round_landed(st, self.book.latest(st.waypoint)):
                 out[key] = st.waypoint
         return out
 

@@ -68,6 +68,21 @@ def unanswered_rounds(station: Station, landed_by: datetime | None = None,
                default=0)
 
 
+def saturated_inputs(station: Station, snapshot: MarketSnapshot | None) -> tuple[str, ...]:
+    """The station's inputs the exporter is full of, as last seen: more gains nothing,
+    and no round waits for them."""
+    return tuple(g for g in station.inputs if snapshot and (q := snapshot.quote(g))
+                 and q.supply >= SATURATED)
+
+
+def round_landed(station: Station, snapshot: MarketSnapshot | None) -> bool:
+    """Whether a whole round of what the exporter lacks (its inputs but those it is full
+    of) has landed since it last answered: until then its export is not about to rise,
+    and the ships are needed to bring the rest. Lacking nothing, it may rise any time."""
+    hungry = [g for g in station.inputs if g not in saturated_inputs(station, snapshot)]
+    return not hungry or unanswered_rounds(station, awaited=hungry) >= 1
+
+
 def plan_feeds(factory: Factory, latest: Callable[[str], MarketSnapshot | None],
                per_input: int = 1, most: int = 1, landed_by: datetime | None = None
                ) -> tuple[list[FeedOrder], list[StationView]]:
@@ -85,8 +100,7 @@ def plan_feeds(factory: Factory, latest: Callable[[str], MarketSnapshot | None],
         if level is not None and level >= factory.min_supply:
             views.append(StationView(station, level, (), True))
             continue
-        saturated = tuple(g for g in station.inputs if snapshot and (q := snapshot.quote(g))
-                          and q.supply >= SATURATED)
+        saturated = saturated_inputs(station, snapshot)
         hungry = [g for g in station.inputs if g not in saturated]
         landed = {g: sum(1 for t in station.feeds_of(g) if t.units_delivered) for g in hungry}
         rounds = unanswered_rounds(station, landed_by, hungry)  # saturated: not awaited

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 from domain.enums import Acquisition
 from domain.factory import Destination, Factory
-from domain.feeding import FeedOrder, plan_feeds, unanswered_rounds
+from domain.feeding import FeedOrder, plan_feeds, round_landed, unanswered_rounds
 from domain.plan import Decision
 from tests.builders import market
 
@@ -190,3 +190,21 @@ def test_a_round_counts_as_unanswered_only_once_the_exporter_had_time_to_answer(
     assert orders == [] and view.in_flight == 0, "nothing more while production may answer"
     orders, [view] = feeds(f, exporter(), most=8, landed_by=T0 + timedelta(minutes=3))
     assert view.in_flight == 2 and [o.good for o in orders] == ["IRON", "QUARTZ_SAND"]
+
+
+def test_a_round_has_landed_once_every_input_the_exporter_lacks_has():
+    f = factory()
+    orders, _ = feeds(f, exporter())
+    key = orders[0].station.key
+
+    def landed(snapshot):
+        return round_landed(f.stations()[key], snapshot)
+
+    assert not landed(exporter()), "nothing landed yet"
+    land(f, next(o for o in orders if o.good == "IRON"), T0)
+    assert not landed(exporter()), "sand is still missing: no output is due"
+    assert landed(exporter(sand="HIGH")), "full of sand, iron was all it lacked"
+    land(f, next(o for o in orders if o.good == "QUARTZ_SAND"), T0, ship="S2")
+    assert landed(exporter())
+    assert round_landed(factory().stations()[key], exporter(iron="ABUNDANT", sand="HIGH")), (
+        "it lacks nothing")
