@@ -307,10 +307,14 @@ class Coordinator:
                 if self.markets_changed:
                     touched += self._redecide(now)
                 touched += self._open_lots(now)
-                for _ in range(12):  # a new station is fed in the same pass, level by level
+                # a new station is fed in the same pass, level by level, and a station
+                # with several lots waiting gets a lot of each input for each (plan_feeds
+                # opens one lot of an input per call): a ship left idle in between may be
+                # sent elsewhere before the next pass
+                for _ in range(12):
                     opened = self._feed(now)
                     touched += opened
-                    if not any(t.kind is TaskKind.COLLECT for t in opened):
+                    if not opened:
                         break
                 touched += f.drop_idle_feeds(now, self._answered())
                 if f.reached:

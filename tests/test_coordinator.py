@@ -600,6 +600,34 @@ def test_no_ship_looks_at_an_exporter_still_missing_an_input_on_its_way(tmp_path
     rig.storage.close()
 
 
+def shared_input(quotes=True):
+    """FERTILIZERS made at A (from LIQUID_NITROGEN, sold at F) for both FABRICS at B and
+    POLYMERS at F, which CLOTHING at E needs."""
+    return [
+        market("X1-T-E", exports=["CLOTHING"], imports=["FABRICS", "POLYMERS"], quotes=quotes,
+               CLOTHING=("SCARCE", "WEAK")),
+        market("X1-T-B", exports=["FABRICS"], imports=["FERTILIZERS"], quotes=quotes,
+               FABRICS=("SCARCE", "WEAK"), FERTILIZERS=("SCARCE", "WEAK")),
+        market("X1-T-F", exports=["POLYMERS", "LIQUID_NITROGEN"], imports=["FERTILIZERS"],
+               quotes=quotes, POLYMERS=("SCARCE", "WEAK"), FERTILIZERS=("SCARCE", "WEAK"),
+               LIQUID_NITROGEN=("HIGH", "WEAK")),
+        market("X1-T-A", exports=["FERTILIZERS"], imports=["LIQUID_NITROGEN"],
+               exchange=["FUEL"], quotes=quotes, FERTILIZERS=("SCARCE", "WEAK"),
+               LIQUID_NITROGEN=("SCARCE", "WEAK"), FUEL=("HIGH", "WEAK")),
+    ]
+
+
+def test_a_station_made_for_two_branches_gets_a_feed_per_lot_in_one_pass(tmp_path):
+    chain = SupplyChain({"CLOTHING": ["FABRICS", "POLYMERS"], "FABRICS": ["FERTILIZERS"],
+                         "POLYMERS": ["FERTILIZERS"], "FERTILIZERS": ["LIQUID_NITROGEN"]})
+    rig = Rig(tmp_path, chain=chain, stock=shared_input)
+    rig.c.start()
+    nitrogen = [t for t in rig.f.tasks.values() if t.good == "LIQUID_NITROGEN"]
+    assert len(rig.f.stations()["FERTILIZERS@X1-T-A"].waiting) == 2
+    assert len(nitrogen) == 2, "one lot of input for each lot waiting, at once"
+    rig.storage.close()
+
+
 def test_a_tick_makes_a_pass_only_when_something_moved_or_fell_due(rig):
     rig.c.settings = Settings(recheck=1000, not_ready_backoff=10, heartbeat_every=10_000)
     rig.c.start()
