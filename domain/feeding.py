@@ -79,8 +79,12 @@ def round_landed(station: Station, snapshot: MarketSnapshot | None) -> bool:
     """Whether a whole round of what the exporter lacks (its inputs but those it is full
     of) has landed since it last answered: until then its export is not about to rise,
     and the ships are needed to bring the rest. Lacking nothing, it may rise any time."""
-    hungry = [g for g in station.inputs if g not in saturated_inputs(station, snapshot)]
+    hungry = _hungry(station, saturated_inputs(station, snapshot))
     return not hungry or unanswered_rounds(station, awaited=hungry) >= 1
+
+
+def _hungry(station: Station, saturated: tuple[str, ...]) -> list[str]:
+    return [g for g in station.inputs if g not in saturated]
 
 
 def plan_feeds(factory: Factory, latest: Callable[[str], MarketSnapshot | None],
@@ -101,7 +105,7 @@ def plan_feeds(factory: Factory, latest: Callable[[str], MarketSnapshot | None],
             views.append(StationView(station, level, (), True))
             continue
         saturated = saturated_inputs(station, snapshot)
-        hungry = [g for g in station.inputs if g not in saturated]
+        hungry = _hungry(station, saturated)
         landed = {g: sum(1 for t in station.feeds_of(g) if t.units_delivered) for g in hungry}
         rounds = unanswered_rounds(station, landed_by, hungry)  # saturated: not awaited
         landed_rounds = unanswered_rounds(station, None, hungry)
