@@ -4,8 +4,10 @@ Every purchase, sale, refuel, delivery, contract step and ship purchase is writt
 INTENDED before it is sent, with what the ship held just before. If the process died
 before writing CONFIRMED, the server decides: first the market's recent transactions
 (visible while the ship is still there), which carry the exact bill; failing that, the
-ship's own hold (or tank, or the fleet, or the contract), which says whether it happened.
-It is then confirmed, or marked FAILED; nothing is ever sent again blindly. An entry
+ship's own hold (or tank, or the fleet, or the contract), which says whether it happened;
+failing that too (the ship is gone), the agent's balance, when nothing else is open to
+explain a difference. It is then confirmed, or marked FAILED; nothing is ever sent again
+blindly. An entry
 confirmed without a bill is priced at its quote, and the agent's balance is read again
 (when no other trade is in flight) so the ledger still adds up to the server's credits.
 """
@@ -19,7 +21,7 @@ from datetime import datetime, timedelta
 import structlog
 
 from api.client import Client
-from api.errors import ApiError
+from api.errors import ApiError, NotFoundError
 from api.models import Ship
 from api.ratelimit import Priority
 from storage.repositories import LedgerRecord, LedgerRepository
@@ -43,7 +45,11 @@ def settle_entry(ledger: LedgerRepository, client: Client, entry: LedgerRecord,
         found, seen = _from_transactions(ledger, client, entry, now)
         if found is not None:
             return found
-    happened = _evidence(client, entry, ship)
+    try:
+        happened = _evidence(client, entry, ship)
+    except NotFoundError:  # the ship is gone: only the balance can tell
+        happened = _from_balance(ledger, client, entry) \
+            if entry.kind in ("PURCHASE", "SELL", "REFUEL") else None
     if happened is None and seen and entry.held_before is None:
         happened = False  # an entry from before cargo evidence: the transactions decide
     if happened is None:
@@ -90,7 +96,8 @@ def _from_transactions(ledger: LedgerRepository, client: Client, entry: LedgerRe
 
 
 def _evidence(client: Client, entry: LedgerRecord, ship: Ship | None) -> bool | None:
-    """Whether the server shows the entry happened; None when it cannot tell."""
+    """Whether the server shows the entry happened; None when it cannot tell. Raises
+    NotFoundError when the ship (or contract) is gone."""
     before = entry.held_before
     try:
         if entry.kind == "CONTRACT":
@@ -101,6 +108,8 @@ def _evidence(client: Client, entry: LedgerRecord, ship: Ship | None) -> bool | 
         if entry.kind == "SHIP":
             return len(client.ships()) > before
         ship = ship or client.ship(entry.ship)
+    except NotFoundError:
+        raise  # the caller asks the balance instead
     except ApiError as exc:
         log.warning("recovery.unreadable", entry=entry.id, error=str(exc))
         return None
@@ -110,6 +119,30 @@ def _evidence(client: Client, entry: LedgerRecord, ship: Ship | None) -> bool | 
     if held == before + (entry.units if entry.kind == "PURCHASE" else -entry.units):
         return True
     return False if held == before else None
+
+
+def _from_balance(ledger: LedgerRepository, client: Client, entry: LedgerRecord
+                  ) -> bool | None:
+    """Whether the agent's credits show the trade of a ship that is gone: the balance the
+    ledger accounts for, against the server's. Only when it is the agent's one open entry
+    (nothing else could explain a difference) and the difference is none or exactly the
+    quoted price; anything else stays undecided."""
+    if [e.id for e in ledger.pending(entry.agent)] != [entry.id] or entry.price_hint is None:
+        return None
+    expected = ledger.expected_credits(entry.agent)
+    if expected is None:
+        return None
+    try:
+        credits = client.agent().credits
+    except ApiError as exc:
+        log.warning("recovery.unreadable", entry=entry.id, error=str(exc))
+        return None
+    moved = entry.price_hint * entry.units
+    if credits == expected:
+        return False
+    if credits == expected + (moved if entry.kind == "SELL" else -moved):
+        return True
+    return None
 
 
 def settle_ledger(ledger: LedgerRepository, client: Client, agent: str, now: datetime,

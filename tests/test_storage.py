@@ -450,6 +450,41 @@ def test_killed_between_intended_and_confirmed_then_reconciled(db_url, sim_facto
     store.close()
 
 
+def test_a_lost_ships_open_trade_is_decided_by_the_agents_balance(store, sim_factory):
+    """The ship is gone (404): neither its hold nor the market's transactions can be
+    read, so the balance decides, when nothing else is open to explain a difference."""
+    server = sim_factory(seed=5)
+    client = Client(server.url, token="", limiter=RateLimiter.unlimited())
+    client = client.with_token(client.register("GONE", "COSMIC", "a").token)
+    ship = client.ships()[0]
+    here = ship.nav.waypoint
+    market = client.market(here).snapshot
+    good = sorted(g for g in market.exports | market.exchange if market.quote(g))[0]
+    store.ledger.record_balance("GONE", client.agent().credits, datetime.now(UTC))
+    client.dock(ship.symbol)
+    bought = client.purchase(ship.symbol, good, 2)  # it happened; its answer was "lost"
+    happened = store.ledger.intend(agent="GONE", ship=ship.symbol, waypoint=here, good=good,
+                                   kind="PURCHASE", units=2, now=datetime.now(UTC),
+                                   held_before=0,
+                                   price_hint=bought.transaction.price_per_unit)
+    server.game.lose_ship(ship.symbol)
+    [settled] = settle_ledger(store.ledger, client, "GONE", datetime.now(UTC))
+    assert settled.outcome == "CONFIRMED"
+    assert store.ledger.expected_credits("GONE") == client.agent().credits
+    never = store.ledger.intend(agent="GONE", ship=ship.symbol, waypoint=here, good="FUEL",
+                                kind="REFUEL", units=4, now=datetime.now(UTC), held_before=10,
+                                price_hint=70)
+    other = store.ledger.intend(agent="GONE", ship="ELSEWHERE-9", waypoint=here, good=good,
+                                kind="PURCHASE", units=1, now=datetime.now(UTC))
+    assert {s.entry.id: s.outcome for s in settle_ledger(
+        store.ledger, client, "GONE", datetime.now(UTC), ship=ship.symbol)} == {
+        never: "UNKNOWN"}, "another entry is open: a difference could be either's"
+    store.ledger.fail(other, "never sent", datetime.now(UTC))
+    [settled] = settle_ledger(store.ledger, client, "GONE", datetime.now(UTC))
+    assert (settled.entry.id, settled.outcome) == (never, "FAILED")
+    assert store.ledger.get(happened).state == "CONFIRMED"
+
+
 def test_integrity_errors_surface_outside_claims(store):
     f = new_factory()
     store.factories.create(f, agent="A", owner="o", now=T0)
