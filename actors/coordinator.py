@@ -111,8 +111,8 @@ class Coordinator:
         self.blind: dict[str, int] = {}  # station -> looks since its last signal or feed
         self.looks: dict[str, str] = {}  # waypoint -> station an idle ship should read now
         self.next_look: datetime | None = None  # when the next look falls due
-        # the first lot could not be decided: try again on news, or when a quote expires
-        self.undecided = False
+        # the first lot could not be decided: try again on news, or when a quote it used
+        # grows too old (the first try comes with `markets_changed`, set below)
         self.undecided_until: datetime | None = None
         self.wake_at: datetime | None = None  # a tick passes until then unless something moved
         self.fleet_seen = -1  # the fleet's version at the last pass
@@ -295,7 +295,7 @@ class Coordinator:
         touched: list[Task] = []
         try:
             if f.status is FactoryStatus.PENDING and (
-                    self.markets_changed or not self.undecided
+                    self.markets_changed
                     or (self.undecided_until is not None and now >= self.undecided_until)):
                 self._start_if_decided(now)
             if f.status is FactoryStatus.ACTIVE:
@@ -360,7 +360,6 @@ class Coordinator:
         except NeedsMarketData:
             # the same answer until a market is read or a quote it used grows too old
             max_age = timedelta(seconds=self.settings.market_max_age)
-            self.undecided = True
             self.undecided_until = min((m.observed_at + max_age for m in planner.markets
                                         if m.observed_at), default=None)
             return
