@@ -105,7 +105,7 @@ class Coordinator:
         self.visit_failed: dict[str, str] = {}  # waypoint -> ship that last failed to get there
         self.parked: dict[str, str] = {}  # waypoint -> ship parked there to watch it
         self.wanted_reads: set[str] = set()  # markets a decision waits for
-        self.read_levels: dict[str, int] = {}  # their tree level (absent: needed now)
+        self.read_levels: dict[str, int] = {}  # how speculative each is (absent: needed)
         self.watched: dict[str, datetime] = {}  # station (GOOD@WAYPOINT) -> watched since
         self.rewatch: dict[str, datetime] = {}  # station -> only readings after this count
         self.blind: dict[str, int] = {}  # station -> looks since its last signal or feed
@@ -904,10 +904,10 @@ class Coordinator:
         en_route = {v.waypoint: v.free_in for v in flying if v.waypoint in self.wanted_reads}
         if not (todo or en_route):
             return
-        # the shallowest level first (its reads may make the rest needless), then every
-        # ship left over on the deeper ones, in the same pass
-        shallowest = min((self.read_levels.get(w, 0) for w in todo), default=0)
-        first = {w for w in todo if self.read_levels.get(w, 0) <= shallowest}
+        # the least speculative first (their reads may make the rest needless), then every
+        # ship left over on the others, in the same pass
+        least = min((self.read_levels.get(w, 0) for w in todo), default=0)
+        first = {w for w in todo if self.read_levels.get(w, 0) <= least}
         sent = scheduling.visits(first, idle, times, flying=flying, en_route=en_route)
         busy = {ship for ship, _w, _s in sent}
         sent += scheduling.visits(todo - first, [s for s in idle if s.symbol not in busy],

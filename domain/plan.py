@@ -218,28 +218,36 @@ class Planner:
         return set(self.read_levels(target))
 
     def read_levels(self, target: str) -> dict[str, int]:
-        """The markets `to_read`, each with the tree level where it is first needed: the
-        sellers of each good, level by level, skipping the inputs of goods that can
-        already be bought. A shallow read may make the deeper ones needless (the target
-        turns out to be for sale), so the survey takes the shallowest first."""
+        """The markets `to_read`, each with how speculative its reading is: the number of
+        goods above it on its path that are still undecided (a seller of theirs unread).
+        A market at 0 is needed whatever the other readings say (the target's sellers,
+        or those of an input of a good known to be made); one at 1 is needed unless an
+        unread seller of the good above it turns out to hold it at the threshold; and
+        so on. The other sellers of a good already for sale count one more (their quotes
+        may find a better seller, but decide nothing); its inputs are left out."""
         needed: dict[str, int] = {}
         seen: set[str] = set()
         queue = deque([(target, 0)])
-        while queue:
-            good, level = queue.popleft()
+        while queue:  # 0-1 breadth-first: each good is reached first at its least depth
+            good, depth = queue.popleft()
             if good in seen:
                 continue
             seen.add(good)
             sellers = [m for m in self.markets if m.sells(good)]
-            for m in sellers:
-                if m.quote(good) is None:
-                    needed.setdefault(m.waypoint, level)
-            if any(q.supply >= self.min_supply for m in sellers if (q := m.quote(good))):
-                continue  # it can be bought: its inputs will not be needed
+            unread = [m for m in sellers if m.quote(good) is None]
+            buyable = any(q.supply >= self.min_supply for m in sellers if (q := m.quote(good)))
+            for m in unread:  # of a good already for sale, a reading may only find better
+                here = depth + 1 if buyable else depth
+                needed[m.waypoint] = min(needed.get(m.waypoint, here), here)
+            if buyable:
+                continue  # its inputs will not be needed
+            below = depth + 1 if unread else depth
             recipe = self.chain.inputs(good)
             for m in self.markets:
                 if good in m.exports:
-                    queue.extend((g, level + 1) for g in recipe if g in m.imports)
+                    for g in recipe:
+                        if g in m.imports:
+                            (queue.append if unread else queue.appendleft)((g, below))
         return needed
 
     def _exporter_key(self, market: MarketSnapshot, good: str, recipe: tuple[str, ...]) -> tuple:

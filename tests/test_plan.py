@@ -165,13 +165,18 @@ def test_survey_reads_every_level_that_may_be_needed_but_not_below_what_can_be_b
     planner = Planner(AC_CHAIN, unread.values())
     assert planner.to_read("ADVANCED_CIRCUITRY") == {"X1-T1-A1", "X1-T1-A2", "X1-T1-A3",
                                                      "X1-T1-B1", "X1-T1-B2"}
-    levels = planner.read_levels("ADVANCED_CIRCUITRY")
-    assert levels["X1-T1-A1"] == 0 and min(v for w, v in levels.items() if w != "X1-T1-A1") \
-        >= 1, "the target's seller is read first: it may make the rest needless"
+    # how speculative each reading is: the undecided goods above it on its path
+    assert planner.read_levels("ADVANCED_CIRCUITRY") == {
+        "X1-T1-A1": 0, "X1-T1-A2": 1, "X1-T1-A3": 2, "X1-T1-B1": 2, "X1-T1-B2": 3}
     known = [*[m for m in markets if m.waypoint == "X1-T1-A1"],
              *[u for w, u in unread.items() if w != "X1-T1-A1"]]
-    assert Planner(AC_CHAIN, known).to_read("ADVANCED_CIRCUITRY") == {
-        "X1-T1-A2", "X1-T1-A3", "X1-T1-B1", "X1-T1-B2"}
+    assert Planner(AC_CHAIN, known).read_levels("ADVANCED_CIRCUITRY") == {
+        "X1-T1-A2": 0, "X1-T1-A3": 1, "X1-T1-B1": 1, "X1-T1-B2": 2}, \
+        "the target is known to be made: its inputs' sellers are needed for sure"
+    deeper = [*[m for m in markets if m.waypoint in ("X1-T1-A1", "X1-T1-A2")],
+              *[u for w, u in unread.items() if w not in ("X1-T1-A1", "X1-T1-A2")]]
+    assert Planner(AC_CHAIN, deeper).read_levels("ADVANCED_CIRCUITRY") == {
+        "X1-T1-A3": 0, "X1-T1-B1": 0, "X1-T1-B2": 1}
     stocked = [market("X1-T1-A1", exports=["ADVANCED_CIRCUITRY"],
                       imports=["ELECTRONICS", "MICROPROCESSORS"], supply="HIGH"),
                *[u for w, u in unread.items() if w != "X1-T1-A1"]]
