@@ -19,6 +19,10 @@ MULTIPLIER = {
     FlightMode.STEALTH: 30.0,
 }
 FUEL_PER_MARKET_UNIT = 100
+# A direct leg flown in the asked mode is as fast as any route through a stop when one
+# unit of distance takes no more than this many seconds: a stop adds a leg's 15 s, and
+# rounding the legs' distances and seconds saves at most one unit and a second and a half.
+DIRECT_IS_FASTEST = 13.5
 
 
 def round_half_up(value: float) -> int:
@@ -162,7 +166,12 @@ class RouteMap:
         if fuel_capacity == 0:
             return Route((_leg(places[origin], places[destination], mode, 0, speed),))
 
-        goal = places[destination]
+        start, goal = places[origin], places[destination]
+        if MULTIPLIER[mode] / speed <= DIRECT_IS_FASTEST:
+            step = _step(distance(start, goal), mode, fuel_capacity, fuel, start.sells_fuel)
+            if step is not None and step[0] is mode:  # no stop can make up its 15 s
+                flown, cost, refuel, _left = step
+                return Route((_leg(start, goal, flown, cost, speed, refuel),))
         # A leg takes at least its distance at the mode's pace (each leg's 15 s more than
         # make up for the rounding): an estimate that never overshoots, so A* stays exact.
         per_unit = min(MULTIPLIER[mode] / speed, 29.0) * 0.95
