@@ -112,6 +112,10 @@ class FactoryRepository:
         self._beat = t.update(("heartbeat_at",), t.equal("id", "owner"))
         self._stop_asked = f"SELECT {t.col('stop_requested')} FROM {t.name} " \
                            f"WHERE {t.equal('id')}"
+        self._load = t.select(t.equal("id"))
+        self._ledger = LedgerRepository(db)
+        self._tt = Table(db, TaskRow)
+        self._load_tasks = self._tt.select(self._tt.equal("factory"))
         self._tasks = Upsert(db, TaskRow, key=("id",), update=tuple(
             f.name for f in TaskRow._meta.sorted_fields if f.name != "id"))
 
@@ -136,36 +140,39 @@ class FactoryRepository:
 
     def load(self, factory_id: str) -> Factory:
         """The factory with its tasks; units and credits come from the ledger."""
-        row = FactoryRow.get_or_none(FactoryRow.id == factory_id)
-        if row is None:
+        found = self._t.rows(self._load, (factory_id,))
+        if not found:
             raise KeyError(factory_id)
+        row = found[0]
         factory = Factory(
-            id=row.id, target=row.target, system=row.system,
-            plan=PlanNode.from_dict(json.loads(row.plan)) if row.plan else None, lot=row.lot,
-            units_wanted=row.units_wanted, min_supply=SupplyLevel.parse(row.min_supply),
-            destination=Destination.parse_stored(row.destination),
-            strict_supply=row.strict_supply, reference=json.loads(row.reference or "{}"),
-            held_at_start=row.held_at_start, status=FactoryStatus(row.status),
-            created_at=from_db(row.created_at), started_at=from_db(row.started_at),
-            finished_at=from_db(row.finished_at), error=row.error)
-        ledger = LedgerRepository(self.db)
+            id=row["id"], target=row["target"], system=row["system"],
+            plan=PlanNode.from_dict(json.loads(row["plan"])) if row["plan"] else None,
+            lot=row["lot"],
+            units_wanted=row["units_wanted"], min_supply=SupplyLevel.parse(row["min_supply"]),
+            destination=Destination.parse_stored(row["destination"]),
+            strict_supply=row["strict_supply"], reference=json.loads(row["reference"] or "{}"),
+            held_at_start=row["held_at_start"], status=FactoryStatus(row["status"]),
+            created_at=from_db(row["created_at"]), started_at=from_db(row["started_at"]),
+            finished_at=from_db(row["finished_at"]), error=row["error"])
+        ledger = self._ledger
         progress = ledger.task_progress(factory_id)
-        for t in TaskRow.select().where(TaskRow.factory == factory_id):
-            p = progress.get(t.id, Progress())
-            factory.tasks[t.id] = Task(
-                id=t.id, factory_id=factory_id, purpose=TaskPurpose(t.purpose),
-                kind=TaskKind(t.kind), good=t.good, source=t.source, destination=t.destination,
-                units_target=t.units_target, lot=t.lot, station=t.station,
-                above=tuple(json.loads(t.above)), inputs=tuple(json.loads(t.inputs)),
-                below_threshold=t.below_threshold,
-                keeps=t.purpose == TaskPurpose.OUTPUT.value and factory.destination.keeps,
-                state=TaskState(t.state), ship=t.ship,
-                last_ship=t.last_ship, attempts=t.attempts, trips=t.trips,
-                not_before=from_db(t.not_before), waiting_since=from_db(t.waiting_since),
-                created_at=from_db(t.created_at), started_at=from_db(t.started_at),
-                finished_at=from_db(t.finished_at), last_error=t.last_error,
+        for t in self._tt.rows(self._load_tasks, (factory_id,)):
+            p = progress.get(t["id"], Progress())
+            factory.tasks[t["id"]] = Task(
+                id=t["id"], factory_id=factory_id, purpose=TaskPurpose(t["purpose"]),
+                kind=TaskKind(t["kind"]), good=t["good"], source=t["source"],
+                destination=t["destination"],
+                units_target=t["units_target"], lot=t["lot"], station=t["station"],
+                above=tuple(json.loads(t["above"])), inputs=tuple(json.loads(t["inputs"])),
+                below_threshold=t["below_threshold"],
+                keeps=t["purpose"] == TaskPurpose.OUTPUT.value and factory.destination.keeps,
+                state=TaskState(t["state"]), ship=t["ship"],
+                last_ship=t["last_ship"], attempts=t["attempts"], trips=t["trips"],
+                not_before=from_db(t["not_before"]), waiting_since=from_db(t["waiting_since"]),
+                created_at=from_db(t["created_at"]), started_at=from_db(t["started_at"]),
+                finished_at=from_db(t["finished_at"]), last_error=t["last_error"],
                 bought_by=p.bought_by, delivered_by=p.delivered_by,
-                lost_by=json.loads(t.lost_by or "{}"), cost=p.cost, revenue=p.revenue)
+                lost_by=json.loads(t["lost_by"] or "{}"), cost=p.cost, revenue=p.revenue)
         factory.credits_spent = ledger.factory_spend(factory_id)
         return factory
 
