@@ -154,8 +154,7 @@ class FactoryRepository:
             held_at_start=row["held_at_start"], status=FactoryStatus(row["status"]),
             created_at=from_db(row["created_at"]), started_at=from_db(row["started_at"]),
             finished_at=from_db(row["finished_at"]), error=row["error"])
-        ledger = self._ledger
-        progress = ledger.task_progress(factory_id)
+        progress = self._ledger.task_progress(factory_id)
         for t in self._tt.rows(self._load_tasks, (factory_id,)):
             p = progress.get(t["id"], Progress())
             factory.tasks[t["id"]] = Task(
@@ -173,7 +172,7 @@ class FactoryRepository:
                 finished_at=from_db(t["finished_at"]), last_error=t["last_error"],
                 bought_by=p.bought_by, delivered_by=p.delivered_by,
                 lost_by=json.loads(t["lost_by"] or "{}"), cost=p.cost, revenue=p.revenue)
-        factory.credits_spent = ledger.factory_spend(factory_id)
+        factory.credits_spent = self._ledger.factory_spend(factory_id)
         return factory
 
     def summary(self, factory_id: str) -> FactorySummary | None:
