@@ -177,13 +177,13 @@ class FactoryRepository:
 
     def summary(self, factory_id: str) -> FactorySummary | None:
         row = FactoryRow.get_or_none(FactoryRow.id == factory_id)
-        return None if row is None else _summary(row)
+        return None if row is None else _summary(row, self._ledger.factory_spend(row.id))
 
     def list(self, agent: str | None = None) -> list[FactorySummary]:
         query = FactoryRow.select().order_by(FactoryRow.created_at)
         if agent:
             query = query.where(FactoryRow.agent == agent)
-        return [_summary(r) for r in query]
+        return [_summary(r, self._ledger.factory_spend(r.id)) for r in query]
 
     def open_ids(self, agent: str | None = None) -> list[str]:
         query = FactoryRow.select(FactoryRow.id).where(FactoryRow.status.in_(OPEN_STATUSES))
@@ -278,8 +278,7 @@ class FactoryRepository:
         self._tasks.run(rows)
 
 
-def _summary(row: FactoryRow) -> FactorySummary:
-    spent = LedgerRepository(row._meta.database).factory_spend(row.id)
+def _summary(row: FactoryRow, spent: int) -> FactorySummary:
     return FactorySummary(row.id, row.agent, row.target, row.system, FactoryStatus(row.status),
                           row.units_wanted, row.units_acquired, spent,
                           from_db(row.created_at), from_db(row.finished_at), row.owner,
