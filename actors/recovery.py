@@ -154,11 +154,10 @@ def settle_ledger(ledger: LedgerRepository, client: Client, agent: str, now: dat
     settled = [settle_entry(ledger, client, e, now, state)
                for e in ledger.pending(agent, ship) if may(e)]
     if any(s.estimated for s in settled):
-        if ledger.pending(agent):  # another ship's trade is in flight: the balance would
-            log.warning("recovery.estimated", agent=agent)  # count it twice; keep the quote
-            return settled
-        try:
-            ledger.record_balance(agent, client.agent().credits, now)
+        try:  # not while another trade is in flight: the balance would miscount it
+            if not ledger.record_balance_when_quiet(agent, lambda: client.agent().credits,
+                                                    now):
+                log.warning("recovery.estimated", agent=agent)  # keep the quote
         except ApiError as exc:
             log.warning("recovery.balance_unread", error=str(exc))
     return settled

@@ -90,7 +90,10 @@ class Service:
         now = self.clock()
         settle_ledger(self.storage.ledger, self.client, agent.symbol, now,
                       may=self._orphaned_entry)
-        self.storage.ledger.record_balance(agent.symbol, self.client.agent().credits, now)
+        if not self.storage.ledger.record_balance_when_quiet(
+                agent.symbol, lambda: self.client.agent().credits, now):
+            log.info("ledger.balance_kept", agent=agent.symbol,
+                     reason="a trade was in flight while the credits were read")
 
     def _orphaned_entry(self, entry: LedgerRecord) -> bool:
         if entry.owner and owner_alive(entry.owner) is not False:

@@ -22,7 +22,7 @@ from domain.factory import (
 from domain.markets import MarketSnapshot, Quote, system_of
 from domain.navigation import Place
 from domain.plan import PlanNode
-from storage.db import Table, Upsert, transaction
+from storage.db import Table, Upsert, is_sqlite, transaction
 from storage.migrations import migrate
 from storage.models import (
     FactoryRow,
@@ -598,6 +598,28 @@ class LedgerRepository:
                                units=0, state=self.CONFIRMED, total=credits,
                                credits_after=credits, intended_at=to_db(now),
                                confirmed_at=to_db(now))
+
+    def record_balance_when_quiet(self, agent: str, read: Callable[[], int],
+                                  now: datetime) -> bool:
+        """Record the credits `read` gives as the opening line, unless a trade of the agent
+        was in flight around the reading, in this process or another: one intended before
+        the line and charged after the reading would be in neither the balance nor the
+        lines after it (two processes resuming at once lost a refuel so). The last line
+        written is compared before and after the reading, and again under a lock with the
+        insert. Returns whether it was recorded; if not, the last balance stands."""
+        t = self._t
+        last = f"SELECT MAX({t.col('id')}) FROM {t.name} WHERE {t.equal('agent')}"
+        before = self.db.execute_sql(last, (agent,)).fetchone()[0]
+        if self.pending(agent):
+            return False
+        credits = read()
+        with transaction(self.db):
+            if not is_sqlite(self.db):  # SQLite's transaction holds the write lock already
+                self.db.execute_sql(f"LOCK TABLE {t.name} IN SHARE ROW EXCLUSIVE MODE")
+            if self.db.execute_sql(last, (agent,)).fetchone()[0] != before:
+                return False
+            self.record_balance(agent, credits, now)
+        return True
 
     def entries(self, agent: str | None = None, factory: str | None = None,
                 state: str | None = None, ship: str | None = None) -> list[LedgerRecord]:

@@ -219,6 +219,32 @@ def test_ledger_accounts_for_the_agents_credits(store):
     assert ledger.matched_server_times("S") == {T0}
 
 
+def test_a_balance_is_not_recorded_around_a_trade_in_flight(store):
+    """Two processes resuming at once: one read the credits while the other's refuel was
+    being charged, and the ledger lost the refuel. The opening line is written only when
+    no trade was in flight around the reading."""
+    ledger = store.ledger
+    ledger.record_balance("A", 10_000, T0)
+
+    def refuel_meanwhile() -> int:  # another process intends and is charged mid-read
+        e = ledger.intend(agent="A", ship="S", waypoint="W", good="FUEL", kind="REFUEL",
+                          units=4, now=T0)
+        ledger.confirm(e, units=4, price_per_unit=49, total=196, credits_after=None,
+                       server_time=T0, now=T0)
+        return 10_000  # read before the server charged it
+
+    assert not ledger.record_balance_when_quiet("A", refuel_meanwhile, T0)
+    assert ledger.expected_credits("A") == 10_000 - 196, "the refuel is still counted"
+    open_one = ledger.intend(agent="A", ship="S", waypoint="W", good="IRON",
+                             kind="PURCHASE", units=10, now=T0)
+    asked = []
+    assert not ledger.record_balance_when_quiet("A", lambda: asked.append(1) or 0, T0)
+    assert asked == [], "a trade in flight: the credits are not even read"
+    ledger.fail(open_one, "did not happen", T0)
+    assert ledger.record_balance_when_quiet("A", lambda: 9_804, T0)
+    assert ledger.expected_credits("A") == 9_804
+
+
 def test_lease_heartbeat_stop_and_orphans(store):
     f = new_factory()
     store.factories.create(f, agent="A", owner="host:1:a", now=T0)
