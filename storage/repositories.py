@@ -563,6 +563,7 @@ class LedgerRepository:
         self._holdings = t.select(f"{t.equal('ship', 'state')} AND {t.col('kind')} IN "
                                   f"({', '.join(t.param for _ in ('PURCHASE', *self.DELIVERIES))})")
         self._confirm = t.update(self.CONFIRMED_FIELDS, t.equal("id"))
+        self._newest = f"SELECT MAX({t.col('id')}) FROM {t.name} WHERE {t.equal('agent')}"
 
     def intend(self, *, agent: str, ship: str, waypoint: str, good: str, kind: str,
                units: int, now: datetime, factory: str | None = None,
@@ -604,19 +605,18 @@ class LedgerRepository:
         """Record the credits `read` gives as the opening line, unless a trade of the agent
         was in flight around the reading, in this process or another: one intended before
         the line and charged after the reading would be in neither the balance nor the
-        lines after it (two processes resuming at once lost a refuel so). The last line
-        written is compared before and after the reading, and again under a lock with the
-        insert. Returns whether it was recorded; if not, the last balance stands."""
-        t = self._t
-        last = f"SELECT MAX({t.col('id')}) FROM {t.name} WHERE {t.equal('agent')}"
-        before = self.db.execute_sql(last, (agent,)).fetchone()[0]
+        lines after it (two processes resuming at once lost a refuel so). Nothing may be
+        open before the reading, and the newest line must be the same before the reading
+        and, under a lock, at the insert. Returns whether it was recorded; if not, the last
+        balance stands."""
+        before = self.db.execute_sql(self._newest, (agent,)).fetchone()[0]
         if self.pending(agent):
             return False
         credits = read()
         with transaction(self.db):
             if not is_sqlite(self.db):  # SQLite's transaction holds the write lock already
-                self.db.execute_sql(f"LOCK TABLE {t.name} IN SHARE ROW EXCLUSIVE MODE")
-            if self.db.execute_sql(last, (agent,)).fetchone()[0] != before:
+                self.db.execute_sql(f"LOCK TABLE {self._t.name} IN SHARE ROW EXCLUSIVE MODE")
+            if self.db.execute_sql(self._newest, (agent,)).fetchone()[0] != before:
                 return False
             self.record_balance(agent, credits, now)
         return True
