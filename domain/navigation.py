@@ -168,10 +168,10 @@ class RouteMap:
 
         start, goal = places[origin], places[destination]
         if MULTIPLIER[mode] / speed <= DIRECT_IS_FASTEST:
-            step = _step(distance(start, goal), mode, fuel_capacity, fuel, start.sells_fuel)
-            if step is not None and step[0] is mode:  # no stop can make up its 15 s
-                flown, cost, refuel, _left = step
-                return Route((_leg(start, goal, flown, cost, speed, refuel),))
+            direct = _cheapest_leg(start, goal, mode, fuel_capacity, speed, fuel,
+                                   start.sells_fuel)
+            if direct is not None and direct[0].mode is mode:  # no stop makes up its 15 s
+                return Route((direct[0],))
         # A leg takes at least its distance at the mode's pace (each leg's 15 s more than
         # make up for the rounding): an estimate that never overshoots, so A* stays exact.
         per_unit = min(MULTIPLIER[mode] / speed, 29.0) * 0.95
