@@ -17,9 +17,11 @@ assumes, so that no bot can beat it:
 - **the survey** (when counted): a good is bought at a seller holding the threshold as
   soon as it is known to be needed (the buying ship reads the quote on arrival, and may
   have flown there beforehand); it is known to be made only once every seller's quote has
-  been read, each by whichever ship (probes included) reaches it first, as if every
-  market had a ship of its own; a good's inputs are needed only once it is known to be
-  made.
+  been read; a good's inputs are needed only once it is known to be made. Each of those
+  reads is made either by the buying ship itself, on its way to the seller (in the best
+  order), or by whichever other ship (probes included) reaches that market first, as if
+  each other ship could be at every market at once: the one ship that buys cannot read a
+  far market and be at the seller at the same time, the others are not held to that.
 - **the fleet's size**: the bound is also never less than the loaded flights of the plan
   shared evenly among the haulers (each at its fastest), so one hauler is not credited
   with eight haulers' work.
@@ -79,19 +81,40 @@ class Bounds:
     def fly(self, ship: ShipView, a: str, b: str) -> float:
         return self.times.seconds(a, b, ship.speed, ship.fuel_capacity, ship.fuel_capacity)
 
-    def read_at(self, waypoint: str) -> float:
-        """When the first ship (probes included) can read a market."""
-        return min(self.times.seconds(s.waypoint, waypoint, s.speed, s.fuel, s.fuel_capacity)
-                   for s in self.fleet)
+    def read_at(self, waypoint: str, but: str | None = None) -> float:
+        """When the first ship (probes included; not `but`) can read a market."""
+        return min((self.times.seconds(s.waypoint, waypoint, s.speed, s.fuel, s.fuel_capacity)
+                    for s in self.fleet if s.symbol != but), default=float(UNREACHABLE))
+
+    def ready_to_buy(self, ship: ShipView, source: str, reads: frozenset[str]) -> float:
+        """The soonest `ship` can buy at `source` once every market in `reads` was read:
+        it reads some of them itself on the way, in the best order (held-karp over the
+        subsets), the others are read by the rest of the fleet."""
+        reads = frozenset(w for w in reads if w not in (source, ship.waypoint))
+        others = {w: self.read_at(w, but=ship.symbol) for w in reads}
+        order = sorted(reads)
+        # path[(subset, last)]: the soonest the ship has read `subset`, ending at `last`
+        path = {(frozenset([w]), w): self.fly(ship, ship.waypoint, w) for w in order}
+        for size in range(2, len(order) + 1):
+            for (done, last), t in [kv for kv in path.items() if len(kv[0][0]) == size - 1]:
+                for w in order:
+                    if w not in done:
+                        key = (done | {w}, w)
+                        path[key] = min(path.get(key, float(UNREACHABLE)),
+                                        t + self.fly(ship, last, w))
+        best = max([self.fly(ship, ship.waypoint, source), *others.values()])
+        for (done, last), t in path.items():
+            wait = max((others[w] for w in reads - done), default=0.0)
+            best = min(best, max(t + self.fly(ship, last, source), wait))
+        return best
 
     def sellers(self, good: str) -> list[str]:
         return [w for w, m in self.markets.items() if good in m.goods
                 and m.goods[good].type is not TradeType.IMPORT]
 
-    def decided(self, good: str, survey: bool) -> float:
-        if not survey:
-            return 0.0
-        return max((self.read_at(w) for w in self.sellers(good)), default=0.0)
+    def decided(self, good: str, survey: bool) -> frozenset[str]:
+        """The markets read before `good` is known to be made (or bought anywhere)."""
+        return frozenset(self.sellers(good)) if survey else frozenset()
 
     def production(self, waypoint: str, good: str) -> float:
         """Ticks from the first one after the inputs land until the export holds the
@@ -103,13 +126,14 @@ class Bounds:
         rate = market.economy.production_rate(stock.activity) * stock.scale
         return max(0, math.ceil(needed / rate) - 1) * market.economy.tick_seconds
 
-    def carry(self, source: str, destination: str | None, not_before: float
-              ) -> tuple[float, str]:
+    def carry(self, source: str, destination: str | None, not_before: float = 0.0,
+              reads: frozenset[str] = frozenset()) -> tuple[float, str]:
         """The earliest any hauler can have a lot from `source` at `destination`, buying no
-        sooner than `not_before` (it may fly there earlier and wait)."""
+        sooner than `not_before` nor before the markets in `reads` were read (it may fly
+        there earlier and wait)."""
         best = (float(UNREACHABLE), "")
         for ship in self.haulers:
-            there = max(self.fly(ship, ship.waypoint, source), not_before)
+            there = max(self.ready_to_buy(ship, source, reads), not_before)
             trips = math.ceil(self.lot / ship.cargo_capacity)
             loaded = self.fly(ship, source, destination) if destination else 0.0
             back = self.fly(ship, destination, source) if destination else 0.0
@@ -120,7 +144,7 @@ class Bounds:
     # --- the best plan ---------------------------------------------------------------------
 
     def best(self, target: str, survey: bool) -> Bound:
-        seconds, step = self._arrive(target, None, frozenset(), 0.0, survey)
+        seconds, step = self._arrive(target, None, frozenset(), frozenset(), survey)
         lots = sum(max(1, s.cargo_capacity // self.lot) for s in self.haulers)
         shared = self._work(target, None, frozenset()) / max(1, lots)
         return Bound(max(seconds, shared), step)
@@ -150,18 +174,18 @@ class Bounds:
         return min(options, default=0.0)
 
     def _arrive(self, good: str, destination: str | None, above: frozenset[str],
-                needed_at: float, survey: bool) -> tuple[float, Step | None]:
-        """The earliest `good` can be at `destination` (None: in a hold), if the decision
-        that it is needed there is known at `needed_at`."""
+                needed: frozenset[str], survey: bool) -> tuple[float, Step | None]:
+        """The earliest `good` can be at `destination` (None: in a hold), if it is known to
+        be needed there once the markets in `needed` were read."""
         options: list[tuple[float, Step | None]] = []
         at_threshold = [w for w in self.sellers(good)
                         if self.markets[w].goods[good].supply >= self.min_supply]
         for seller in at_threshold:  # bought where it is, as soon as it is needed
-            done, ship = self.carry(seller, destination, needed_at)
+            done, ship = self.carry(seller, destination, reads=needed)
             options.append((done, Step(good, seller, destination, False, ship)))
         if not at_threshold and good not in above:
             # making it is decided once every seller has been read, none at the threshold
-            decided = max(needed_at, self.decided(good, survey))
+            decided = needed | self.decided(good, survey)
             recipe = self.chain.inputs(good)
             for waypoint, market in self.markets.items():
                 stock = market.goods.get(good)
@@ -181,9 +205,9 @@ class Bounds:
                 options.append((done, Step(good, waypoint, destination, True, ship,
                                            children)))
         if not options:  # a raw material: its best seller, whatever the supply
-            decided = max(needed_at, self.decided(good, survey))
+            decided = needed | self.decided(good, survey)
             for seller in self.sellers(good):
-                done, ship = self.carry(seller, destination, decided)
+                done, ship = self.carry(seller, destination, reads=decided)
                 options.append((done, Step(good, seller, destination, False, ship)))
         return min(options, key=lambda o: o[0], default=(float(UNREACHABLE), None))
 
