@@ -106,7 +106,9 @@ class Coordinator:
         self.parked: dict[str, str] = {}  # waypoint -> ship parked there to watch it
         self.wanted_reads: set[str] = set()  # markets a decision waits for
         self.read_levels: dict[str, int] = {}  # how speculative each is (absent: needed)
-        self.watched: dict[str, datetime] = {}  # station (GOOD@WAYPOINT) -> watched since
+        # station (GOOD@WAYPOINT) -> (watched since, the last feed landed there since)
+        self.watched: dict[str, tuple[datetime, datetime | None]] = {}
+        self.landing_seen: datetime | None = None  # the last feed landing _watch_waiting saw
         self.rewatch: dict[str, datetime] = {}  # station -> only readings after this count
         self.blind: dict[str, int] = {}  # station -> looks since its last signal or feed
         self.looks: dict[str, str] = {}  # waypoint -> station an idle ship should read now
@@ -528,14 +530,27 @@ class Coordinator:
     # --- supply signals and watching ---------------------------------------------------------
 
     def _watch_waiting(self, now: datetime) -> None:
-        """Every station with waiting lots is watched, once."""
+        """Every station with waiting lots is watched, and watched afresh when a feed lands
+        there (the watcher polls soon after a landing, rarely before any)."""
+        f = self.factory
+        newest = max((t.finished_at for t in f.tasks.values() if t.purpose is TaskPurpose.FEED
+                      and t.units_delivered and t.finished_at), default=None)
+        stations = None
         for key, tasks in self._waiting_stations().items():
-            if key not in self.watched:
-                first = tasks[0]
-                since = self.rewatch.get(key) or min(t.waiting_since or now for t in tasks)
-                self.watched[key] = since
-                self.watcher.tell(Watch(key, self.id, first.source, first.good,
-                                        self.factory.min_supply, since))
+            since, landed = self.watched.get(key) or (
+                self.rewatch.get(key) or min(t.waiting_since or now for t in tasks), None)
+            if key in self.watched and newest == self.landing_seen:
+                continue  # most passes: nothing landed anywhere since the last
+            stations = stations or f.stations()
+            st = stations.get(key)
+            last = st.last_landed if st else None
+            if key in self.watched and last == landed:
+                continue
+            first = tasks[0]
+            self.watched[key] = (since, last)
+            self.watcher.tell(Watch(key, self.id, first.source, first.good, f.min_supply,
+                                    since, last))
+        self.landing_seen = newest
 
     def _waiting_stations(self) -> dict[str, list[Task]]:
         out: dict[str, list[Task]] = {}

@@ -49,7 +49,9 @@ class RunJob:
 @dataclass(frozen=True)
 class Watch:
     """Coordinator -> watcher: tell `factory` once `good` at `waypoint` shows `level`
-    in a reading taken after `since`. A watch with the same key is replaced."""
+    in a reading taken after `since`. A watch with the same key is replaced; it is sent
+    again when a feed lands there (`landed`): until then the export is not expected to
+    answer, and is polled ever less often."""
 
     key: str
     factory: str
@@ -57,6 +59,7 @@ class Watch:
     good: str
     level: SupplyLevel
     since: datetime
+    landed: datetime | None = None  # when a feed last landed there; None: never
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ when they stand at a market; the watcher calls it to poll watched ones; nobody e
 the level it waits for (`SupplySeen`), when a market it follows was read (`MarketSeen`),
 and when a reading came back without quotes (`MarketBlind`): then none of our ships is
 there, whatever this process believed, and the fleet is read again from the server.
-It polls watched markets soon after a watch starts (`initial`), then settles (`settled`).
+It polls watched markets soon after a watch starts (`initial`), then settles (`settled`);
+an exporter nothing has landed at yet, ever less often.
 """
 
 from __future__ import annotations
@@ -147,6 +148,9 @@ class Directory:
         raise NotImplementedError
 
 
+IDLE_BACKOFF = 8  # polls of an exporter nothing was fed to stretch up to 8 × `settled`
+
+
 class MarketWatcher:
     FLEET_REFRESH = timedelta(seconds=30)
 
@@ -169,7 +173,11 @@ class MarketWatcher:
         elif isinstance(message, Observed):
             self.observed(message.snapshot)
         elif isinstance(message, Watch):
-            self.watches[message.key] = _Watch(message)
+            held = self.watches.get(message.key)
+            if held is not None and held.watch.since == message.since:
+                held.watch = message  # a feed landed: the polls go on at their pace
+            else:
+                self.watches[message.key] = _Watch(message)
             latest = self.book.latest(message.waypoint)
             if latest is not None and latest.observed_at is not None:
                 self._check_watches(latest)
@@ -248,8 +256,15 @@ class MarketWatcher:
                 log.warning("watcher.fleet_read_failed", error=str(exc))
 
     def _due(self, w: _Watch, now: datetime) -> bool:
+        """Soon after the watch starts, then every `settled`; while nothing has landed
+        there only the market's own recovery can answer, so the wait doubles after each
+        poll, up to `IDLE_BACKOFF` × `settled`."""
         last = w.last_poll or w.watch.since
-        return now - last >= (self.initial if w.polls == 0 else self.settled)
+        if w.polls == 0:
+            return now - last >= self.initial
+        if w.watch.landed is None:
+            return now - last >= self.settled * min(IDLE_BACKOFF, 2 ** (w.polls - 1))
+        return now - last >= self.settled
 
 
 class MarketWatcherActor(pykka.ThreadingActor):

@@ -282,6 +282,25 @@ def test_a_feed_that_lands_is_logged_and_unanswered_the_next_round_goes_out(rig)
         "FABRICS@X1-T-B", "FERTILIZERS", 40, "SCARCE")
 
 
+def test_a_station_is_watched_afresh_when_a_feed_lands_there(rig):
+    rig.c.start()
+    [(_, job)] = rig.jobs()
+
+    def watches(key):
+        return [m for m in rig.watcher.messages if isinstance(m, Watch) and m.key == key]
+
+    [first] = watches("FABRICS@X1-T-B")
+    assert first.landed is None, "nothing fed yet: the watcher polls it rarely"
+    rig.clock.advance(300)
+    rig.done("S-2", job, bought=40, delivered=40)
+    [_, again] = watches("FABRICS@X1-T-B")
+    assert (again.since, again.landed) == (first.since, rig.clock()), "polled soon after"
+    assert len(watches("CLOTHING@X1-T-E")) == 1, "nothing landed at E: its watch stands"
+    rig.clock.advance(10)
+    rig.c.tick()
+    assert len(watches("FABRICS@X1-T-B")) == 2, "once per landing"
+
+
 def test_a_crashed_ship_hands_its_task_out_again_and_a_benched_one_is_not_used(rig):
     rig.c.start()
     [(ship, job)] = rig.jobs()

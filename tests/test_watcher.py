@@ -138,6 +138,31 @@ def test_polls_start_soon_then_settle_and_only_with_a_ship_there(world):
     assert client.reads == 2
 
 
+def poll_times(clock, client, watcher, seconds: int) -> list[int]:
+    """The seconds (from now) at which the watcher read the market, ticking each second."""
+    start, out = clock.now, []
+    for t in range(1, seconds + 1):
+        clock.now = start + timedelta(seconds=t)
+        before = client.reads
+        watcher.handle(Tick())
+        if client.reads > before:
+            out.append(t)
+    return out
+
+
+def test_an_exporter_nothing_landed_at_is_polled_ever_less_often_until_a_feed_lands(world):
+    clock, client, _book, fleet, _inbox, watcher = world
+    client.markets["X1-T-E"] = scarce()
+    fleet.update(ship("P-1", "X1-T-E"))
+    watcher.handle(Watch("k", "f1", "X1-T-E", "CLOTHING", SupplyLevel.MODERATE, clock.now))
+    assert poll_times(clock, client, watcher, 1500) == [30, 90, 210, 450, 930, 1410], \
+        "soon, then 60, 120, 240 and at most 480 s apart: only its own recovery can answer"
+    watcher.handle(Watch("k", "f1", "X1-T-E", "CLOTHING", SupplyLevel.MODERATE, T0,
+                         clock.now))
+    assert poll_times(clock, client, watcher, 200) == [1, 61, 121, 181], \
+        "a feed landed: every 60 s from the last poll (a minute and a half ago)"
+
+
 def test_a_blind_poll_reads_the_fleet_again(world):
     clock, client, _book, fleet, inbox, watcher = world
     fleet.update(ship("P-1", "X1-T-E"))  # this process believes the probe is there
