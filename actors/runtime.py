@@ -191,7 +191,8 @@ class Runtime:
         return ShipWorker(ship, agent=self.agent.symbol, client=self.client,
                           storage=self.storage, book=self.book, fleet=self.fleet,
                           wallet=self.wallet, clock=self.clock, stop=self.stop,
-                          report=self.directory.tell, owner=self.owner)
+                          report=self.directory.tell, owner=self.owner,
+                          fresh_for=self.settings.quote_fresh_for)
 
     def _record_position(self, symbol: str, nav, role: str | None) -> None:
         """For dashboards; a failed write costs only a stale dot on a map."""

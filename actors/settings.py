@@ -27,6 +27,7 @@ class Settings:
     # meanwhile, and a round counts as unanswered (more lots go on the way) only after it
     answer_wait: float = 180.0
     market_max_age: float = 3600.0  # older quotes are read again before the first plan
+    quote_fresh_for: float = 10.0  # a reading this recent serves a trade's first slice
     heartbeat_every: float = 5.0  # the lease on a factory is renewed this often
     lease: float = 60.0  # a runner silent for longer is taken to be dead
     poll_initial: float = 30.0  # first poll of a watched market after the watch starts

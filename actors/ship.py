@@ -73,7 +73,7 @@ class ShipWorker:
                  book: MarketBook, fleet: Fleet, wallet: Wallet,
                  clock: Callable[[], datetime], stop: threading.Event,
                  report: Callable[[str, object], None] = lambda factory, event: None,
-                 owner: str | None = None):
+                 owner: str | None = None, fresh_for: float = 0.0):
         self.symbol = symbol
         self.agent = agent
         self.owner = owner  # the process, written on every ledger entry it sends
@@ -87,6 +87,7 @@ class ShipWorker:
         self.cancel = threading.Event()  # the coordinator abandons the job (hard)
         self.finish = threading.Event()  # the coordinator wants no more buying (soft)
         self.report = report  # (factory, event): progress goes to the job's coordinator
+        self.fresh_for = fresh_for  # seconds a reading serves a trade's first slice
         self.log = structlog.get_logger("ship").bind(ship=symbol)
         self.job: Job | None = None
         self.nav: Nav | None = None
@@ -375,7 +376,15 @@ class ShipWorker:
     def _read(self, waypoint: str) -> MarketReading:
         return self.book.read(waypoint, priority=Priority.ACTION)
 
-    def _quote(self, job: Job, waypoint: str) -> Quote:
+    def _quote(self, job: Job, waypoint: str, first: bool = False) -> Quote:
+        """The good's quote there, read now; for a trade's `first` slice a reading taken
+        in the last `fresh_for` seconds (the watcher's, as the ship landed) serves: nothing
+        of ours traded there since, and reading again would only repeat it."""
+        latest = self.book.latest(waypoint) if first and self.fresh_for > 0 else None
+        if latest is not None and latest.has_quotes and latest.observed_at is not None and \
+                0 <= (self.clock() - latest.observed_at).total_seconds() <= self.fresh_for \
+                and (quote := latest.quote(job.good or "")) is not None:
+            return quote
         quote = self._read(waypoint).snapshot.quote(job.good or "")
         if quote is None:
             raise ApiError(f"{waypoint} does not trade {job.good}")
@@ -392,7 +401,7 @@ class ShipWorker:
         (an exporter we drained has not answered for the next lot). Returns units bought,
         why it stopped, and whether the supply is below the threshold now."""
         good = job.good or ""
-        quote = self._quote(job, job.source)
+        quote = self._quote(job, job.source, first=True)
         bought, fruitless, reason = 0, 0, "bought what the hold and the order allowed"
         while bought < want and fruitless < MAX_FRUITLESS:
             if self.finish.is_set():
@@ -441,7 +450,7 @@ class ShipWorker:
         remaining = min(held, self.cargo.held(good))
         fruitless = sold = 0
         while remaining > 0 and fruitless < MAX_FRUITLESS:
-            quote = self._quote(job, job.destination)
+            quote = self._quote(job, job.destination, first=not sold and not fruitless)
             done = self._trade("SELL", job, job.destination, min(remaining, quote.trade_volume),
                                quote.sell_price)
             remaining -= done

@@ -61,7 +61,8 @@ def scaled(scale: float) -> Settings:
                     blind_check_after=d.blind_check_after / scale,
                     answer_wait=d.answer_wait / scale,
                     not_ready_backoff=d.not_ready_backoff / scale,
-                    retry_backoff=d.retry_backoff / scale, warn_after=d.warn_after / scale)
+                    retry_backoff=d.retry_backoff / scale, warn_after=d.warn_after / scale,
+                    quote_fresh_for=d.quote_fresh_for / scale)
 
 
 def outright(game, good: str) -> int | None:

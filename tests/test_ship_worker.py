@@ -280,6 +280,21 @@ def test_a_visit_reads_the_market_there(rig):
     assert rig.book.latest(target).has_quotes
 
 
+@pytest.mark.parametrize("fresh_for, reads", [(60.0, 1), (1e-6, 2)])
+def test_a_reading_taken_moments_ago_serves_the_first_slice(rig, fresh_for, reads):
+    """As a ship lands the watcher reads the market; the ship trades on that reading
+    instead of repeating it, unless it is older than `fresh_for`. The reading after the
+    last slice (what our buying left) is always taken."""
+    rig.worker.fresh_for = fresh_for
+    job = rig.trade(units=10)  # one slice
+    rig.worker.run(Job(JobKind.VISIT, job.source, "f"))  # there, the market just read
+    seen = []
+    rig.book.listen(seen.append)
+    assert rig.worker.run(job).bought == 10
+    assert sum(1 for s in seen if s.waypoint == job.source) == reads
+    assert rig.books("PURCHASE", "IRON_ORE") == 10
+
+
 def test_flights_teach_the_fleet_the_servers_pace(rig):
     """This server runs 500 times faster than the formula's seconds: the fleet learns so
     from the departure and arrival times it answers with."""
