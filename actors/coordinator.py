@@ -106,7 +106,7 @@ class Coordinator:
         self.parked: dict[str, str] = {}  # waypoint -> ship parked there to watch it
         self.wanted_reads: set[str] = set()  # markets a decision waits for
         self.read_levels: dict[str, int] = {}  # how speculative each is (absent: needed)
-        # station (GOOD@WAYPOINT) -> (watched since, the last feed landed there since)
+        # station (GOOD@WAYPOINT) -> (watched since, when a feed last landed there)
         self.watched: dict[str, tuple[datetime, datetime | None]] = {}
         self.landing_seen: datetime | None = None  # the last feed landing _watch_waiting saw
         self.rewatch: dict[str, datetime] = {}  # station -> only readings after this count
@@ -530,8 +530,8 @@ class Coordinator:
     # --- supply signals and watching ---------------------------------------------------------
 
     def _watch_waiting(self, now: datetime) -> None:
-        """Every station with waiting lots is watched, and watched afresh when a feed lands
-        there (the watcher polls soon after a landing, rarely before any)."""
+        """Every station with waiting lots is watched, and the watch is sent again when a
+        feed lands there: until one has, the watcher polls it ever less often."""
         f = self.factory
         newest = max((t.finished_at for t in f.tasks.values() if t.purpose is TaskPurpose.FEED
                       and t.units_delivered and t.finished_at), default=None)
