@@ -294,7 +294,8 @@ def test_a_station_is_watched_afresh_when_a_feed_lands_there(rig):
     rig.clock.advance(300)
     rig.done("S-2", job, bought=40, delivered=40)
     [_, again] = watches("FABRICS@X1-T-B")
-    assert (again.since, again.landed) == (first.since, rig.clock()), "polled soon after"
+    assert (again.since, again.landed) == (first.since, rig.clock()), \
+        "the same watch, now knowing of the landing"
     assert len(watches("CLOTHING@X1-T-E")) == 1, "nothing landed at E: its watch stands"
     rig.clock.advance(10)
     rig.c.tick()
