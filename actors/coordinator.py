@@ -54,7 +54,7 @@ from domain.factory import (
     TaskState,
     backoff,
 )
-from domain.feeding import plan_feeds, round_landed
+from domain.feeding import plan_feeds, round_landed, saturated_inputs
 from domain.plan import Decision, Planner
 from domain.ranking import ceiling, reference_price
 from domain.supply_chain import SupplyChain
@@ -106,7 +106,8 @@ class Coordinator:
         self.parked: dict[str, str] = {}  # waypoint -> ship parked there to watch it
         self.wanted_reads: set[str] = set()  # markets a decision waits for
         self.read_levels: dict[str, int] = {}  # how speculative each is (absent: needed)
-        # station (GOOD@WAYPOINT) -> (watched since, when a feed last landed there)
+        # station (GOOD@WAYPOINT) -> (watched since, when a feed last landed there; since,
+        # if the exporter is full of its inputs; None while the first is awaited)
         self.watched: dict[str, tuple[datetime, datetime | None]] = {}
         self.landing_seen: datetime | None = None  # the last feed landing _watch_waiting saw
         self.rewatch: dict[str, datetime] = {}  # station -> only readings after this count
@@ -531,7 +532,8 @@ class Coordinator:
 
     def _watch_waiting(self, now: datetime) -> None:
         """Every station with waiting lots is watched, and the watch is sent again when a
-        feed lands there: until one has, the watcher polls it ever less often."""
+        feed lands there: while the first is awaited (being decided, or on its way), the
+        watcher polls it ever less often."""
         f = self.factory
         newest = max((t.finished_at for t in f.tasks.values() if t.purpose is TaskPurpose.FEED
                       and t.units_delivered and t.finished_at), default=None)
@@ -543,7 +545,11 @@ class Coordinator:
                 continue  # most passes: nothing landed anywhere since the last
             stations = stations or f.stations()
             st = stations.get(key)
-            last = st.last_landed if st else None
+            # an exporter full of its inputs needs no feed: it may answer any time, like
+            # one a feed landed at
+            full = st is not None and set(saturated_inputs(
+                st, self.book.latest(st.waypoint))) >= set(st.inputs)
+            last = st.last_landed if st and st.last_landed else since if full else None
             if key in self.watched and last == landed:
                 continue
             first = tasks[0]

@@ -50,8 +50,8 @@ class RunJob:
 class Watch:
     """Coordinator -> watcher: tell `factory` once `good` at `waypoint` shows `level`
     in a reading taken after `since`. A watch with the same key is replaced; it is sent
-    again when a feed lands there (`landed`): until then the export is not expected to
-    answer, and is polled ever less often."""
+    again when a feed lands there (`landed`): while the first is awaited (being decided
+    or on its way), the export is not expected to answer, and is polled ever less often."""
 
     key: str
     factory: str
@@ -59,7 +59,7 @@ class Watch:
     good: str
     level: SupplyLevel
     since: datetime
-    landed: datetime | None = None  # when a feed last landed there; None: never
+    landed: datetime | None = None  # when a feed last landed; None: awaited
 
 
 @dataclass(frozen=True)

@@ -302,6 +302,22 @@ def test_a_station_is_watched_afresh_when_a_feed_lands_there(rig):
     assert len(watches("FABRICS@X1-T-B")) == 2, "once per landing"
 
 
+def test_a_station_full_of_its_inputs_is_watched_as_if_fed(tmp_path):
+    def full(quotes=True):
+        stock = markets(quotes=quotes)
+        stock[1] = market("X1-T-B", exports=["FABRICS"], imports=["FERTILIZERS"],
+                          FABRICS=("SCARCE", "WEAK"), FERTILIZERS=("HIGH", "WEAK"))
+        return stock
+
+    rig = Rig(tmp_path, stock=full)
+    rig.c.start()
+    assert not rig.f.stations()["FABRICS@X1-T-B"].feeds, "nothing to feed"
+    [watch] = [m for m in rig.watcher.messages if isinstance(m, Watch)
+               and m.key == "FABRICS@X1-T-B"]
+    assert watch.landed == watch.since, "it may answer any time: polled every minute"
+    rig.storage.close()
+
+
 def test_a_crashed_ship_hands_its_task_out_again_and_a_benched_one_is_not_used(rig):
     rig.c.start()
     [(ship, job)] = rig.jobs()
