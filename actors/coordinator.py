@@ -54,7 +54,7 @@ from domain.factory import (
     TaskState,
     backoff,
 )
-from domain.feeding import plan_feeds, round_landed, saturated_inputs
+from domain.feeding import lacking, plan_feeds, round_landed
 from domain.plan import Decision, Planner
 from domain.ranking import ceiling, reference_price
 from domain.supply_chain import SupplyChain
@@ -547,8 +547,7 @@ class Coordinator:
             st = stations.get(key)
             # an exporter full of its inputs needs no feed: it may answer any time, like
             # one a feed landed at
-            full = st is not None and set(saturated_inputs(
-                st, self.book.latest(st.waypoint))) >= set(st.inputs)
+            full = st is not None and not lacking(st, self.book.latest(st.waypoint))
             last = st.last_landed if st and st.last_landed else since if full else None
             if key in self.watched and last == landed:
                 continue

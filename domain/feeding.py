@@ -75,11 +75,17 @@ def saturated_inputs(station: Station, snapshot: MarketSnapshot | None) -> tuple
                  and q.supply >= SATURATED)
 
 
+def lacking(station: Station, snapshot: MarketSnapshot | None) -> list[str]:
+    """The inputs the exporter lacks, as last seen (all but those it is full of): lacking
+    none, it needs no feed and its export may rise any time."""
+    return _hungry(station, saturated_inputs(station, snapshot))
+
+
 def round_landed(station: Station, snapshot: MarketSnapshot | None) -> bool:
-    """Whether a whole round of what the exporter lacks (its inputs but those it is full
-    of) has landed since it last answered: until then its export is not about to rise,
-    and the ships are needed to bring the rest. Lacking nothing, it may rise any time."""
-    hungry = _hungry(station, saturated_inputs(station, snapshot))
+    """Whether a whole round of what the exporter lacks has landed since it last
+    answered: until then its export is not about to rise, and the ships are needed to
+    bring the rest. Lacking nothing, it may rise any time."""
+    hungry = lacking(station, snapshot)
     return not hungry or unanswered_rounds(station, awaited=hungry) >= 1
 
 
