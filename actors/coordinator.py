@@ -109,7 +109,7 @@ class Coordinator:
         # station (GOOD@WAYPOINT) -> (watched since, when a feed last landed there; since,
         # if the exporter is full of its inputs; None while the first is awaited)
         self.watched: dict[str, tuple[datetime, datetime | None]] = {}
-        self.landing_seen: datetime | None = None  # the last feed landing _watch_waiting saw
+        self.fed_lately = False  # a feed delivered since _watch_waiting last looked
         self.rewatch: dict[str, datetime] = {}  # station -> only readings after this count
         self.blind: dict[str, int] = {}  # station -> looks since its last signal or feed
         self.looks: dict[str, str] = {}  # waypoint -> station an idle ship should read now
@@ -535,14 +535,13 @@ class Coordinator:
         feed lands there: while the first is awaited (being decided, or on its way), the
         watcher polls it ever less often."""
         f = self.factory
-        newest = max((t.finished_at for t in f.tasks.values() if t.purpose is TaskPurpose.FEED
-                      and t.units_delivered and t.finished_at), default=None)
+        fed, self.fed_lately = self.fed_lately, False
         stations = None
         for key, tasks in self._waiting_stations().items():
             since, landed = self.watched.get(key) or (
                 self.rewatch.get(key) or min(t.waiting_since or now for t in tasks), None)
-            if key in self.watched and newest == self.landing_seen:
-                continue  # most passes: nothing landed anywhere since the last
+            if key in self.watched and not fed:
+                continue  # most passes: no feed delivered anywhere since the last
             stations = stations or f.stations()
             st = stations.get(key)
             # an exporter full of its inputs needs no feed: it may answer any time, like
@@ -555,7 +554,6 @@ class Coordinator:
             self.watched[key] = (since, last)
             self.watcher.tell(Watch(key, self.id, first.source, first.good, f.min_supply,
                                     since, last))
-        self.landing_seen = newest
 
     def _waiting_stations(self) -> dict[str, list[Task]]:
         out: dict[str, list[Task]] = {}
@@ -1049,6 +1047,7 @@ class Coordinator:
                       state=task.state.value)
         if task.purpose is TaskPurpose.FEED and message.delivered:
             self.blind.pop(task.station, None)  # fed: worth looking again soon
+            self.fed_lately = True  # its watch learns of the landing
             latest = self.book.latest(task.destination)
             station = self.factory.stations().get(task.station)
             export = latest.quote(station.good) if latest and station else None
