@@ -7,10 +7,15 @@ assumes, so that no bot can beat it:
 - **the best plan**: every seller that holds the threshold (BUY), every exporter that
   imports the good's inputs (FABRICATE), chosen independently for each subtree, and the
   cheapest in time wins;
-- **the fleet**: every branch gets the ship that serves it fastest, as if each branch had
-  a ship of its own; a ship flies from where it is at its own speed, in CRUISE, with the
-  refuel stops its tank needs, and carries the lot in as many trips as its hold needs;
-  docking, trading and requests take no time;
+- **the fleet**: a lot is carried by one ship (as the bot does), and each delivery is
+  made by one kind of hauler (ships alike in position, speed, tank and hold form a kind),
+  the best choice of kind for every delivery winning. A delivery is timed as if its ship
+  flew to it from where it starts, at its own speed, in CRUISE, with the refuel stops its
+  tank needs, and carried the lot in as many trips as its hold needs; docking, trading
+  and requests take no time. The ships of a kind share its deliveries: they carry no
+  more lots at once than their holds take, and a ship whose hold takes one lot flies
+  empty between them (`_busy_until`). When the choices are too many to try, every
+  delivery gets the fastest ship, as if each had a ship of its own;
 - **production**: an exporter makes the good from the first tick after its inputs land,
   at its activity's rate, never short of input; the collecting ship is there when the
   supply reaches the threshold;
@@ -30,7 +35,9 @@ assumes, so that no bot can beat it:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from itertools import product
 
 from domain.enums import SupplyLevel, TradeType
 from domain.errors import NoRouteError
@@ -40,6 +47,7 @@ from domain.supply_chain import SupplyChain
 from sim.economy import BANDS
 
 LOWER = {level: upper for level, upper in BANDS}  # a level's upper bound, × scale
+CHOICES = 100_000  # plans × kinds of hauler per delivery tried before giving up on kinds
 
 
 @dataclass
@@ -53,6 +61,23 @@ class Step:
     made: bool
     ship: str
     children: list[Step] = field(default_factory=list)
+    reads: frozenset[str] = frozenset()  # markets read before it may be bought
+
+    def flatten(self) -> list[Step]:
+        return [self, *(s for c in self.children for s in c.flatten())]
+
+
+@dataclass(frozen=True)
+class Job:
+    """A delivery as one kind of hauler makes it: the soonest it may begin (the ship at
+    the source, the lot ready), seconds flown with the lot, the least time from its landing
+    until the target is in the hold, and where it goes."""
+
+    head: float
+    body: float
+    tail: float
+    source: str
+    destination: str | None
 
 
 @dataclass(frozen=True)
@@ -75,6 +100,7 @@ class Bounds:
         self.places = {w: Place(w, p.x, p.y, w in fuel) for w, p in game.places.items()}
         self.times = TravelTimes(self.places)
         self.markets = game.universe.markets
+        self._ready: dict[tuple, float] = {}
 
     # --- time ----------------------------------------------------------------------------
 
@@ -91,6 +117,12 @@ class Bounds:
         it reads some of them itself on the way, in the best order (held-karp over the
         subsets), the others are read by the rest of the fleet."""
         reads = frozenset(w for w in reads if w not in (source, ship.waypoint))
+        key = (ship.symbol, source, reads)
+        if key not in self._ready:
+            self._ready[key] = self._ready_to_buy(ship, source, reads)
+        return self._ready[key]
+
+    def _ready_to_buy(self, ship: ShipView, source: str, reads: frozenset[str]) -> float:
         others = {w: self.read_at(w, but=ship.symbol) for w in reads}
         order = sorted(reads)
         # path[(subset, last)]: the soonest the ship has read `subset`, ending at `last`
@@ -145,9 +177,135 @@ class Bounds:
 
     def best(self, target: str, survey: bool) -> Bound:
         seconds, step = self._arrive(target, None, frozenset(), frozenset(), survey)
+        assigned = self._assigned(target, survey)
+        if assigned is not None and assigned[0] > seconds:
+            seconds, step = assigned
         lots = sum(max(1, s.cargo_capacity // self.lot) for s in self.haulers)
         shared = self._work(target, None, frozenset()) / max(1, lots)
         return Bound(max(seconds, shared), step)
+
+    def kinds(self) -> list[tuple[ShipView, int]]:
+        """The haulers grouped by what makes them differ (where they start, speed, tank,
+        hold): (one of them, how many)."""
+        groups: dict[tuple, list[ShipView]] = {}
+        for s in self.haulers:
+            groups.setdefault((s.waypoint, s.speed, s.fuel, s.fuel_capacity,
+                               s.cargo_capacity), []).append(s)
+        return [(ships[0], len(ships)) for ships in groups.values()]
+
+    def _assigned(self, target: str, survey: bool) -> tuple[float, Step] | None:
+        """The best plan and choice of kind of hauler for each of its deliveries, each
+        choice held to two bounds: the tree's timing with each delivery made by its kind
+        (as in `_arrive`), and each kind's share of the deliveries (`_busy_until`). None
+        when there are too many choices to try."""
+        kinds = self.kinds()
+        plans = list(self._plans(target, None, frozenset(), frozenset(), survey))
+        if not kinds or not plans or sum(len(kinds) ** len(p.flatten())
+                                         for p in plans) > CHOICES:
+            return None
+        best: tuple[float, Step] | None = None
+        for plan in plans:
+            steps = plan.flatten()
+            index = {id(s): i for i, s in enumerate(steps)}
+            for choice in product(range(len(kinds)), repeat=len(steps)):
+                jobs: list[list[Job]] = [[] for _ in kinds]
+
+                def timed(step: Step, tail: float) -> float:
+                    """When `step`'s lot lands; `tail`: the least time from then until
+                    the target is in the hold."""
+                    k = choice[index[id(step)]]  # noqa: B023 - used within the iteration
+                    ship = kinds[k][0]
+                    busy = self._occupied(ship, step.source, step.destination)
+                    if step.made:
+                        made = self.production(step.source, step.good)
+                        landed = max(timed(c, made + busy + tail) for c in step.children)
+                        there = max(self.ready_to_buy(ship, step.source, frozenset()),
+                                    landed + made)
+                    else:
+                        there = self.ready_to_buy(ship, step.source, step.reads)
+                    jobs[k].append(Job(there, busy, tail, step.source,  # noqa: B023
+                                       step.destination))
+                    return there + busy
+
+                seconds = timed(plan, 0.0)
+                for k, (ship, count) in enumerate(kinds):
+                    seconds = max(seconds, self._busy_until(ship, count, jobs[k]))
+                if best is None or seconds < best[0]:
+                    best = (seconds, _with_ships(plan, steps, choice, kinds))
+        return best
+
+    def _occupied(self, ship: ShipView, source: str, destination: str | None) -> float:
+        """Seconds the ship flies with the lot aboard, or back for more of it."""
+        if destination is None:
+            return 0.0
+        trips = math.ceil(self.lot / ship.cargo_capacity)
+        loaded = self.fly(ship, source, destination)
+        back = self.fly(ship, destination, source) if trips > 1 else 0.0
+        return trips * loaded + (trips - 1) * back
+
+    def _busy_until(self, ship: ShipView, count: int, jobs: list[Job]) -> float:
+        """The soonest `count` ships like `ship` can have the target in the hold after
+        making these deliveries (one lot is carried by one ship).
+
+        For any set of them, the work begins no sooner than the set's earliest start, and
+        the target is in the hold no sooner than the set's shortest tail after the work
+        ends; the work is each lot's loaded flying (a hold of `m` lots carries at most `m`
+        at once, and a lot is aboard at least its direct flight), over the ships. A ship
+        whose hold takes one lot also flies to each source from where it was (the nearest
+        other delivery's end, or where it starts), save to the first of the set; ships
+        holding more may fetch several lots in one flight, so theirs are not counted.
+        The sets tried are those of the deliveries beginning no sooner than some start
+        and with no shorter tail than some tail (the one-machine bound of heads, bodies
+        and tails, on `count` machines)."""
+        held = max(1, ship.cargo_capacity // self.lot)
+        setups = []
+        for i, job in enumerate(jobs):
+            setup = 0.0
+            if held == 1:
+                setup = min([self.times.seconds(ship.waypoint, job.source, ship.speed,
+                                                ship.fuel, ship.fuel_capacity),
+                             *(self.fly(ship, other.destination, job.source)
+                               for j, other in enumerate(jobs)
+                               if j != i and other.destination is not None)])
+            setups.append(setup)
+        out = 0.0
+        for head in {job.head for job in jobs}:
+            for tail in {job.tail for job in jobs}:
+                chosen = [i for i, job in enumerate(jobs) if job.head >= head and job.tail >= tail]
+                if not chosen:
+                    continue
+                spent = sorted((setups[i] for i in chosen), reverse=True)
+                work = sum(jobs[i].body for i in chosen) / held + sum(spent[count:])
+                out = max(out, head + work / count + tail)
+        return out
+
+    def _plans(self, good: str, destination: str | None, above: frozenset[str],
+               needed: frozenset[str], survey: bool) -> Iterator[Step]:
+        """Every plan `_arrive` chooses among (ships not yet chosen), each step with the
+        markets read before it may be bought."""
+        found = False
+        at_threshold = [w for w in self.sellers(good)
+                        if self.markets[w].goods[good].supply >= self.min_supply]
+        for seller in at_threshold:
+            found = True
+            yield Step(good, seller, destination, False, "", reads=needed)
+        if not at_threshold and good not in above:
+            decided = needed | self.decided(good, survey)
+            recipe = self.chain.inputs(good)
+            for waypoint, market in self.markets.items():
+                stock = market.goods.get(good)
+                inputs = [g for g in recipe if g in market.goods
+                          and market.goods[g].type is TradeType.IMPORT]
+                if stock is None or stock.type is not TradeType.EXPORT or not inputs:
+                    continue
+                for children in product(*(list(self._plans(
+                        g, waypoint, above | {good}, decided, survey)) for g in inputs)):
+                    found = True
+                    yield Step(good, waypoint, destination, True, "", list(children))
+        if not found:  # a raw material: any seller, whatever the supply
+            decided = needed | self.decided(good, survey)
+            for seller in self.sellers(good):
+                yield Step(good, seller, destination, False, "", reads=decided)
 
     def _work(self, good: str, destination: str | None, above: frozenset[str]) -> float:
         """The least loaded flying any plan needs to bring `good` to `destination`: every
@@ -255,3 +413,14 @@ class Bounds:
         except NoRouteError:
             return 1, 0
         return len(route.legs), len(route.refuel_stops)
+
+
+def _with_ships(plan: Step, steps: list[Step], choice: tuple[int, ...],
+                kinds: list[tuple[ShipView, int]]) -> Step:
+    """A copy of the plan with each step's ship named (one of its kind)."""
+    ships = {id(s): kinds[k][0].symbol for s, k in zip(steps, choice, strict=True)}
+
+    def copy(step: Step) -> Step:
+        return replace(step, ship=ships[id(step)], children=[copy(c) for c in step.children])
+
+    return copy(plan)

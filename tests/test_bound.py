@@ -64,3 +64,44 @@ def test_the_survey_bound_is_a_bound_that_more_ships_only_lower(game):
     # the frigate alone must read CLOTHING's exporter and FABRICS' before buying FERTILIZERS
     assert alone.best("CLOTHING", survey=True).seconds > alone.best(
         "CLOTHING", survey=False).seconds
+
+
+def test_one_hauler_is_held_to_its_empty_legs_and_stays_a_bound(game):
+    """The frigate alone cannot carry two branches at once: its bound counts every lot
+    it carries and its flights between them, and is still no more than the best order
+    it could really fly them in (tried here exhaustively, quotes known up front)."""
+    chain = default_supply_chain()
+    bounds = Bounds(game, chain, fleet(game), 40)
+    [frigate] = bounds.haulers
+    bound = bounds.best("ADVANCED_CIRCUITRY", survey=False)
+    steps = bound.plan.flatten()
+    assert len(steps) == 9 and {s.ship for s in steps} == {frigate.symbol}
+
+    def makespan(order: list) -> float:
+        t, here, landed = 0.0, frigate.waypoint, {}
+        for step in order:
+            t += bounds.times.seconds(here, step.source, frigate.speed, frigate.fuel,
+                                      frigate.fuel_capacity) if here == frigate.waypoint \
+                else bounds.fly(frigate, here, step.source)
+            if step.made:
+                t = max(t, max(landed[id(c)] for c in step.children)
+                        + bounds.production(step.source, step.good))
+            if step.destination is None:
+                return t
+            t += bounds.fly(frigate, step.source, step.destination)
+            here, landed[id(step)] = step.destination, t
+        raise AssertionError("the collect comes last")
+
+    def orders(done: list, left: list):
+        if not left:
+            yield done
+        for s in left:  # a step may go once every lot it is made of has landed
+            if all(any(c is d for d in done) for c in s.children):
+                yield from orders([*done, s], [x for x in left if x is not s])
+
+    assert bound.seconds <= min(makespan(o) for o in orders([], steps))
+    # more than its loaded flights alone (the bound's floor before it counted the legs
+    # between them), and far more than each delivery flown by a frigate of its own
+    loaded = sum(bounds.fly(frigate, s.source, s.destination) for s in steps if s.destination)
+    alone = bounds._arrive("ADVANCED_CIRCUITRY", None, frozenset(), frozenset(), False)[0]
+    assert bound.seconds > loaded > alone
