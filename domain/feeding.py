@@ -32,10 +32,12 @@ SATURATED = SupplyLevel.HIGH  # an import this well stocked gains nothing from m
 
 @dataclass(frozen=True)
 class FeedOrder:
-    """Deliver one more lot of `good` to the station's exporter."""
+    """Deliver `lots` more lots of `good` to the station's exporter, in one go (a hold
+    that takes them all carries them in one trip)."""
 
     station: Station
     good: str
+    lots: int = 1
 
 
 @dataclass(frozen=True)
@@ -56,14 +58,19 @@ def unanswered_rounds(station: Station, landed_by: datetime | None = None,
     delivered since a collect there last bought something, counting only those landed by
     `landed_by` (the exporter has had time to answer them): how long the exporter has
     not answered. Two lots of one input and none of the other is no round: the exporter
-    may be waiting for the other."""
+    may be waiting for the other. A feed that carried several lots at once and landed
+    before some answers still counts the lots those answers did not use up: one answer
+    is one lot's worth."""
     # a collect that bought was answered when it set off (its ship may still be flying)
-    answered = max((t.started_at or t.finished_at for t in station.collects
-                    if t.units_bought and (t.started_at or t.finished_at)), default=None)
+    answers = [when for t in station.collects
+               if t.units_bought and (when := t.started_at or t.finished_at)]
     # a feed that delivered is landed, its trip's end just being reported if unfinished
-    landed = Counter(t.good for t in station.feeds if t.units_delivered
-                     and (answered is None or t.finished_at is None or t.finished_at > answered)
-                     and (landed_by is None or (t.finished_at and t.finished_at <= landed_by)))
+    landed: Counter[str] = Counter()
+    for t in station.feeds:
+        if t.units_delivered and (landed_by is None
+                                  or (t.finished_at and t.finished_at <= landed_by)):
+            since = 0 if t.finished_at is None else sum(1 for a in answers if a >= t.finished_at)
+            landed[t.good] += max(0, station.lots_landed(t) - since)
     return min((landed[g] for g in (station.inputs if awaited is None else awaited)),
                default=0)
 
@@ -94,11 +101,16 @@ def _hungry(station: Station, saturated: tuple[str, ...]) -> list[str]:
 
 
 def plan_feeds(factory: Factory, latest: Callable[[str], MarketSnapshot | None],
-               per_input: int = 1, most: int = 1, landed_by: datetime | None = None
-               ) -> tuple[list[FeedOrder], list[StationView]]:
+               per_input: int = 1, most: int = 1, landed_by: datetime | None = None,
+               hold: int = 1) -> tuple[list[FeedOrder], list[StationView]]:
     """The feeds to start now, and how each station with waiting lots stands. `most`
     caps the lots of one input on the way (the haulers there are to carry them); a round
-    counts as unanswered once it landed by `landed_by`."""
+    counts as unanswered once it landed by `landed_by`. The lots of one input that the
+    lots waiting there need are ordered together, up to `hold` (the lots the largest hold
+    takes): the same good from the same seller to the same exporter is one trip, not one
+    per lot (COPPER made at one exporter for two consumers needs two lots of COPPER_ORE).
+    Lots sent on speculation (the export has not answered) go one by one, so that the
+    fleet can carry them side by side."""
     orders: list[FeedOrder] = []
     views: list[StationView] = []
     for station in factory.stations().values():
@@ -112,7 +124,7 @@ def plan_feeds(factory: Factory, latest: Callable[[str], MarketSnapshot | None],
             continue
         saturated = saturated_inputs(station, snapshot)
         hungry = _hungry(station, saturated)
-        landed = {g: sum(1 for t in station.feeds_of(g) if t.units_delivered) for g in hungry}
+        landed = {g: sum(station.lots_landed(t) for t in station.feeds_of(g)) for g in hungry}
         rounds = unanswered_rounds(station, landed_by, hungry)  # saturated: not awaited
         landed_rounds = unanswered_rounds(station, None, hungry)
         if landed_rounds > rounds and landed_rounds >= len(station.waiting):
@@ -123,12 +135,13 @@ def plan_feeds(factory: Factory, latest: Callable[[str], MarketSnapshot | None],
         base = per_input * len(station.waiting)  # each lot waiting there is fed for
         allowed = max(base, min(most, base + rounds))
         for good in hungry:
-            in_flight = sum(1 for t in station.feeds_of(good) if not t.finished)
-            if in_flight >= allowed:
-                continue
+            in_flight = sum(station.lots(t) for t in station.feeds_of(good) if not t.finished)
+            room = allowed - in_flight
             others = [landed[g] for g in hungry if g != good]
-            if others and landed[good] + in_flight + 1 > min(others) + allowed:
-                continue  # balance: no input more lots ahead than allowed of what landed
-            orders.append(FeedOrder(station, good))
+            if others:  # balance: no input more lots ahead than allowed of what landed
+                room = min(room, min(others) + allowed - landed[good] - in_flight)
+            if room >= 1:  # what each waiting lot needs in one hold; more lot by lot
+                together = min(room, max(1, hold), max(1, base - in_flight))
+                orders.append(FeedOrder(station, good, together))
         views.append(StationView(station, level, saturated, False, rounds, allowed))
     return orders, views

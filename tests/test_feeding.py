@@ -208,3 +208,45 @@ def test_a_round_has_landed_once_every_input_the_exporter_lacks_has():
     assert landed(exporter())
     assert round_landed(factory().stations()[key], exporter(iron="ABUNDANT", sand="HIGH")), (
         "it lacks nothing")
+
+
+def test_the_lots_each_waiting_lot_needs_go_in_one_hold_and_speculation_lot_by_lot():
+    f = factory(lots=2)  # COPPER made at one exporter for two consumers
+    orders, [view] = feeds(f, exporter(), hold=2)
+    assert [(o.good, o.lots) for o in orders] == [("IRON", 2), ("QUARTZ_SAND", 2)], \
+        "the same good from the same seller to the same exporter: one trip, not two"
+    assert [o.lots for o in feeds(f, exporter(), hold=1)[0]] == [1, 1], "no hold takes two"
+    for order in orders:
+        f.open_feed(order.station, Decision(order.good, Acquisition.BUY, "X1-T-S"),
+                    40 * order.lots, T0)
+    assert feeds(f, exporter(), hold=2)[0] == [], "two lots of each on the way, as before"
+    one = factory()
+    key = "FAB_MATS@X1-T-E"
+    for n in range(2):  # two rounds landed without an answer: more go on speculation
+        for good in ("IRON", "QUARTZ_SAND"):
+            land(one, FeedOrder(one.stations()[key], good), T0 + timedelta(minutes=n))
+    orders, [view] = feeds(one, exporter(), most=4, hold=2)
+    assert view.in_flight == 3 and {o.lots for o in orders} == {1}, \
+        "lots sent on speculation go one by one, so that ships carry them side by side"
+
+
+def test_a_feed_of_two_lots_landed_before_an_answer_still_counts_for_the_next_lot():
+    f = factory(lots=2)
+    key = "FAB_MATS@X1-T-E"
+    for good in ("IRON", "QUARTZ_SAND"):
+        task = f.open_feed(f.stations()[key], Decision(good, Acquisition.BUY, "X1-T-S"), 80, T0)
+        f.assign(task.id, "S1", T0)
+        f.record_purchase(task.id, "S1", 80, 800)
+        f.record_delivery(task.id, "S1", 80, 1600)
+        f.trip_done(task.id, T0)
+    station = f.stations()[key]
+    assert [station.lots(t) for t in station.feeds] == [2, 2]
+    assert unanswered_rounds(station) == 2
+    first = station.waiting[0]  # the export answers: one lot is collected
+    f.supply_ready(first.id)
+    f.assign(first.id, "S2", T0 + timedelta(minutes=5))
+    f.record_purchase(first.id, "S2", 40, 4000)
+    assert unanswered_rounds(f.stations()[key]) == 1, \
+        "one answer uses one lot's worth: the other lot's inputs are still there"
+    assert feeds(f, exporter(), hold=2, landed_by=T0 - timedelta(seconds=1))[0] == [], \
+        "its round has landed: the exporter is given its time before more go"
