@@ -43,6 +43,7 @@ from actors.settings import Settings
 from actors.watcher import MarketBook
 from api.errors import Cancelled
 from domain import scheduling
+from domain.enums import Acquisition
 from domain.errors import DomainError, InvalidTransition, NeedsMarketData
 from domain.factory import (
     DeliverKind,
@@ -418,16 +419,24 @@ class Coordinator:
         return opened
 
     def _max_open_lots(self) -> int:
-        haulers = sum(1 for s in self.fleet.all() if s.is_hauler and not s.lost
-                      and self.allowed(s) and s.symbol not in self.benched)
-        return max(2, haulers)
+        return max(2, len(self._usable_haulers()))
+
+    def _usable_haulers(self) -> list:
+        return [s for s in self.fleet.all() if s.is_hauler and not s.lost
+                and self.allowed(s) and s.symbol not in self.benched]
+
+    def _hold_lots(self) -> int:
+        """The lots the largest usable hold takes at once."""
+        largest = max((s.cargo_capacity for s in self._usable_haulers()), default=0)
+        return max(1, largest // max(1, self.factory.lot))
 
     def _feed(self, now: datetime) -> list[Task]:
         """Keep every station's imports stocked while its export is below the threshold."""
         f = self.factory
         orders, views = plan_feeds(
             f, self.book.latest, self.settings.feeds_per_input, most=self._max_open_lots(),
-            landed_by=now - timedelta(seconds=self.settings.answer_wait))
+            landed_by=now - timedelta(seconds=self.settings.answer_wait),
+            hold=self._hold_lots())
         self._warn_slow(views, now)
         if not orders:
             return []
@@ -438,15 +447,20 @@ class Coordinator:
             decision = self._decide(planner, order.good, (*st.above, st.good))
             if decision is None:
                 continue
-            task = f.open_feed(st, decision, f.lot, now)
-            opened.append(task)
-            latest = self.book.latest(st.waypoint)
-            export = latest.quote(st.good) if latest else None
-            self.log.info("production.feed", task=task.id, station=st.key, good=order.good,
-                          units=task.units_target, source=decision.waypoint,
-                          method=decision.method.value, lot=task.lot,
-                          export_supply=export.supply.name if export else None,
-                          in_flight=next((v.in_flight for v in views if v.station is st), 1))
+            # lots bought at a seller travel together; a made input is collected lot by
+            # lot, each as its own round of production answers
+            made = decision.method is not Acquisition.BUY
+            for units in [f.lot] * order.lots if made else [f.lot * order.lots]:
+                task = f.open_feed(st, decision, units, now)
+                opened.append(task)
+                latest = self.book.latest(st.waypoint)
+                export = latest.quote(st.good) if latest else None
+                self.log.info("production.feed", task=task.id, station=st.key,
+                              good=order.good, units=task.units_target,
+                              source=decision.waypoint, method=decision.method.value,
+                              lot=task.lot,
+                              export_supply=export.supply.name if export else None,
+                              in_flight=next((v.in_flight for v in views if v.station is st), 1))
         if opened:
             self._replan(planner)
         return opened
@@ -468,7 +482,8 @@ class Coordinator:
             if view.answered:
                 continue
             st = view.station
-            fed_lots = min((len([t for t in st.feeds_of(g) if t.state is TaskState.DONE])
+            fed_lots = min((sum(st.lots_landed(t) for t in st.feeds_of(g)
+                                if t.state is TaskState.DONE)
                             for g in st.inputs if g not in view.saturated), default=0)
             since = min((t.waiting_since for t in st.waiting if t.waiting_since), default=now)
             waited = (now - since).total_seconds()

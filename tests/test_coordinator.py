@@ -700,3 +700,13 @@ def test_a_tick_makes_a_pass_only_when_something_moved_or_fell_due(rig):
     rig.clock.advance(1000)
     rig.c.tick()
     assert len(passes) == 6, "`recheck` went by"
+
+
+def test_two_lots_bound_for_one_exporter_go_in_one_hold(tmp_path):
+    rig = Rig(tmp_path, units=80)
+    rig.fleet.update(ship("S-2", at="X1-T-F", cargo=80))
+    rig.c.start()
+    fert = [t for t in rig.f.tasks.values() if t.good == "FERTILIZERS"]
+    assert [(t.units_target, t.ship) for t in fert] == [(80, "S-2")], \
+        "both lots of FABRICS need FERTILIZERS from F at B: one trip of the 80-unit hold"
+    rig.storage.close()
