@@ -206,33 +206,33 @@ class Bounds:
         best: tuple[float, Step] | None = None
         for plan in plans:
             steps = plan.flatten()
-            index = {id(s): i for i, s in enumerate(steps)}
             for choice in product(range(len(kinds)), repeat=len(steps)):
+                kind_of = {id(s): k for s, k in zip(steps, choice, strict=True)}
                 jobs: list[list[Job]] = [[] for _ in kinds]
-
-                def timed(step: Step, tail: float) -> float:
-                    """When `step`'s lot lands; `tail`: the least time from then until
-                    the target is in the hold."""
-                    k = choice[index[id(step)]]  # noqa: B023 - used within the iteration
-                    ship = kinds[k][0]
-                    busy = self._occupied(ship, step.source, step.destination)
-                    if step.made:
-                        made = self.production(step.source, step.good)
-                        landed = max(timed(c, made + busy + tail) for c in step.children)
-                        there = max(self.ready_to_buy(ship, step.source, frozenset()),
-                                    landed + made)
-                    else:
-                        there = self.ready_to_buy(ship, step.source, step.reads)
-                    jobs[k].append(Job(there, busy, tail, step.source,  # noqa: B023
-                                       step.destination))
-                    return there + busy
-
-                seconds = timed(plan, 0.0)
+                seconds = self._timed(plan, 0.0, kinds, kind_of, jobs)
                 for k, (ship, count) in enumerate(kinds):
                     seconds = max(seconds, self._busy_until(ship, count, jobs[k]))
                 if best is None or seconds < best[0]:
                     best = (seconds, _with_ships(plan, steps, choice, kinds))
         return best
+
+    def _timed(self, step: Step, tail: float, kinds: list[tuple[ShipView, int]],
+               kind_of: dict[int, int], jobs: list[list[Job]]) -> float:
+        """When `step`'s lot lands, made by the kind `kind_of` names, each delivery of its
+        subtree added to its kind's `jobs`; `tail`: the least time from that landing until
+        the target is in the hold."""
+        k = kind_of[id(step)]
+        ship = kinds[k][0]
+        busy = self._occupied(ship, step.source, step.destination)
+        if step.made:
+            made = self.production(step.source, step.good)
+            landed = max(self._timed(c, made + busy + tail, kinds, kind_of, jobs)
+                         for c in step.children)
+            there = max(self.ready_to_buy(ship, step.source, frozenset()), landed + made)
+        else:
+            there = self.ready_to_buy(ship, step.source, step.reads)
+        jobs[k].append(Job(there, busy, tail, step.source, step.destination))
+        return there + busy
 
     def _occupied(self, ship: ShipView, source: str, destination: str | None) -> float:
         """Seconds the ship flies with the lot aboard, or back for more of it."""
