@@ -63,6 +63,29 @@ def test_a_kill_at_every_dangerous_instant_repeats_nothing(db_url, tmp_path):
     assert report.factories, "and production went on to the end"
 
 
+@pytest.mark.timeout(600)
+def test_a_kill_at_every_instant_of_two_lots_carried_in_one_hold(db_url, tmp_path):
+    """Two lots of CLOTHING need two of FERTILIZERS, bought at one seller for one
+    exporter: a light hauler carries them as one task of 80 units, killed in the middle
+    like any other."""
+    drill = Drill(db_url, seed=3, log_dir=tmp_path)
+    try:
+        assert drill.spawn("buy-ship", "SHIP_LIGHT_HAULER", "--at", drill.yard) == 0
+        report = drill.run("CLOTHING", rounds=1, ship_purchase=False, units=80)
+        storage = Storage(open_database(db_url))
+        try:
+            tasks = [t for s in storage.factories.list(drill.agent)
+                     for t in storage.factories.load(s.id).tasks.values()]
+        finally:
+            storage.close()
+    finally:
+        drill.close()
+    assert report.problems == []
+    assert {i: report.kills[i] for i in INSTANTS} == dict.fromkeys(INSTANTS, 1)
+    assert any(t.good == "FERTILIZERS" and t.units_target == 80 and t.units_bought == 80
+               for t in tasks), "both lots went in one hold"
+
+
 @pytest.mark.timeout(300)
 def test_fault_drill_depth_two_still_completes(sim_factory, tmp_path):
     """429s without headers, 500s before and after processing, slow answers, a lost ship
