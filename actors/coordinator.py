@@ -157,7 +157,7 @@ class Coordinator:
             if ship not in resumed and info is not None and info.busy:
                 resumed.add(ship)  # still at it in this process (a rebuilt coordinator)
                 continue
-            if ship and ship not in resumed and self._take(ship, task.id):
+            if ship and ship not in resumed and self._take(ship, task.id, resuming=True):
                 resumed.add(ship)
                 self.log.info("task.resume", task=task.id, ship=ship, held=task.held_by(ship))
                 self._dispatch(ship, self._job(task, ship))
@@ -887,8 +887,8 @@ class Coordinator:
                 return s.symbol
         return None
 
-    def _take(self, ship: str, task: str | None) -> bool:
-        if not self.fleet.take(ship):
+    def _take(self, ship: str, task: str | None, resuming: bool = False) -> bool:
+        if (not resuming and self._ending(ship)) or not self.fleet.take(ship):
             return False
         held = self.storage.assignments.get(ship)
         if held is not None and held.owner == self.owner and held.factory in (None, self.id):
@@ -899,6 +899,15 @@ class Coordinator:
             return True
         self.fleet.free(ship)
         return False
+
+    def _ending(self, ship: str) -> bool:
+        """Whether the ship's last job for us (a read or a task) has ended on its side,
+        the fleet showing it idle, before we heard of it: until that end is handled, which
+        releases its claim, it is not sent again (the release would drop the new job's
+        claim, and another process could take the ship in the middle of it). Resuming a
+        running task on its ship is the exception."""
+        return ship in self.visits.values() or any(
+            t.ship == ship and t.state is TaskState.RUNNING for t in self.factory.tasks.values())
 
     def _dispatch(self, ship: str, job: Job) -> bool:
         """Tell the ship; a benched ship is let go and its task handed out again."""

@@ -710,3 +710,23 @@ def test_two_lots_bound_for_one_exporter_go_in_one_hold(tmp_path):
     assert [(t.units_target, t.ship) for t in fert] == [(80, "S-2")], \
         "both lots of FABRICS need FERTILIZERS from F at B: one trip of the 80-unit hold"
     rig.storage.close()
+
+
+def test_a_ship_is_not_sent_again_before_the_end_of_its_last_job_is_handled(tmp_path):
+    """The ship's side frees it a moment before its report reaches the coordinator. A pass
+    in between must not send it again: handling the report releases the ship's claim, and
+    another process would then take a ship that is at work for us."""
+    rig = Rig(tmp_path, quotes=False)
+    rig.c.start()
+    [visit] = [j for s, j in rig.jobs(JobKind.VISIT) if s == "S-2"]
+    rig.fleet.free("S-2")  # landed and read F: the report is on its way
+    rig.clock.advance(30)
+    rig.c.tick()
+    assert [j.source for s, j in rig.jobs(JobKind.VISIT) if s == "S-2"] == ["X1-T-F"]
+    rig.see(markets()[2])
+    rig.c.handle(JobDone("S-2", visit))
+    sent = [j.source for s, j in rig.jobs(JobKind.VISIT) if s == "S-2"]
+    assert len(sent) == 2, "sent on once its report was handled"
+    held = rig.storage.assignments.get("S-2")
+    assert held is not None and held.owner == "me:1:x", "and held while it flies"
+    rig.storage.close()

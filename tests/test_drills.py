@@ -206,6 +206,24 @@ def test_two_produce_on_one_agent_and_database_both_complete(sim_factory, tmp_pa
     assert {s.status for s in storage.factories.list()} == {FactoryStatus.COMPLETED}
     assert books_match(server.game, storage, "TWINS", since) == []
     storage.close()
+    assert shared_ships([err for _, err in outs]) == [], "no ship worked for both at once"
+
+
+def shared_ships(logs: list[str]) -> list[str]:
+    """Each time a process sent a ship out while another's job on it had not ended,
+    from the processes' JSON logs."""
+    events = sorted((e["timestamp"], n, e["ship"], e["event"]) for n, log in enumerate(logs)
+                    for e in map(json.loads, log.splitlines()) if e.get("ship"))
+    busy: dict[tuple[int, str], str] = {}
+    found = []
+    for when, n, ship, event in events:
+        if event in ("survey.visit", "task.assigned", "ship.standby", "probe.park"):
+            found += [f"{ship} sent at {when} by {n}, at work for {m} since {since}"
+                      for (m, other), since in busy.items() if other == ship and m != n]
+            busy[(n, ship)] = when
+        elif event in ("job.done", "job.failed", "job.interrupted"):
+            busy.pop((n, ship), None)
+    return found
 
 
 @pytest.mark.timeout(400)
