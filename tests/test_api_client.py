@@ -273,7 +273,9 @@ def test_storm_of_429_with_and_without_headers_under_many_threads(sim_factory):
 
 
 def test_saturated_rate_stays_within_ten_percent_of_the_limit(sim_factory):
-    per_second, burst, window = 40, 20, 2.0
+    # a pace the client and the in-process server keep up with while the rest of the
+    # suite runs on the same two cores (at 40/s they fell 2 % short once, starved of CPU)
+    per_second, burst, window = 20, 10, 2.0
     server = sim_factory(seed=5, rate_limit=TwoPoolLimiter(per_second, burst, window))
     limiter = RateLimiter(per_second, burst, window)
     client, _ = agent_client(server, limiter=limiter)
