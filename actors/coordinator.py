@@ -101,6 +101,7 @@ class Coordinator:
         self.allowed = allowed
         self.factory: Factory | None = None
         self.visits: dict[str, str] = {}  # waypoint -> ship flying there to read it
+        self.out: set[str] = set()  # ships sent on a job whose report we have not had
         # ship -> when and where it should be done with the task it was given (an estimate)
         self.free_at: dict[str, tuple[datetime, str]] = {}
         self.visit_failed: dict[str, str] = {}  # waypoint -> ship that last failed to get there
@@ -249,6 +250,9 @@ class Coordinator:
             return
         now = self.clock()
         f = self.factory
+        if isinstance(message, JobDone | JobNotReady | JobFailed | ShipLost | JobInterrupted |
+                      ShipCrashed):
+            self.out.discard(message.ship)
         try:
             if isinstance(message, Traded):
                 if message.kind == "PURCHASE":
@@ -901,17 +905,19 @@ class Coordinator:
         return False
 
     def _ending(self, ship: str) -> bool:
-        """Whether the ship's last job for us (a read or a task) has ended on its side,
-        the fleet showing it idle, before we heard of it: until that end is handled, which
-        releases its claim, it is not sent again (the release would drop the new job's
-        claim, and another process could take the ship in the middle of it). Resuming a
-        running task on its ship is the exception."""
-        return ship in self.visits.values() or any(
+        """Whether the ship's last job for us (a read or a task) may have ended on its
+        side, the fleet showing it idle, before we heard of it: until that report is
+        handled, which releases its claim, it is not sent again (the release would drop
+        the new job's claim, and another process could take the ship in the middle of
+        it). A running task counts too, for a coordinator rebuilt since it was sent;
+        resuming it on its ship is the exception."""
+        return ship in self.out or any(
             t.ship == ship and t.state is TaskState.RUNNING for t in self.factory.tasks.values())
 
     def _dispatch(self, ship: str, job: Job) -> bool:
         """Tell the ship; a benched ship is let go and its task handed out again."""
         if self.ships.dispatch(ship, job):
+            self.out.add(ship)
             return True
         self.fleet.free(ship)
         self.benched.add(ship)
