@@ -2,9 +2,11 @@
 
 It mirrors the documented algorithm (a static pool of 2 that refills 1 s after its first
 use, a burst pool of 30 that refills 60 s after its first use) with a small safety margin,
-so a lone process never earns a 429. What it cannot know (another process on the same
-account, a proxy throttling) arrives as 429 or 502 answers; `pause` then holds every
-thread back. Waiters are served by priority, trades and flights before market reads.
+so a lone process seldom earns a 429: its windows start at its own first use and the
+server's at the first arrival, and after a pause the two can fall out of step. What it
+cannot know (another process on the same account, a proxy throttling) arrives as 429 or
+502 answers; `pause` then holds every thread back. Waiters are served by priority, trades
+and flights before market reads.
 """
 
 from __future__ import annotations
