@@ -148,6 +148,23 @@ class Bounds:
         """The markets read before `good` is known to be made (or bought anywhere)."""
         return frozenset(self.sellers(good)) if survey else frozenset()
 
+    def at_threshold(self, good: str) -> list[str]:
+        """The sellers holding the threshold: where `good` is bought."""
+        return [w for w in self.sellers(good)
+                if self.markets[w].goods[good].supply >= self.min_supply]
+
+    def exporters(self, good: str) -> list[tuple[str, list[str]]]:
+        """Where `good` can be made: (exporter, the good's inputs it imports)."""
+        recipe = self.chain.inputs(good)
+        out = []
+        for waypoint, market in self.markets.items():
+            stock = market.goods.get(good)
+            inputs = [g for g in recipe if g in market.goods
+                      and market.goods[g].type is TradeType.IMPORT]
+            if stock is not None and stock.type is TradeType.EXPORT and inputs:
+                out.append((waypoint, inputs))
+        return out
+
     def production(self, waypoint: str, good: str) -> float:
         """Ticks from the first one after the inputs land until the export holds the
         threshold, at the exporter's rate, never short of input."""
@@ -284,20 +301,13 @@ class Bounds:
         """Every plan `_arrive` chooses among (ships not yet chosen), each step with the
         markets read before it may be bought."""
         found = False
-        at_threshold = [w for w in self.sellers(good)
-                        if self.markets[w].goods[good].supply >= self.min_supply]
+        at_threshold = self.at_threshold(good)
         for seller in at_threshold:
             found = True
             yield Step(good, seller, destination, False, "", reads=needed)
         if not at_threshold and good not in above:
             decided = needed | self.decided(good, survey)
-            recipe = self.chain.inputs(good)
-            for waypoint, market in self.markets.items():
-                stock = market.goods.get(good)
-                inputs = [g for g in recipe if g in market.goods
-                          and market.goods[g].type is TradeType.IMPORT]
-                if stock is None or stock.type is not TradeType.EXPORT or not inputs:
-                    continue
+            for waypoint, inputs in self.exporters(good):
                 for children in product(*(list(self._plans(
                         g, waypoint, above | {good}, decided, survey)) for g in inputs)):
                     found = True
@@ -316,17 +326,11 @@ class Bounds:
             return min(self.fly(s, source, destination) * math.ceil(self.lot / s.cargo_capacity)
                        for s in self.haulers)
 
-        options = [legs(w) for w in self.sellers(good)
-                   if self.markets[w].goods[good].supply >= self.min_supply]
+        options = [legs(w) for w in self.at_threshold(good)]
         if not options and good not in above:
-            recipe = self.chain.inputs(good)
-            for waypoint, market in self.markets.items():
-                stock = market.goods.get(good)
-                inputs = [g for g in recipe if g in market.goods
-                          and market.goods[g].type is TradeType.IMPORT]
-                if stock is not None and stock.type is TradeType.EXPORT and inputs:
-                    options.append(legs(waypoint) + sum(
-                        self._work(g, waypoint, above | {good}) for g in inputs))
+            options = [legs(waypoint) + sum(self._work(g, waypoint, above | {good})
+                                            for g in inputs)
+                       for waypoint, inputs in self.exporters(good)]
         if not options:
             options = [legs(w) for w in self.sellers(good)]
         return min(options, default=0.0)
@@ -336,21 +340,14 @@ class Bounds:
         """The earliest `good` can be at `destination` (None: in a hold), if it is known to
         be needed there once the markets in `needed` were read."""
         options: list[tuple[float, Step | None]] = []
-        at_threshold = [w for w in self.sellers(good)
-                        if self.markets[w].goods[good].supply >= self.min_supply]
+        at_threshold = self.at_threshold(good)
         for seller in at_threshold:  # bought where it is, as soon as it is needed
             done, ship = self.carry(seller, destination, reads=needed)
             options.append((done, Step(good, seller, destination, False, ship)))
         if not at_threshold and good not in above:
             # making it is decided once every seller has been read, none at the threshold
             decided = needed | self.decided(good, survey)
-            recipe = self.chain.inputs(good)
-            for waypoint, market in self.markets.items():
-                stock = market.goods.get(good)
-                inputs = [g for g in recipe if g in market.goods
-                          and market.goods[g].type is TradeType.IMPORT]
-                if stock is None or stock.type is not TradeType.EXPORT or not inputs:
-                    continue
+            for waypoint, inputs in self.exporters(good):
                 landed, children = 0.0, []
                 for item in inputs:
                     at, child = self._arrive(item, waypoint, above | {good}, decided, survey)
