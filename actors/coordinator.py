@@ -451,20 +451,20 @@ class Coordinator:
             decision = self._decide(planner, order.good, (*st.above, st.good))
             if decision is None:
                 continue
+            latest = self.book.latest(st.waypoint)
+            export = latest.quote(st.good) if latest else None
+            in_flight = next((v.in_flight for v in views if v.station is st), 1)
             # lots bought at a seller travel together; a made input is collected lot by
             # lot, each as its own round of production answers
             made = decision.method is not Acquisition.BUY
             for units in [f.lot] * order.lots if made else [f.lot * order.lots]:
                 task = f.open_feed(st, decision, units, now)
                 opened.append(task)
-                latest = self.book.latest(st.waypoint)
-                export = latest.quote(st.good) if latest else None
                 self.log.info("production.feed", task=task.id, station=st.key,
                               good=order.good, units=task.units_target,
                               source=decision.waypoint, method=decision.method.value,
-                              lot=task.lot,
-                              export_supply=export.supply.name if export else None,
-                              in_flight=next((v.in_flight for v in views if v.station is st), 1))
+                              lot=task.lot, in_flight=in_flight,
+                              export_supply=export.supply.name if export else None)
         if opened:
             self._replan(planner)
         return opened
