@@ -229,9 +229,9 @@ class Station:
     waypoint: str
     inputs: tuple[str, ...]
     above: tuple[str, ...]
+    lot: int  # units of a lot (the factory's)
     collects: list[Task] = field(default_factory=list)
     feeds: list[Task] = field(default_factory=list)
-    lot: int = 0  # units of a lot (0: each feed is one lot)
 
     @property
     def key(self) -> str:
@@ -239,13 +239,13 @@ class Station:
 
     def lots(self, feed: Task) -> int:
         """The lots a feed carries (one task may carry several in one hold)."""
-        return max(1, -(-feed.units_target // self.lot)) if self.lot else 1
+        return max(1, -(-feed.units_target // self.lot))
 
     def lots_landed(self, feed: Task) -> int:
         """The lots of a feed delivered so far: a lot counts once any of it landed."""
         if not feed.units_delivered:
             return 0
-        return min(self.lots(feed), -(-feed.units_delivered // self.lot)) if self.lot else 1
+        return min(self.lots(feed), -(-feed.units_delivered // self.lot))
 
     @property
     def waiting(self) -> list[Task]:
@@ -388,7 +388,7 @@ class Factory:
         for t in self.tasks.values():
             if t.kind is TaskKind.COLLECT:
                 st = out.setdefault(t.station_here, Station(t.good, t.source, t.inputs,
-                                                            t.above, lot=self.lot))
+                                                            t.above, self.lot))
                 st.collects.append(t)
         for t in self.tasks.values():
             if t.purpose is TaskPurpose.FEED and t.station in out:
