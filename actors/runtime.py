@@ -192,7 +192,8 @@ class Runtime:
                           storage=self.storage, book=self.book, fleet=self.fleet,
                           wallet=self.wallet, clock=self.clock, stop=self.stop,
                           report=self.directory.tell, owner=self.owner,
-                          fresh_for=self.settings.quote_fresh_for)
+                          fresh_for=self.settings.quote_fresh_for,
+                          arrival_slack=self.settings.arrival_slack)
 
     def _record_position(self, symbol: str, nav, role: str | None) -> None:
         """For dashboards; a failed write costs only a stale dot on a map."""

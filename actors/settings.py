@@ -33,6 +33,9 @@ class Settings:
     poll_initial: float = 30.0  # first poll of a watched market after the watch starts
     poll_settled: float = 60.0  # later polls
     tick: float = 0.5  # how often actors look at the time
+    # seconds past a flight's arrival before the ship acts there: the server gives times
+    # to the millisecond, and its clock and ours differ a little
+    arrival_slack: float = 0.05
     recheck: float = 5.0  # a coordinator with nothing due looks again this often
     not_ready_backoff: float = 10.0  # seconds before a lot that found nothing to buy is retried
     retry_backoff: float = 5.0  # first wait before a failed task is retried (doubling)

@@ -57,7 +57,6 @@ from storage.repositories import Storage
 
 REFUEL_BELOW = 0.5  # top up when docked at a fuel market below this share of the tank
 MAX_FRUITLESS = 3  # trade attempts in a row that move nothing before giving up
-ARRIVAL_SLACK = 0.05  # seconds past the arrival time before acting
 
 
 class _Stop(Exception):
@@ -73,7 +72,8 @@ class ShipWorker:
                  book: MarketBook, fleet: Fleet, wallet: Wallet,
                  clock: Callable[[], datetime], stop: threading.Event,
                  report: Callable[[str, object], None] = lambda factory, event: None,
-                 owner: str | None = None, fresh_for: float = 0.0):
+                 owner: str | None = None, fresh_for: float = 0.0,
+                 arrival_slack: float = 0.05):
         self.symbol = symbol
         self.agent = agent
         self.owner = owner  # the process, written on every ledger entry it sends
@@ -88,6 +88,7 @@ class ShipWorker:
         self.finish = threading.Event()  # the coordinator wants no more buying (soft)
         self.report = report  # (factory, event): progress goes to the job's coordinator
         self.fresh_for = fresh_for  # seconds a reading serves a trade's first slice
+        self.arrival_slack = arrival_slack  # seconds past an arrival before acting there
         self.log = structlog.get_logger("ship").bind(ship=symbol)
         self.job: Job | None = None
         self.nav: Nav | None = None
@@ -113,7 +114,10 @@ class ShipWorker:
                               ship=self.symbol, state=self._ship)
             if job.kind is JobKind.VISIT:
                 self._go(job.source)
-                self._read(job.source)
+                if not self._read(job.source).snapshot.has_quotes:
+                    # no ship of ours there yet by the server's clock: wait until it lands
+                    self._set_nav(self._landed(self.client.orbit))
+                    self._read(job.source)
                 result: JobResult = JobDone(self.symbol, job)
             elif job.kind is JobKind.UNLOAD:
                 self._go(job.destination)
@@ -253,7 +257,7 @@ class ShipWorker:
                     return
                 continue
             except ShipInTransitError as exc:
-                self._sleep(exc.seconds_to_arrival + ARRIVAL_SLACK)
+                self._sleep(exc.seconds_to_arrival + self.arrival_slack)
                 self._refresh()
                 continue
             except InsufficientFuelError:
@@ -290,7 +294,7 @@ class ShipWorker:
     def _wait_arrival(self) -> None:
         now = self.clock()
         if self.nav.in_transit(now):
-            self._sleep((self.nav.arrival - now).total_seconds() + ARRIVAL_SLACK)
+            self._sleep((self.nav.arrival - now).total_seconds() + self.arrival_slack)
         self._set_nav(self.nav.settled(self.clock()))
 
     def _sleep(self, seconds: float) -> None:
@@ -306,11 +310,22 @@ class ShipWorker:
 
     def _orbit(self) -> None:
         if self.nav.status != "IN_ORBIT":
-            self._set_nav(self.client.orbit(self.symbol))
+            self._set_nav(self._landed(self.client.orbit))
 
     def _dock(self) -> None:
         if self.nav.status != "DOCKED":
-            self._set_nav(self.client.dock(self.symbol))
+            self._set_nav(self._landed(self.client.dock))
+
+    def _landed(self, action: Callable[[str], Nav]) -> Nav:
+        """`action` on this ship; if the server says it is still flying (our clock ahead
+        of its by more than the slack), once more when it says the ship has landed."""
+        try:
+            return action(self.symbol)
+        except ShipInTransitError as exc:
+            # the server's count, not its arrival time against our clock: ours runs ahead
+            self.log.info("ship.still_in_transit", seconds=exc.seconds_to_arrival)
+            self._sleep(exc.seconds_to_arrival + self.arrival_slack)
+            return action(self.symbol)
 
     def _speed(self) -> int:
         info = self.fleet.get(self.symbol)

@@ -62,7 +62,8 @@ def scaled(scale: float) -> Settings:
                     answer_wait=d.answer_wait / scale,
                     not_ready_backoff=d.not_ready_backoff / scale,
                     retry_backoff=d.retry_backoff / scale, warn_after=d.warn_after / scale,
-                    quote_fresh_for=d.quote_fresh_for / scale)
+                    quote_fresh_for=d.quote_fresh_for / scale,
+                    arrival_slack=max(0.002, d.arrival_slack / scale))
 
 
 def outright(game, good: str) -> int | None:

@@ -280,6 +280,36 @@ def test_a_visit_reads_the_market_there(rig):
     assert rig.book.latest(target).has_quotes
 
 
+def skewed(rig, ahead: float) -> ShipWorker:
+    """The rig's ship driven by a worker whose clock runs `ahead` seconds of the server's."""
+    return ShipWorker(rig.ship, agent="WORKER", client=rig.client, storage=rig.storage,
+                      book=rig.book, fleet=rig.fleet, wallet=rig.wallet,
+                      clock=lambda: utcnow() + timedelta(seconds=ahead), stop=rig.stop,
+                      report=lambda factory, event: rig.reports.append(event),
+                      owner="test:1:x")
+
+
+def far(rig, good: str) -> str:
+    here = rig.client.ship(rig.ship).nav.waypoint
+    return next(w for w in rig.sellers(good) if w != here)
+
+
+def test_a_clock_ahead_of_the_servers_waits_for_the_landing_before_trading(rig):
+    """Our clock says the ship has landed; the server's does not yet (4214 on docking):
+    the ship waits the seconds the server gives and trades, instead of failing the job."""
+    worker = skewed(rig, ahead=0.4)
+    job = rig.trade(source=far(rig, "IRON_ORE"), units=10)
+    assert worker.run(job) == JobDone(rig.ship, job, bought=10, delivered=10)
+    assert rig.books("PURCHASE", "IRON_ORE") == rig.books("SELL", "IRON_ORE") == 10
+
+
+def test_a_clock_ahead_of_the_servers_reads_the_market_once_landed(rig):
+    """A read before the server's landing has no quotes (no ship of ours there yet)."""
+    target = far(rig, "IRON_ORE")
+    assert isinstance(skewed(rig, ahead=0.4).run(Job(JobKind.VISIT, target, "f")), JobDone)
+    assert rig.book.latest(target).has_quotes
+
+
 @pytest.mark.parametrize("fresh_for, reads", [(60.0, 1), (1e-6, 2)])
 def test_a_reading_taken_moments_ago_serves_the_first_slice(rig, fresh_for, reads):
     """As a ship lands the watcher reads the market; the ship trades on that reading
