@@ -143,6 +143,7 @@ class RouteMap:
         self.places = places
         self._stops = [p for p in places.values() if p.sells_fuel]
         self._rows: dict[str, list[tuple[Place, int]]] = {}
+        self._edges: dict[tuple, list[tuple[Place, int, int, int]]] = {}
 
     def _row(self, a: Place) -> list[tuple[Place, int]]:
         """(stop, rounded distance) from `a` to every other FUEL market: the fuel and time
@@ -153,6 +154,18 @@ class RouteMap:
             if a.sells_fuel:  # other origins are asked about once or twice
                 self._rows[a.symbol] = row
         return row
+
+    def _edges_from(self, a: Place, mode: FlightMode, speed: int, capacity: int
+                    ) -> list[tuple[Place, int, int, int]]:
+        """(stop, fuel in `mode`, seconds in `mode`, seconds drifting) from `a` to every
+        other FUEL market, for one kind of ship: what a search adds up, worked out once."""
+        key = (a.symbol, mode, speed, capacity)
+        edges = self._edges.get(key)
+        if edges is None:
+            edges = [_edge(b, rounded, mode, speed, capacity) for b, rounded in self._row(a)]
+            if a.sells_fuel:
+                self._edges[key] = edges
+        return edges
 
     def route(self, origin: str, destination: str, *, fuel: int, fuel_capacity: int,
               speed: int, mode: FlightMode = FlightMode.CRUISE) -> Route:
@@ -194,15 +207,24 @@ class RouteMap:
                 continue
             labels.append((seconds, left))
             a = places[here]
-            row = self._row(a)
+            edges = self._edges_from(a, mode, speed, fuel_capacity)
             if not goal.sells_fuel:
-                row = [*row, (goal, round_half_up(distance(a, goal)))]
-            for b, rounded in row:
-                step = _step(rounded, mode, fuel_capacity, left, a.sells_fuel)
-                if step is None:
+                edges = [*edges, _edge(goal, round_half_up(distance(a, goal)), mode, speed,
+                                       fuel_capacity)]
+            refuel_here, drift = a.sells_fuel, FlightMode.DRIFT
+            for b, cost, secs, drifting in edges:  # as `_step` says, inlined: the hot loop
+                if cost <= left:
+                    flown, refuel, remaining = mode, False, left - cost
+                elif refuel_here and cost <= fuel_capacity:
+                    flown, refuel, remaining = mode, True, fuel_capacity - cost
+                elif left >= 1:
+                    flown, cost, secs, refuel, remaining = drift, 1, drifting, False, left - 1
+                elif refuel_here:
+                    flown, cost, secs, refuel, remaining = (drift, 1, drifting, True,
+                                                            fuel_capacity - 1)
+                else:
                     continue
-                flown, cost, refuel, remaining = step
-                arrive = seconds + travel_seconds(rounded, speed, flown)
+                arrive = seconds + secs
                 there = expanded.get(b.symbol)
                 if there and any(t <= arrive and f >= remaining for t, f in there):
                     continue  # no better than a label already expanded there
@@ -212,6 +234,12 @@ class RouteMap:
                                           (trail, a, b, flown, cost, refuel)))
         raise NoRouteError(f"no route from {origin} to {destination} with a {fuel_capacity} "
                            "fuel tank")
+
+
+def _edge(b: Place, rounded: int, mode: FlightMode, speed: int, capacity: int
+          ) -> tuple[Place, int, int, int]:
+    return (b, fuel_cost(rounded, mode, capacity), travel_seconds(rounded, speed, mode),
+            travel_seconds(rounded, speed, FlightMode.DRIFT))
 
 
 def _legs(trail: tuple | None, speed: int) -> tuple[Leg, ...]:
