@@ -110,7 +110,7 @@ class Coordinator:
         self.read_levels: dict[str, int] = {}  # how speculative each is (absent: needed)
         # station (GOOD@WAYPOINT) -> (watched since, when a feed last landed there; since,
         # if the exporter is full of its inputs; None while the first is awaited)
-        self.watched: dict[str, tuple[datetime, datetime | None]] = {}
+        self.watched: dict[str, Watch] = {}  # station -> the watch the watcher holds
         self.fed_lately = False  # a feed delivered since _watch_waiting last looked
         self.rewatch: dict[str, datetime] = {}  # station -> only readings after this count
         self.blind: dict[str, int] = {}  # station -> looks since its last signal or feed
@@ -337,6 +337,7 @@ class Coordinator:
             self._save(touched)
         standing_by: set[str] = set()
         if f.status is FactoryStatus.ACTIVE:
+            self._seen_already(now)
             imminent = self._imminent(now)
             self._assign(now, imminent)
             standing_by = self._stand_by(imminent)
@@ -557,7 +558,8 @@ class Coordinator:
         fed, self.fed_lately = self.fed_lately, False
         stations = None
         for key, tasks in self._waiting_stations().items():
-            since, landed = self.watched.get(key) or (
+            held = self.watched.get(key)
+            since, landed = (held.since, held.landed) if held else (
                 self.rewatch.get(key) or min(t.waiting_since or now for t in tasks), None)
             if key in self.watched and not fed:
                 continue  # most passes: no feed delivered anywhere since the last
@@ -570,9 +572,20 @@ class Coordinator:
             if key in self.watched and last == landed:
                 continue
             first = tasks[0]
-            self.watched[key] = (since, last)
-            self.watcher.tell(Watch(key, self.id, first.source, first.good, f.min_supply,
-                                    since, last))
+            self.watched[key] = Watch(key, self.id, first.source, first.good, f.min_supply,
+                                      since, last)
+            self.watcher.tell(self.watched[key])
+
+    def _seen_already(self, now: datetime) -> None:
+        """Stations a reading in the book already answers: its SupplySeen is on its way
+        through the watcher, but the ship that took the reading may report first, and a
+        pass then would send it elsewhere while the lot it stands by for is ready."""
+        for key, watch in list(self.watched.items()):
+            latest = self.book.latest(watch.waypoint)
+            if watch.answered_by(latest):
+                quote = latest.quote(watch.good)
+                self._supply_seen(SupplySeen(key, watch.waypoint, watch.good, quote.supply,
+                                             latest.observed_at), now)
 
     def _waiting_stations(self) -> dict[str, list[Task]]:
         out: dict[str, list[Task]] = {}
@@ -583,7 +596,12 @@ class Coordinator:
     def _supply_seen(self, message: SupplySeen, now: datetime) -> None:
         """The exporter answered: its first waiting lot goes. Any other (a good made once
         for two consumers) waits for a reading taken after this one and after the ship
-        sent has bought, so that ships do not race for one batch."""
+        sent has bought, so that ships do not race for one batch. A reading taken before
+        the last answer was handled (the watcher's word on what `_seen_already` saw) says
+        nothing new."""
+        answered = self.rewatch.get(message.key)
+        if answered is not None and message.observed_at <= answered:
+            return
         self.watched.pop(message.key, None)
         self.rewatch[message.key] = now
         self.blind.pop(message.key, None)

@@ -61,6 +61,13 @@ class Watch:
     since: datetime
     landed: datetime | None = None  # when a feed last landed; None: awaited
 
+    def answered_by(self, snapshot: MarketSnapshot | None) -> bool:
+        """Does this reading show what the watch waits for?"""
+        if snapshot is None or snapshot.observed_at is None or snapshot.observed_at <= self.since:
+            return False
+        quote = snapshot.quote(self.good)
+        return quote is not None and quote.supply >= self.level
+
 
 @dataclass(frozen=True)
 class Unwatch:

@@ -203,8 +203,8 @@ class MarketWatcher:
     def _check_watches(self, snapshot: MarketSnapshot) -> None:
         waypoint = snapshot.waypoint
         for w in [w.watch for w in self.watches.values() if w.watch.waypoint == waypoint]:
-            quote = snapshot.quote(w.good)
-            if quote and quote.supply >= w.level and snapshot.observed_at > w.since:
+            if w.answered_by(snapshot):
+                quote = snapshot.quote(w.good)
                 del self.watches[w.key]
                 log.info("supply.reached", waypoint=waypoint, good=w.good,
                          supply=quote.supply.name, factory=w.factory, key=w.key)

@@ -730,3 +730,36 @@ def test_a_ship_is_not_sent_again_before_the_end_of_its_last_job_is_handled(tmp_
     held = rig.storage.assignments.get("S-2")
     assert held is not None and held.owner == "me:1:x", "and held while it flies"
     rig.storage.close()
+
+
+def test_a_reading_in_the_book_answers_a_station_before_the_watchers_word(rig):
+    """The ship that read the exporter reports before the watcher's SupplySeen for that
+    reading arrives: the pass that follows already knows the lot is ready, instead of
+    sending the idle ship elsewhere (seen: a frigate sent to stand by 150 s away while
+    the COPPER it stood by for was ready)."""
+    rig.c.start()
+    [(carrier, fertilizers)] = rig.jobs()
+    fabrics = next(t for t in rig.f.tasks.values() if t.good == "FABRICS")
+    assert fabrics.state is TaskState.WAITING
+    rig.clock.advance(60)
+    rig.book._latest["X1-T-B"] = snapshot(markets(fabrics="MODERATE")[1], rig.clock())
+    rig.done(carrier, fertilizers, bought=40, delivered=40)
+    assert fabrics.state is TaskState.RUNNING
+    assert (fabrics.ship, fabrics.source) in {(s, j.source) for s, j in rig.jobs()}
+
+
+def test_the_watchers_late_word_on_a_reading_already_acted_on_readies_nothing_more(tmp_path):
+    rig = Rig(tmp_path, units=80)
+    rig.c.start()
+    first, second = sorted((t for t in rig.f.tasks.values() if t.good == "FABRICS"),
+                           key=lambda t: t.lot)[:2]
+    rig.ships.refuse = {"S-1", "S-2", "P-1"}  # nobody to send: the first lot stays READY
+    rig.clock.advance(60)
+    reading = snapshot(markets(fabrics="MODERATE")[1], rig.clock())
+    rig.book._latest["X1-T-B"] = reading
+    rig.c.tick()
+    assert first.state is TaskState.READY and second.state is TaskState.WAITING
+    rig.c.handle(SupplySeen("FABRICS@X1-T-B", "X1-T-B", "FABRICS", SupplyLevel.MODERATE,
+                            reading.observed_at))
+    assert second.state is TaskState.WAITING, "the same batch, announced twice"
+    rig.storage.close()
