@@ -588,10 +588,20 @@ class Coordinator:
                                              latest.observed_at), now)
 
     def _waiting_stations(self) -> dict[str, list[Task]]:
+        """Stations with lots waiting for their output, each station's lots in the order
+        they go."""
         out: dict[str, list[Task]] = {}
-        for task in sorted(self.factory.waiting(), key=scheduling.priority):
+        paths = self._paths()
+        for task in sorted(self.factory.waiting(),
+                           key=lambda t: scheduling.priority(t, paths.get(t.id, 0.0))):
             out.setdefault(task.station_here, []).append(task)
         return out
+
+    def _paths(self) -> dict[str, float]:
+        """Each open task's remaining path to the target's destination."""
+        return scheduling.remaining_paths(self.factory.open_tasks(),
+                                          self.book.places(self.factory.system),
+                                          self._destination)
 
     def _supply_seen(self, message: SupplySeen, now: datetime) -> None:
         """The exporter answered: its first waiting lot goes. Any other (a good made once
@@ -721,7 +731,7 @@ class Coordinator:
                                  # with more lots to come, a ship idle now is a ship
                                  # wasted: wait for a busy one only for the last lots
                                  arriving=() if f.more_lots_to_come()
-                                 else self._arriving(times, now))
+                                 else self._arriving(times, now), paths=self._paths())
         refused = False
         for choice in plan:
             if limit is not None and running >= limit:
@@ -792,7 +802,7 @@ class Coordinator:
         waiting = self._waiting_stations()
         out: dict[str, str | None] = {}
         for key, waypoint in imminent.items():
-            lots = sorted(waiting.get(key, []), key=scheduling.priority)
+            lots = waiting.get(key, [])  # in the order they go
             out.setdefault(waypoint, self._destination(lots[0]) if lots else None)
         return out
 

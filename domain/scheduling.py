@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from domain.errors import NoRouteError
-from domain.factory import Task
+from domain.factory import Task, TaskKind
 from domain.navigation import Place, RouteMap, distance, fuel_cost, travel_seconds
 
 UNREACHABLE = 10**9  # seconds: a ship that cannot get there
@@ -92,20 +92,50 @@ class Assignment:
     finish_in: float  # estimated seconds until the task's goods are delivered
 
 
-def priority(task: Task) -> tuple:
-    """Older lots first, and within a lot the longest remaining path first (deeper
-    inputs), then creation. A station's first lot of each input is what its progress
-    waits for; later lots are fed on speculation (the export has not answered yet) and
-    must not take the ship a collect on the critical path needs."""
-    return (task.lot, -task.depth, task.created_at.timestamp() if task.created_at else 0.0,
-            task.id)
+def priority(task: Task, path: float = 0.0) -> tuple:
+    """Older lots first, and within a lot the longest remaining `path` first (see
+    `remaining_paths`), then the deeper, then creation. A station's first lot of each
+    input is what its progress waits for; later lots are fed on speculation (the export
+    has not answered yet) and must not take the ship a collect on the critical path
+    needs."""
+    return (task.lot, -path, -task.depth,
+            task.created_at.timestamp() if task.created_at else 0.0, task.id)
+
+
+def remaining_paths(tasks: Iterable[Task], places: Mapping[str, Place],
+                    destination_of: Callable[[Task], str | None]) -> dict[str, float]:
+    """Each task's remaining path, in distance flown: from where it buys to where its
+    goods go, then on with what they are made into (the longest way, where a station's
+    output goes to several consumers) up to where the target goes. Two lots of one good
+    at one exporter (COPPER for ELECTRONICS and for MICROPROCESSORS) are equally deep;
+    the one whose product still has further to go is on the critical path."""
+    tasks = list(tasks)
+    collects: dict[str, list[Task]] = {}
+    for t in tasks:
+        if t.kind is TaskKind.COLLECT:
+            collects.setdefault(t.station_here, []).append(t)
+    memo: dict[str, float] = {}
+
+    def flown(a: str, b: str | None) -> float:
+        return distance(places[a], places[b]) if b and a in places and b in places else 0.0
+
+    def path(t: Task, seen: frozenset[str]) -> float:
+        if t.id not in memo:
+            onward = 0.0
+            if t.station and t.station not in seen:
+                onward = max((path(c, seen | {t.station}) for c in collects.get(t.station, ())),
+                             default=0.0)
+            memo[t.id] = flown(t.source, destination_of(t)) + onward
+        return memo[t.id]
+
+    return {t.id: path(t, frozenset()) for t in tasks}
 
 
 def assign(tasks: Iterable[Task], ships: Iterable[ShipView], times: TravelTimes,
            destination_of: Mapping[str, str | None], *, busy_sources: Counter | None = None,
            per_source_cap: int | None = None, standing_by: Iterable[str] = (),
-           speculative: Iterable[str] = (), arriving: Iterable[ShipView] = ()
-           ) -> list[Assignment]:
+           speculative: Iterable[str] = (), arriving: Iterable[ShipView] = (),
+           paths: Mapping[str, float] | None = None) -> list[Assignment]:
     """Give each ready task (by priority) the idle ship that finishes it first.
 
     `destination_of[task.id]` is where its goods go (None: they stay in the hold);
@@ -114,14 +144,16 @@ def assign(tasks: Iterable[Task], ships: Iterable[ShipView], times: TravelTimes,
     tasks (more lots for that exporter, which may not be needed). A task that one of the
     busy ships `arriving` (flying to look or to stand by, or on another trip: each free
     at its `waypoint` in `free_in`) would finish sooner than any idle ship waits for it,
-    and that ship is kept for it.
+    and that ship is kept for it. `paths`: each task's remaining path (`priority`).
     """
     standing_by, speculative = set(standing_by), set(speculative)
     coming = {s.symbol: s for s in arriving if s.is_hauler}
     free = {s.symbol: s for s in ships if s.is_hauler}
     busy = Counter(busy_sources or {})
     out: list[Assignment] = []
-    ordered = sorted(tasks, key=lambda t: (not _held_by(t, free), priority(t)))
+    paths = paths or {}
+    ordered = sorted(tasks, key=lambda t: (not _held_by(t, free),
+                                           priority(t, paths.get(t.id, 0.0))))
     for task in ordered:
         holders = [s for s in free.values() if s.carrying.get(task.id)]
         if task.carriers and not holders:

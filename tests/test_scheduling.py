@@ -6,10 +6,18 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from domain.enums import Acquisition
-from domain.factory import Destination, Factory
+from domain.factory import Destination, Factory, TaskPurpose
 from domain.navigation import Place
 from domain.plan import Decision
-from domain.scheduling import ShipView, TravelTimes, assign, finish_in, stand_by, visits
+from domain.scheduling import (
+    ShipView,
+    TravelTimes,
+    assign,
+    finish_in,
+    remaining_paths,
+    stand_by,
+    visits,
+)
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 PLACES = {w: Place(w, x, 0, sells_fuel=True) for w, x in (
@@ -78,6 +86,32 @@ def test_a_first_lot_goes_before_a_deeper_lot_fed_on_speculation():
                   {first.id: "C", extra[1].id: "D"})
     assert [c.task for c in plan] == [first], "the collect on the critical path"
     assert out.state.value == "WAITING"
+
+
+def test_of_two_equally_deep_lots_the_one_whose_product_goes_further_goes_first():
+    """Z made at D feeds Y (made at B, next to the target's exporter C) and W (made at
+    E, far from it): both lots of Z are as deep, and Y's was opened first, but W's is on
+    the critical path."""
+    f = factory()
+    f.open_output(Decision("X", Acquisition.FABRICATE, "C", inputs=("Y", "W")), 40, T0)
+    target = f.stations()["X@C"]
+    f.open_feed(target, Decision("Y", Acquisition.FABRICATE, "B", inputs=("Z",)), 40, T0)
+    f.open_feed(target, Decision("W", Acquisition.FABRICATE, "E", inputs=("Z",)), 40, T0)
+    z = Decision("Z", Acquisition.FABRICATE, "D", inputs=("Q",))
+    for_y = f.open_feed(f.stations()["Y@B"], z, 40, T0)
+    for_w = f.open_feed(f.stations()["W@E"], z, 40, T0)
+    for task in (for_y, for_w):
+        f.supply_ready(task.id)
+    paths = remaining_paths(f.open_tasks(), PLACES, lambda t: t.destination
+                            if t.purpose is TaskPurpose.FEED else "E")
+    # D→B→C→E against D→E→C→E
+    assert (paths[for_y.id], paths[for_w.id]) == (300 + 100 + 400, 200 + 400 + 400)
+    dests = {for_y.id: "B", for_w.id: "E"}
+    frigate = [ship("S1", at="D")]
+    assert [c.task for c in assign([for_y, for_w], frigate, TIMES, dests)] == [for_y], (
+        "by depth alone, the older")
+    assert [c.task for c in assign([for_y, for_w], frigate, TIMES, dests, paths=paths)] == [
+        for_w]
 
 
 def test_a_task_waits_for_a_ship_landing_nearby_that_would_finish_it_sooner():
