@@ -723,15 +723,15 @@ class Coordinator:
         busy = Counter(t.source for t in f.running() if t.to_buy)
         standby = scheduling.stand_by(self._outputs_due(imminent), ships, times,
                                       self._stand_by_within()) if imminent else {}
+        paths = self._paths()
         plan = scheduling.assign(ready, ships, times, destinations, busy_sources=busy,
                                  per_source_cap=self.settings.per_source_cap,
-                                 standing_by=standby, speculative={
-                                     t.id for t in ready if t.purpose is TaskPurpose.FEED
-                                     and t.station in imminent},
+                                 standing_by=standby,
+                                 speculative=self._not_before_due(ready, imminent, paths),
                                  # with more lots to come, a ship idle now is a ship
                                  # wasted: wait for a busy one only for the last lots
                                  arriving=() if f.more_lots_to_come()
-                                 else self._arriving(times, now), paths=self._paths())
+                                 else self._arriving(times, now), paths=paths)
         refused = False
         for choice in plan:
             if limit is not None and running >= limit:
@@ -752,6 +752,19 @@ class Coordinator:
             self._assign(now, imminent, rounds - 1)  # a benched ship gave its task back
         elif len(plan) < len(ready):
             self._note_no_ship(ready, {c.task.id for c in plan}, now)
+
+    def _not_before_due(self, ready: list[Task], imminent: dict[str, str],
+                        paths: dict[str, float]) -> set[str]:
+        """Ready tasks a ship standing by at an imminent station must not leave for: more
+        lots for that station, and any task that goes after the lot due there (seen: the
+        one frigate, having landed the target's last input, flew 500 s for a twelfth lot
+        of COPPER_ORE while the target answered behind it)."""
+        waiting = self._waiting_stations()
+        due = [scheduling.priority(lots[0], paths.get(lots[0].id, 0.0))
+               for key in imminent if (lots := waiting.get(key))]
+        first = min(due, default=None)
+        return {t.id for t in ready if (t.purpose is TaskPurpose.FEED and t.station in imminent)
+                or (first is not None and scheduling.priority(t, paths.get(t.id, 0.0)) > first)}
 
     def _imminent(self, now: datetime) -> dict[str, str]:
         """Stations whose export has not answered yet where a whole round of inputs has

@@ -763,3 +763,31 @@ def test_the_watchers_late_word_on_a_reading_already_acted_on_readies_nothing_mo
                             reading.observed_at))
     assert second.state is TaskState.WAITING, "the same batch, announced twice"
     rig.storage.close()
+
+
+def test_a_ship_standing_by_for_output_due_does_not_leave_for_a_later_lot(tmp_path):
+    """The lone hauler lands the round CLOTHING waits for at E: it stands by there for
+    the output rather than fly off with FERTILIZERS for the second lot, which can wait
+    for it (seen: the one frigate flew 500 s for a twelfth lot of COPPER_ORE while the
+    target answered behind it)."""
+    rig = Rig(tmp_path, units=80, settings=Settings(blind_check_after=60, answer_wait=180))
+    rig.fleet.mark_lost("P-1")
+    rig.fleet.mark_lost("S-2")
+    rig.c.start()
+    [(carrier, fertilizers)] = rig.jobs()
+    rig.c.handle(SupplySeen("FABRICS@X1-T-B", "X1-T-B", "FABRICS", SupplyLevel.MODERATE,
+                            rig.clock()))
+    rig.done(carrier, fertilizers, bought=40, delivered=40)
+    [(_, fabrics)] = [(s, j) for s, j in rig.jobs() if j.good == "FABRICS"]
+    later = [t for t in rig.f.tasks.values() if t.good == "FERTILIZERS" and t.lot == 2]
+    assert [t.state for t in later] == [TaskState.READY]
+    rig.done(carrier, fabrics, bought=40, delivered=40)  # the round lands at E
+    assert later[0].state is TaskState.READY, "left for the ship once CLOTHING is out"
+    [(who, standby)] = rig.jobs(JobKind.VISIT)
+    assert (who, standby.source) == (carrier, "X1-T-E")
+    rig.c.handle(SupplySeen("CLOTHING@X1-T-E", "X1-T-E", "CLOTHING", SupplyLevel.MODERATE,
+                            rig.clock()))
+    rig.fleet.free(carrier)
+    rig.c.handle(JobDone(carrier, standby))
+    assert rig.f.outputs()[0].ship == carrier
+    rig.storage.close()
