@@ -12,8 +12,9 @@ agent starts with 5,000,000 credits so that eight haulers can be bought (a bench
 real agents start with 175,000). The order is one load of the target, kept in the hold.
 
 Makespan is in game seconds, from the first request to the last. The bot's own cadences
-(market polls, the actors' tick, back-offs, the blind-exporter look) are divided by the
-time scale, so that they cost the game time they would cost on the real server.
+(market polls, the actors' tick, back-offs, the blind-exporter look, the slack after a
+landing) are divided by the time scale, so that they cost the game time they would cost
+on the real server (the tick and the slack have a floor: 20 ms and 2 ms).
 
 The bound (bench/bound.py says what it assumes) is the best plan over every seller and
 exporter for this fleet, from where its ships start; it is given with the survey (every
