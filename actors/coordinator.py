@@ -111,6 +111,7 @@ class Coordinator:
         # station (GOOD@WAYPOINT) -> (watched since, when a feed last landed there; since,
         # if the exporter is full of its inputs; None while the first is awaited)
         self.watched: dict[str, Watch] = {}  # station -> the watch the watcher holds
+        self.paths: dict[str, float] | None = None  # this pass's remaining paths, by task
         self.fed_lately = False  # a feed delivered since _watch_waiting last looked
         self.rewatch: dict[str, datetime] = {}  # station -> only readings after this count
         self.blind: dict[str, int] = {}  # station -> looks since its last signal or feed
@@ -301,6 +302,7 @@ class Coordinator:
         f = self.factory
         fleet_version = self.fleet.version
         touched: list[Task] = []
+        self.paths = None
         try:
             if f.status is FactoryStatus.PENDING and (
                     self.markets_changed
@@ -333,6 +335,7 @@ class Coordinator:
             return
         finally:
             self.markets_changed = False
+            self.paths = None  # the pass opened and closed its tasks: work them out once
         if touched:
             self._save(touched)
         standing_by: set[str] = set()
@@ -347,6 +350,7 @@ class Coordinator:
         self._finish_if_done(now)
         self.fleet_seen = fleet_version
         self.wake_at = self._next_pass(now)
+        self.paths = None
 
     def _planner(self, now: datetime, fresh: bool = False) -> Planner:
         f = self.factory
@@ -598,10 +602,13 @@ class Coordinator:
         return out
 
     def _paths(self) -> dict[str, float]:
-        """Each open task's remaining path to the target's destination."""
-        return scheduling.remaining_paths(self.factory.open_tasks(),
-                                          self.book.places(self.factory.system),
-                                          self._destination)
+        """Each open task's remaining path to the target's destination, worked out once
+        for the rest of a pass (its tasks no longer open or close)."""
+        if self.paths is None:
+            self.paths = scheduling.remaining_paths(self.factory.open_tasks(),
+                                                    self.book.places(self.factory.system),
+                                                    self._destination)
+        return self.paths
 
     def _supply_seen(self, message: SupplySeen, now: datetime) -> None:
         """The exporter answered: its first waiting lot goes. Any other (a good made once
