@@ -141,7 +141,8 @@ def assign(tasks: Iterable[Task], ships: Iterable[ShipView], times: TravelTimes,
     `destination_of[task.id]` is where its goods go (None: they stay in the hold);
     `busy_sources` counts ships already buying at each market, against `per_source_cap`.
     Ships `standing_by` at an exporter about to have output are not given `speculative`
-    tasks (more lots for that exporter, which may not be needed). A task that one of the
+    tasks (more lots for that exporter, which may not be needed, and what comes after
+    the lot due there: the caller says which). A task that one of the
     busy ships `arriving` (flying to look or to stand by, or on another trip: each free
     at its `waypoint` in `free_in`) would finish sooner than any idle ship waits for it,
     and that ship is kept for it. `paths`: each task's remaining path (`priority`).
