@@ -763,15 +763,16 @@ class Coordinator:
     def _not_before_due(self, ready: list[Task], imminent: dict[str, str],
                         paths: dict[str, float]) -> set[str]:
         """Ready tasks a ship standing by at an imminent station must not leave for: more
-        lots for that station, and any task that goes after the lot due there (seen: the
-        one frigate, having landed the target's last input, flew 500 s for a twelfth lot
-        of COPPER_ORE while the target answered behind it)."""
+        lots for that station, and any task that goes after every lot due at those
+        stations, so after the one it stands by for (seen: the one frigate, having landed
+        the target's last input, flew 500 s for a twelfth lot of COPPER_ORE while the
+        target answered behind it)."""
         waiting = self._waiting_stations()
         due = [scheduling.priority(lots[0], paths.get(lots[0].id, 0.0))
                for key in imminent if (lots := waiting.get(key))]
-        first = min(due, default=None)
+        last = max(due, default=None)
         return {t.id for t in ready if (t.purpose is TaskPurpose.FEED and t.station in imminent)
-                or (first is not None and scheduling.priority(t, paths.get(t.id, 0.0)) > first)}
+                or (last is not None and scheduling.priority(t, paths.get(t.id, 0.0)) > last)}
 
     def _imminent(self, now: datetime) -> dict[str, str]:
         """Stations whose export has not answered yet where a whole round of inputs has
