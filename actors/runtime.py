@@ -35,7 +35,7 @@ from actors.ship import ShipWorker
 from actors.ticker import Ticker
 from actors.watcher import Directory, MarketBook, MarketWatcher, MarketWatcherActor
 from api.client import Client
-from api.models import Agent
+from api.models import Agent, Ship
 from domain.supply_chain import SupplyChain
 from storage.repositories import Storage
 
@@ -169,6 +169,7 @@ class Runtime:
         self.owner = new_owner()
         self.stop = client.stop
         self.fleet = Fleet(on_move=self._record_position)
+        self.discovered: dict[str, Ship] = {}  # the fleet as `discover` read it
         self.wallet = Wallet(agent.credits)
         self.book = MarketBook(client, storage)
         self.directory = _Directory()
@@ -188,12 +189,16 @@ class Runtime:
     # --- building ------------------------------------------------------------------------
 
     def _worker(self, ship: str) -> ShipWorker:
-        return ShipWorker(ship, agent=self.agent.symbol, client=self.client,
-                          storage=self.storage, book=self.book, fleet=self.fleet,
-                          wallet=self.wallet, clock=self.clock, stop=self.stop,
-                          report=self.directory.tell, owner=self.owner,
-                          fresh_for=self.settings.quote_fresh_for,
-                          arrival_slack=self.settings.arrival_slack)
+        worker = ShipWorker(ship, agent=self.agent.symbol, client=self.client,
+                            storage=self.storage, book=self.book, fleet=self.fleet,
+                            wallet=self.wallet, clock=self.clock, stop=self.stop,
+                            report=self.directory.tell, owner=self.owner,
+                            fresh_for=self.settings.quote_fresh_for,
+                            arrival_slack=self.settings.arrival_slack)
+        seen = self.discovered.pop(ship, None)  # a restarted worker reads the ship itself
+        if seen is not None:
+            worker.start_from(seen)
+        return worker
 
     def _record_position(self, symbol: str, nav, role: str | None) -> None:
         """For dashboards; a failed write costs only a stale dot on a map."""
@@ -207,8 +212,10 @@ class Runtime:
         return not ship.is_hauler or self.only is None or ship.symbol in self.only
 
     def discover(self) -> list[ShipInfo]:
-        """Read the fleet from the server."""
-        return [self.fleet.update(ship) for ship in self.client.ships()]
+        """Read the fleet from the server (each ship's first worker starts from it)."""
+        ships = self.client.ships()
+        self.discovered = {ship.symbol: ship for ship in ships}
+        return [self.fleet.update(ship) for ship in ships]
 
     def know_system(self, system: str) -> None:
         """Waypoints and market lists of a system, read once per process."""

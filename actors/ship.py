@@ -95,6 +95,10 @@ class ShipWorker:
         self.fuel: Fuel | None = None
         self.cargo: Cargo | None = None
         self._told_of: set[tuple[str, str]] = set()  # (factory, good) cargo already reported
+        # nav, fuel and cargo are as this worker's last job left them, done in full: a
+        # visit (which trades nothing) starts from them instead of reading the ship again,
+        # unless another process recorded a move of the ship since
+        self.known = False
 
     # --- the job -------------------------------------------------------------------------
 
@@ -107,17 +111,18 @@ class ShipWorker:
         structlog.contextvars.bind_contextvars(ship=self.symbol, factory=job.factory or None,
                                                task=job.task)
         self.log = structlog.get_logger("ship")
+        known, self.known = self.known, False
         try:
-            self._refresh()
-            if self.storage.ledger.pending(self.agent, self.symbol):
+            pending = self.storage.ledger.pending(self.agent, self.symbol)
+            if pending or not (known and job.kind is JobKind.VISIT and self._as_left()):
+                self._refresh()
+            if pending:
                 settle_ledger(self.storage.ledger, self.client, self.agent, self.clock(),
                               ship=self.symbol, state=self._ship)
             if job.kind is JobKind.VISIT:
                 self._go(job.source)
                 if not self._read(job.source).snapshot.has_quotes:
-                    # no ship of ours there yet by the server's clock: wait until it lands
-                    self._set_nav(self._landed(self.client.orbit))
-                    self._read(job.source)
+                    self._not_there_yet(job.source)
                 result: JobResult = JobDone(self.symbol, job)
             elif job.kind is JobKind.UNLOAD:
                 self._go(job.destination)
@@ -127,6 +132,7 @@ class ShipWorker:
             else:
                 result = self._trip(job)
             self.log.info("job.done", kind=job.kind.value, good=job.good)
+            self.known = True
             return result
         except _Stop as stop:
             return stop.result
@@ -315,6 +321,31 @@ class ShipWorker:
     def _dock(self) -> None:
         if self.nav.status != "DOCKED":
             self._set_nav(self._landed(self.client.dock))
+
+    def start_from(self, ship: Ship) -> None:
+        """The ship as the process read it moments ago: its first visit need not read it
+        again (a trip, or a move another process recorded since, still does)."""
+        self._ship = ship
+        self.nav, self.fuel, self.cargo = ship.nav, ship.fuel, ship.cargo
+        self.known = True
+
+    def _as_left(self) -> bool:
+        """Is the ship where our last job left it, by the record every process's fleet
+        writes of its moves? Another process may have flown it between our jobs."""
+        return self.nav is not None and \
+            self.storage.ships.position(self.symbol) == (self.nav.waypoint, self.nav.status)
+
+    def _not_there_yet(self, waypoint: str) -> None:
+        """A reading at `waypoint` came without quotes: by the server's word no ship of
+        ours is there. Either it has not landed yet (our clock ahead of the server's) or
+        another process flew it since our last job: ask the server, then wait for the
+        landing or fly there, and read again."""
+        self._refresh()
+        if self.nav.status == "IN_TRANSIT" and self.nav.waypoint == waypoint:
+            self._set_nav(self._landed(self.client.orbit))
+        else:
+            self._go(waypoint)
+        self._read(waypoint)
 
     def _landed(self, action: Callable[[str], Nav]) -> Nav:
         """`action` on this ship; if the server says it is still flying (our clock ahead

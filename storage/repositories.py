@@ -412,6 +412,11 @@ class ShipRepository:
         with transaction(self.db):
             self._upsert.run([row])
 
+    def position(self, symbol: str) -> tuple[str, str] | None:
+        """(waypoint, status) of the ship as the last process to see it move recorded."""
+        row = ShipPosition.get_or_none(ShipPosition.ship == symbol)
+        return (row.waypoint, row.status) if row else None
+
     def in_system(self, system: str) -> list[ShipPosition]:
         return list(ShipPosition.select().where(ShipPosition.system == system)
                     .order_by(ShipPosition.ship))

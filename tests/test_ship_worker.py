@@ -45,7 +45,10 @@ class Rig:
         self.storage = Storage(open_database(str(tmp_path / "w.db")))
         self.book = MarketBook(self.client, self.storage)
         self.book.know_system(self.game.universe.symbol)
-        self.fleet, self.wallet = Fleet(), Wallet(reg.agent.credits)
+        # positions recorded as the runtime records them, for every worker of the ship
+        self.fleet = Fleet(on_move=lambda ship, nav, role: self.storage.ships.record(
+            ship, nav, role, utcnow()))
+        self.wallet = Wallet(reg.agent.credits)
         self.reports: list = []
         self.stop = threading.Event()
         self.ship = reg.ships[0].symbol
@@ -308,6 +311,59 @@ def test_a_clock_ahead_of_the_servers_reads_the_market_once_landed(rig):
     target = far(rig, "IRON_ORE")
     assert isinstance(skewed(rig, ahead=0.4).run(Job(JobKind.VISIT, target, "f")), JobDone)
     assert rig.book.latest(target).has_quotes
+
+
+def nearest_markets(rig, n: int) -> list[str]:
+    """The `n` markets nearest the ship where no ship of the agent is (a reading there
+    has quotes only if this one is)."""
+    ships = rig.client.ships()
+    here = rig.game.places[next(s for s in ships if s.symbol == rig.ship).nav.waypoint]
+    taken = {s.nav.waypoint for s in ships}
+    others = [w for w in rig.game.universe.markets if w not in taken]
+    return sorted(others, key=lambda w: (rig.game.places[w].x - here.x) ** 2
+                  + (rig.game.places[w].y - here.y) ** 2)[:n]
+
+
+def test_a_visit_after_a_job_done_in_full_does_not_read_the_ship_again(rig):
+    """A visit trades nothing, and the worker knows where its last job left the ship;
+    a trip, or any job after one that did not end in full, reads the ship first."""
+    first, second = nearest_markets(rig, 2)
+    before = rig.client.calls["ship"]
+    assert isinstance(rig.worker.run(Job(JobKind.VISIT, first, "f")), JobDone)
+    assert rig.client.calls["ship"] == before + 1, "a new worker knows nothing yet"
+    assert isinstance(rig.worker.run(Job(JobKind.VISIT, second, "f")), JobDone)
+    assert rig.client.calls["ship"] == before + 1
+    rig.worker.run(rig.trade(units=10))
+    assert rig.client.calls["ship"] == before + 2
+    assert rig.book.latest(second).has_quotes
+
+
+def test_a_worker_started_from_the_fleet_just_read_visits_without_reading_the_ship(rig):
+    target, = nearest_markets(rig, 1)
+    rig.worker.start_from(next(s for s in rig.client.ships() if s.symbol == rig.ship))
+    before = rig.client.calls["ship"]
+    assert isinstance(rig.worker.run(Job(JobKind.VISIT, target, "f")), JobDone)
+    assert rig.client.calls["ship"] == before
+    assert rig.book.latest(target).has_quotes
+    rig.worker.run(rig.trade(units=10))
+    assert rig.client.calls["ship"] == before + 1, "a trip reads the ship first"
+
+
+def test_a_visit_from_where_another_process_left_the_ship_still_reads_the_market(rig):
+    """Between two of our jobs another process flew the ship elsewhere: the reading at
+    the market we believe it is at comes without quotes, so the ship asks the server
+    where it is, flies back and reads."""
+    here, there = nearest_markets(rig, 2)
+    assert isinstance(rig.worker.run(Job(JobKind.VISIT, here, "f")), JobDone)
+    other = skewed(rig, ahead=0.0)  # another process's worker for the same ship
+    other.fleet = Fleet(on_move=lambda ship, nav, role: rig.storage.ships.record(
+        ship, nav, role, utcnow()))  # its own fleet, writing to the shared database
+    assert isinstance(other.run(Job(JobKind.VISIT, there, "f")), JobDone)
+    assert rig.client.ship(rig.ship).nav.waypoint == there
+    assert isinstance(rig.worker.run(Job(JobKind.VISIT, here, "f")), JobDone)
+    assert rig.client.ship(rig.ship).nav.waypoint == here
+    assert rig.book.latest(here).has_quotes and rig.book.latest(here).observed_at > \
+        rig.book.latest(there).observed_at
 
 
 @pytest.mark.parametrize("fresh_for, reads", [(60.0, 1), (1e-6, 2)])
