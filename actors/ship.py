@@ -95,9 +95,9 @@ class ShipWorker:
         self.fuel: Fuel | None = None
         self.cargo: Cargo | None = None
         self._told_of: set[tuple[str, str]] = set()  # (factory, good) cargo already reported
-        # nav, fuel and cargo are as this worker's last job left them, done in full: a
-        # visit (which trades nothing) starts from them instead of reading the ship again,
-        # unless another process recorded a move of the ship since
+        # nav, fuel and cargo are as this worker's last job left them, done in full (or
+        # as the process read them at start): a visit (which trades nothing) starts from
+        # them instead of reading the ship again, unless another process recorded a move
         self.known = False
 
     # --- the job -------------------------------------------------------------------------
