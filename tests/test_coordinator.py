@@ -153,6 +153,20 @@ class Rig:
             self.book._latest[m.waypoint] = m
             self.c.handle(MarketSeen(m.waypoint, self.clock()))
 
+    def answer(self, station, observed_at=None):
+        """The watcher's word: `station` (GOOD@WAYPOINT) shows MODERATE supply."""
+        good, waypoint = station.split("@")
+        self.c.handle(SupplySeen(station, waypoint, good, SupplyLevel.MODERATE,
+                                 observed_at or self.clock()))
+
+    def fabrics_out(self):
+        """The first FERTILIZERS lands at B, which has answered: (ship, FABRICS job)."""
+        [(carrier, fertilizers)] = self.jobs()
+        self.answer("FABRICS@X1-T-B")
+        self.done(carrier, fertilizers, bought=40, delivered=40)
+        [(_, fabrics)] = [(s, j) for s, j in self.jobs() if j.good == "FABRICS"]
+        return carrier, fabrics
+
     def done(self, ship, job, bought=0, delivered=0, free=True, **kw):
         """A trip ended: write the ledger as the ship would have, then report (`free`:
         the ship is idle after it, otherwise it went on with other work)."""
@@ -248,8 +262,7 @@ def test_a_lone_ship_reads_the_targets_seller_before_the_deeper_markets(tmp_path
 def test_a_supply_signal_sends_one_waiting_lot_and_a_trip_finishes_it(rig):
     rig.c.start()
     out = rig.f.outputs()[0]
-    rig.c.handle(SupplySeen("CLOTHING@X1-T-E", "X1-T-E", "CLOTHING", SupplyLevel.MODERATE,
-                            rig.clock()))
+    rig.answer("CLOTHING@X1-T-E")
     assert out.state is TaskState.RUNNING and out.ship == "S-1"
     _, job = next((s, j) for s, j in rig.jobs() if j.task == out.id)
     assert job.destination is None and job.ceiling == 150
@@ -505,8 +518,7 @@ def test_an_exporter_we_fed_reaching_the_threshold_stays_a_collect(rig):
         rig.see(*markets(clothing="MODERATE"))
     assert out.kind.value == "COLLECT" and out.source == "X1-T-E"
     assert not [e for e in logs if e["event"] == "task.redecided" and e["task"] == out.id]
-    rig.c.handle(SupplySeen("CLOTHING@X1-T-E", "X1-T-E", "CLOTHING", SupplyLevel.MODERATE,
-                            rig.clock()))
+    rig.answer("CLOTHING@X1-T-E")
     assert out.state is TaskState.RUNNING, "the watcher's signal sends it"
 
 
@@ -536,11 +548,7 @@ def test_an_idle_ship_stands_by_where_output_is_due_however_far(rig):
     rig.c.settings = Settings(blind_check_after=60, answer_wait=180)
     rig.fleet.mark_lost("P-1")
     rig.c.start()
-    [(carrier, fertilizers)] = rig.jobs()
-    rig.c.handle(SupplySeen("FABRICS@X1-T-B", "X1-T-B", "FABRICS", SupplyLevel.MODERATE,
-                            rig.clock()))
-    rig.done(carrier, fertilizers, bought=40, delivered=40)
-    [(_, fabrics)] = [(s, j) for s, j in rig.jobs() if j.good == "FABRICS"]
+    carrier, fabrics = rig.fabrics_out()
     far = rig.c._travel_times().seconds("X1-T-A", "X1-T-E", 15, 600, 600)
     assert far > rig.c.settings.answer_wait
     rig.done(carrier, fabrics, bought=40, delivered=40)  # FABRICS landed at E
@@ -555,8 +563,7 @@ def test_an_idle_ship_stands_by_where_output_is_due_however_far(rig):
 def test_a_task_waits_for_a_busy_ship_that_would_finish_it_first(rig):
     rig.c.start()
     [(carrier, fertilizers)] = rig.jobs()  # S-2 flies FERTILIZERS to B, and lands there
-    rig.c.handle(SupplySeen("FABRICS@X1-T-B", "X1-T-B", "FABRICS", SupplyLevel.MODERATE,
-                            rig.clock()))
+    rig.answer("FABRICS@X1-T-B")
     fabrics = next(t for t in rig.f.tasks.values() if t.good == "FABRICS")
     assert fabrics.state is TaskState.READY, "S-1, idle at A, is further from it than S-2"
     rig.done(carrier, fertilizers, bought=40, delivered=40)
@@ -572,8 +579,7 @@ def test_a_busy_ship_past_its_estimate_is_waited_for_only_on_its_last_leg(rig, l
     if last_leg:  # flying to B, where its trip ends, and landing in half a minute
         rig.fleet.moved(carrier, Nav("X1-T", where, "IN_TRANSIT", "CRUISE", "X1-T-F",
                                      rig.clock(), rig.clock() + timedelta(seconds=30)))
-    rig.c.handle(SupplySeen("FABRICS@X1-T-B", "X1-T-B", "FABRICS", SupplyLevel.MODERATE,
-                            rig.clock()))
+    rig.answer("FABRICS@X1-T-B")
     fabrics = next(t for t in rig.f.tasks.values() if t.good == "FABRICS")
     assert where == "X1-T-B"
     if last_leg:
@@ -759,8 +765,7 @@ def test_the_watchers_late_word_on_a_reading_already_acted_on_readies_nothing_mo
     rig.book._latest["X1-T-B"] = reading
     rig.c.tick()
     assert first.state is TaskState.READY and second.state is TaskState.WAITING
-    rig.c.handle(SupplySeen("FABRICS@X1-T-B", "X1-T-B", "FABRICS", SupplyLevel.MODERATE,
-                            reading.observed_at))
+    rig.answer("FABRICS@X1-T-B", reading.observed_at)
     assert second.state is TaskState.WAITING, "the same batch, announced twice"
     rig.storage.close()
 
@@ -774,19 +779,14 @@ def test_a_ship_standing_by_for_output_due_does_not_leave_for_a_later_lot(tmp_pa
     rig.fleet.mark_lost("P-1")
     rig.fleet.mark_lost("S-2")
     rig.c.start()
-    [(carrier, fertilizers)] = rig.jobs()
-    rig.c.handle(SupplySeen("FABRICS@X1-T-B", "X1-T-B", "FABRICS", SupplyLevel.MODERATE,
-                            rig.clock()))
-    rig.done(carrier, fertilizers, bought=40, delivered=40)
-    [(_, fabrics)] = [(s, j) for s, j in rig.jobs() if j.good == "FABRICS"]
+    carrier, fabrics = rig.fabrics_out()
     later = [t for t in rig.f.tasks.values() if t.good == "FERTILIZERS" and t.lot == 2]
     assert [t.state for t in later] == [TaskState.READY]
     rig.done(carrier, fabrics, bought=40, delivered=40)  # the round lands at E
     assert later[0].state is TaskState.READY, "left for the ship once CLOTHING is out"
     [(who, standby)] = rig.jobs(JobKind.VISIT)
     assert (who, standby.source) == (carrier, "X1-T-E")
-    rig.c.handle(SupplySeen("CLOTHING@X1-T-E", "X1-T-E", "CLOTHING", SupplyLevel.MODERATE,
-                            rig.clock()))
+    rig.answer("CLOTHING@X1-T-E")
     rig.fleet.free(carrier)
     rig.c.handle(JobDone(carrier, standby))
     assert rig.f.outputs()[0].ship == carrier
