@@ -430,7 +430,7 @@ class Coordinator:
     def _max_open_lots(self) -> int:
         return max(2, len(self._usable_haulers()))
 
-    def _usable_haulers(self) -> list:
+    def _usable_haulers(self) -> list[ShipInfo]:
         return [s for s in self.fleet.all() if s.is_hauler and not s.lost
                 and self.allowed(s) and s.symbol not in self.benched]
 
@@ -595,11 +595,13 @@ class Coordinator:
         """Stations with lots waiting for their output, each station's lots in the order
         they go."""
         out: dict[str, list[Task]] = {}
-        paths = self._paths()
-        for task in sorted(self.factory.waiting(),
-                           key=lambda t: scheduling.priority(t, paths.get(t.id, 0.0))):
+        for task in sorted(self.factory.waiting(), key=self._rank):
             out.setdefault(task.station_here, []).append(task)
         return out
+
+    def _rank(self, task: Task) -> tuple:
+        """The task's place in the scheduler's order (`scheduling.priority`)."""
+        return scheduling.priority(task, self._paths().get(task.id, 0.0))
 
     def _paths(self) -> dict[str, float]:
         """Each open task's remaining path to the target's destination, worked out once
@@ -734,7 +736,7 @@ class Coordinator:
         plan = scheduling.assign(ready, ships, times, destinations, busy_sources=busy,
                                  per_source_cap=self.settings.per_source_cap,
                                  standing_by=standby,
-                                 speculative=self._not_before_due(ready, imminent, paths),
+                                 speculative=self._not_before_due(ready, imminent),
                                  # with more lots to come, a ship idle now is a ship
                                  # wasted: wait for a busy one only for the last lots
                                  arriving=() if f.more_lots_to_come()
@@ -760,19 +762,17 @@ class Coordinator:
         elif len(plan) < len(ready):
             self._note_no_ship(ready, {c.task.id for c in plan}, now)
 
-    def _not_before_due(self, ready: list[Task], imminent: dict[str, str],
-                        paths: dict[str, float]) -> set[str]:
+    def _not_before_due(self, ready: list[Task], imminent: dict[str, str]) -> set[str]:
         """Ready tasks a ship standing by at an imminent station must not leave for: more
         lots for that station, and any task that goes after every lot due at those
         stations, so after the one it stands by for (seen: the one frigate, having landed
         the target's last input, flew 500 s for a twelfth lot of COPPER_ORE while the
         target answered behind it)."""
         waiting = self._waiting_stations()
-        due = [scheduling.priority(lots[0], paths.get(lots[0].id, 0.0))
-               for key in imminent if (lots := waiting.get(key))]
-        last = max(due, default=None)
+        last = max((self._rank(lots[0]) for key in imminent if (lots := waiting.get(key))),
+                   default=None)
         return {t.id for t in ready if (t.purpose is TaskPurpose.FEED and t.station in imminent)
-                or (last is not None and scheduling.priority(t, paths.get(t.id, 0.0)) > last)}
+                or (last is not None and self._rank(t) > last)}
 
     def _imminent(self, now: datetime) -> dict[str, str]:
         """Stations whose export has not answered yet where a whole round of inputs has
