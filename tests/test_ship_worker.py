@@ -45,19 +45,26 @@ class Rig:
         self.storage = Storage(open_database(str(tmp_path / "w.db")))
         self.book = MarketBook(self.client, self.storage)
         self.book.know_system(self.game.universe.symbol)
-        # positions recorded as the runtime records them, for every worker of the ship
-        self.fleet = Fleet(on_move=lambda ship, nav, role: self.storage.ships.record(
-            ship, nav, role, utcnow()))
+        self.fleet = self.recording_fleet()
         self.wallet = Wallet(reg.agent.credits)
         self.reports: list = []
         self.stop = threading.Event()
         self.ship = reg.ships[0].symbol
-        self.worker = ShipWorker(self.ship, agent="WORKER", client=self.client,
-                                 storage=self.storage, book=self.book, fleet=self.fleet,
-                                 wallet=self.wallet, clock=utcnow, stop=self.stop,
-                                 report=lambda factory, event: self.reports.append(event),
-                                 owner="test:1:x")
+        self.worker = self.new_worker()
         self.fleet.update(self.client.ship(self.ship))
+
+    def recording_fleet(self) -> Fleet:
+        """A fleet that records positions as the runtime does, in the shared database."""
+        return Fleet(on_move=lambda ship, nav, role: self.storage.ships.record(
+            ship, nav, role, utcnow()))
+
+    def new_worker(self, clock=utcnow, fleet: Fleet | None = None) -> ShipWorker:
+        """A worker for the rig's ship (`fleet`: another process's, else the rig's)."""
+        return ShipWorker(self.ship, agent="WORKER", client=self.client, storage=self.storage,
+                          book=self.book, fleet=fleet or self.fleet, wallet=self.wallet,
+                          clock=clock, stop=self.stop,
+                          report=lambda factory, event: self.reports.append(event),
+                          owner="test:1:x")
 
     def sellers(self, good):
         return [w for w, m in self.game.universe.markets.items()
@@ -285,11 +292,7 @@ def test_a_visit_reads_the_market_there(rig):
 
 def skewed(rig, ahead: float) -> ShipWorker:
     """The rig's ship driven by a worker whose clock runs `ahead` seconds of the server's."""
-    return ShipWorker(rig.ship, agent="WORKER", client=rig.client, storage=rig.storage,
-                      book=rig.book, fleet=rig.fleet, wallet=rig.wallet,
-                      clock=lambda: utcnow() + timedelta(seconds=ahead), stop=rig.stop,
-                      report=lambda factory, event: rig.reports.append(event),
-                      owner="test:1:x")
+    return rig.new_worker(clock=lambda: utcnow() + timedelta(seconds=ahead))
 
 
 def far(rig, good: str) -> str:
@@ -355,9 +358,7 @@ def test_a_visit_from_where_another_process_left_the_ship_still_reads_the_market
     where it is, flies back and reads."""
     here, there = nearest_markets(rig, 2)
     assert isinstance(rig.worker.run(Job(JobKind.VISIT, here, "f")), JobDone)
-    other = skewed(rig, ahead=0.0)  # another process's worker for the same ship
-    other.fleet = Fleet(on_move=lambda ship, nav, role: rig.storage.ships.record(
-        ship, nav, role, utcnow()))  # its own fleet, writing to the shared database
+    other = rig.new_worker(fleet=rig.recording_fleet())  # another process's, same ship
     assert isinstance(other.run(Job(JobKind.VISIT, there, "f")), JobDone)
     assert rig.client.ship(rig.ship).nav.waypoint == there
     assert isinstance(rig.worker.run(Job(JobKind.VISIT, here, "f")), JobDone)
