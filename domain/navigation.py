@@ -143,7 +143,7 @@ class RouteMap:
         self.places = places
         self._stops = [p for p in places.values() if p.sells_fuel]
         self._rows: dict[str, list[tuple[Place, int]]] = {}
-        self._edges: dict[tuple, list[tuple[Place, int, int, int]]] = {}
+        self._edges: dict[tuple, list[tuple[Place, tuple[int, int], tuple[int, int]]]] = {}
 
     def _row(self, a: Place) -> list[tuple[Place, int]]:
         """(stop, rounded distance) from `a` to every other FUEL market: the fuel and time
@@ -156,9 +156,10 @@ class RouteMap:
         return row
 
     def _edges_from(self, a: Place, mode: FlightMode, speed: int, capacity: int
-                    ) -> list[tuple[Place, int, int, int]]:
-        """(stop, fuel in `mode`, seconds in `mode`, seconds drifting) from `a` to every
-        other FUEL market, for one kind of ship: what a search adds up, worked out once."""
+                    ) -> list[tuple[Place, tuple[int, int], tuple[int, int]]]:
+        """(stop, fuel in `mode` and drifting, seconds in `mode` and drifting) from `a` to
+        every other FUEL market, for one kind of ship: what a search adds up, worked out
+        once."""
         key = (a.symbol, mode, speed, capacity)
         edges = self._edges.get(key)
         if edges is None:
@@ -195,6 +196,7 @@ class RouteMap:
         # the trail a chain (previous trail, leg) so that legs are built only for the route
         # found. The goal is a stop of every search. A place is expanded again only with a
         # label no earlier expansion there beats on both time and fuel.
+        modes = (mode, FlightMode.DRIFT)  # what `_burn` chooses between
         frontier: list[tuple] = [(estimate[origin], 0, 0, origin, fuel, None)]
         expanded: dict[str, list[tuple[int, int]]] = {}
         counter = 0
@@ -211,20 +213,12 @@ class RouteMap:
             if not goal.sells_fuel:
                 edges = [*edges, _edge(goal, round_half_up(distance(a, goal)), mode, speed,
                                        fuel_capacity)]
-            refuel_here, drift = a.sells_fuel, FlightMode.DRIFT
-            for b, cost, secs, drifting in edges:  # as `_step` says, inlined: the hot loop
-                if cost <= left:
-                    flown, refuel, remaining = mode, False, left - cost
-                elif refuel_here and cost <= fuel_capacity:
-                    flown, refuel, remaining = mode, True, fuel_capacity - cost
-                elif left >= 1:
-                    flown, cost, secs, refuel, remaining = drift, 1, drifting, False, left - 1
-                elif refuel_here:
-                    flown, cost, secs, refuel, remaining = (drift, 1, drifting, True,
-                                                            fuel_capacity - 1)
-                else:
+            for b, costs, times in edges:
+                burnt = _burn(costs, left, fuel_capacity, a.sells_fuel)
+                if burnt is None:
                     continue
-                arrive = seconds + secs
+                i, refuel, remaining = burnt
+                flown, cost, arrive = modes[i], costs[i], seconds + times[i]
                 there = expanded.get(b.symbol)
                 if there and any(t <= arrive and f >= remaining for t, f in there):
                     continue  # no better than a label already expanded there
@@ -237,9 +231,10 @@ class RouteMap:
 
 
 def _edge(b: Place, rounded: int, mode: FlightMode, speed: int, capacity: int
-          ) -> tuple[Place, int, int, int]:
-    return (b, fuel_cost(rounded, mode, capacity), travel_seconds(rounded, speed, mode),
-            travel_seconds(rounded, speed, FlightMode.DRIFT))
+          ) -> tuple[Place, tuple[int, int], tuple[int, int]]:
+    modes = (mode, FlightMode.DRIFT)
+    return (b, tuple(fuel_cost(rounded, m, capacity) for m in modes),
+            tuple(travel_seconds(rounded, speed, m) for m in modes))
 
 
 def _legs(trail: tuple | None, speed: int) -> tuple[Leg, ...]:
@@ -256,12 +251,25 @@ def _step(d: float, mode: FlightMode, capacity: int, left: int, can_refuel: bool
     """How a leg of `d` (the distance, or the distance rounded: the fuel is the same) is
     flown with `left` fuel: (mode, fuel, refuel first, fuel left), in `mode` if the tank
     (filled first where fuel is sold) allows, else drifting."""
-    for candidate in (mode, FlightMode.DRIFT):
-        cost = fuel_cost(d, candidate, capacity)
+    modes = (mode, FlightMode.DRIFT)
+    costs = (fuel_cost(d, mode, capacity), fuel_cost(d, FlightMode.DRIFT, capacity))
+    burnt = _burn(costs, left, capacity, can_refuel)
+    if burnt is None:
+        return None
+    i, refuel, remaining = burnt
+    return modes[i], costs[i], refuel, remaining
+
+
+def _burn(costs: tuple[int, int], left: int, capacity: int, can_refuel: bool
+          ) -> tuple[int, bool, int] | None:
+    """Which of a leg's `costs` (in the asked mode, then drifting) it is flown on with
+    `left` fuel: (0 or 1, refuel first, fuel left), the first the tank (filled first where
+    fuel is sold) allows."""
+    for i, cost in enumerate(costs):
         if cost <= left:
-            return candidate, cost, False, left - cost
+            return i, False, left - cost
         if can_refuel and cost <= capacity:
-            return candidate, cost, True, capacity - cost
+            return i, True, capacity - cost
     return None
 
 
