@@ -979,8 +979,10 @@ class Coordinator:
     def _survey(self, keep: set[str]) -> None:
         """Read the markets decisions wait for, in one parallel pass: each goes to the ship
         that reads it first (probes included, the ships in `keep` standing by left out),
-        ships already flying to a reading counted, and a market a slow ship is on its way
-        to gets a fast idle one if it halves the wait."""
+        ships already flying to a reading counted, a market a slow ship is on its way to
+        gets a fast idle one if it halves the wait, and a ship reads first a market nobody
+        was sent to that lies on its way (seen: the frigate flew past COPPER's exporter to
+        MICROPROCESSORS' and a probe read it 700 s later)."""
         self.looks = self._looks(self.clock())
         reads = self.wanted_reads | set(self.looks)
         if not reads:
@@ -1009,6 +1011,7 @@ class Coordinator:
         busy = {ship for ship, _w, _s in sent}
         sent += scheduling.visits(todo - first, [s for s in idle if s.symbol not in busy],
                                   times, flying=flying)
+        sent = scheduling.on_the_way(sent, todo - {w for _s, w, _t in sent}, idle, times)
         for ship, waypoint, seconds in sent:
             if not self._take(ship, None) or not self._dispatch(
                     ship, Job(JobKind.VISIT, waypoint, self.id, reserve=self.settings.reserve)):

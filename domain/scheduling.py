@@ -216,6 +216,7 @@ def finish_in(task: Task, ship: ShipView, times: TravelTimes, destination: str |
 
 
 DUPLICATE_GAIN = 0.5  # a market already being read gets a second ship that halves the wait
+ON_THE_WAY = 0.05  # a market read on the way may make the ship's own read this much later
 
 
 def visits(waypoints: Iterable[str], idle: Iterable[ShipView], times: TravelTimes, *,
@@ -268,6 +269,34 @@ def visits(waypoints: Iterable[str], idle: Iterable[ShipView], times: TravelTime
         if best is not None and best[0] <= eta * DUPLICATE_GAIN:
             first[best[1]] = (w, best[0])
             out.append((best[1], w, best[0]))
+    return out
+
+
+def on_the_way(sent: list[tuple[str, str, float]], spare: Iterable[str],
+               idle: Iterable[ShipView], times: TravelTimes,
+               slack: float = ON_THE_WAY) -> list[tuple[str, str, float]]:
+    """The survey pass's `sent` with each ship first reading, of the `spare` markets
+    (those nobody was sent to), the one it reaches soonest that lies on its way: going
+    there first makes its own market's reading at most `slack` later. Nobody's reading is
+    delayed for it, and the next pass sends the ship on, so a market a ship flies past
+    is read on the way instead of by another ship's flight later."""
+    ships = {s.symbol: s for s in idle}
+    spare = set(spare)
+    out = []
+    for symbol, waypoint, seconds in sent:
+        ship = ships[symbol]
+        ways = []
+        for m in spare:
+            there = times.seconds(ship.waypoint, m, ship.speed, ship.fuel, ship.fuel_capacity)
+            then = there + times.seconds(m, waypoint, ship.speed, ship.fuel_capacity,
+                                         ship.fuel_capacity)
+            if then <= seconds * (1 + slack):
+                ways.append((there, m))
+        if ways:
+            there, m = min(ways)
+            spare.discard(m)
+            waypoint, seconds = m, there
+        out.append((symbol, waypoint, seconds))
     return out
 
 

@@ -249,13 +249,29 @@ def test_an_undecided_first_lot_is_tried_again_only_on_news_or_when_a_quote_expi
     rig.storage.close()
 
 
-def test_a_lone_ship_reads_the_targets_seller_before_the_deeper_markets(tmp_path):
+def test_a_lone_ship_reads_deeper_markets_only_on_its_way_to_the_targets_seller(tmp_path):
     rig = Rig(tmp_path, quotes=False)
     rig.fleet.mark_lost("S-2"), rig.fleet.mark_lost("P-1")
-    rig.fleet.update(ship("S-1", at="X1-T-F"))  # F and B, deeper in the tree, are nearer
     rig.c.start()
     assert [j.source for _s, j in rig.jobs(JobKind.VISIT)] == ["X1-T-E"], (
-        "if CLOTHING is for sale at E, nothing deeper needs reading")
+        "if CLOTHING is for sale at E, nothing deeper needs reading: B and F lie past it")
+    rig.storage.close()
+    (tmp_path / "f").mkdir()
+    rig = Rig(tmp_path / "f", quotes=False)
+    rig.fleet.mark_lost("S-2"), rig.fleet.mark_lost("P-1")
+    rig.fleet.update(ship("S-1", at="X1-T-F"))  # F and B, deeper in the tree, on its way
+    rig.c.start()
+    route = []
+    for _ in range(3):
+        job = rig.jobs(JobKind.VISIT)[-1][1]
+        route.append(job.source)
+        rig.fleet.moved("S-1", Nav("X1-T", job.source, "IN_ORBIT", "CRUISE", "X1-T-F",
+                                   None, None))
+        rig.see(next(m for m in markets(quotes=True) if m.waypoint == job.source))
+        rig.fleet.free("S-1")
+        rig.c.handle(JobDone("S-1", job))
+    assert route == ["X1-T-F", "X1-T-B", "X1-T-E"], (
+        "F where it stands and B between F and E: E read no more than 5 % later")
     rig.storage.close()
 
 

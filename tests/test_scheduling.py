@@ -14,6 +14,7 @@ from domain.scheduling import (
     TravelTimes,
     assign,
     finish_in,
+    on_the_way,
     remaining_paths,
     stand_by,
     visits,
@@ -199,6 +200,22 @@ def test_a_market_a_slow_ship_is_on_its_way_to_gets_a_fast_ship_only_if_it_halve
     assert visits(set(), [fast], TIMES, en_route={"B": near * 1.5}) == []
     [(who, where, eta)] = visits(set(), [fast], TIMES, en_route={"B": near * 3})
     assert (who, where, eta) == ("FAST", "B", near)
+
+
+def test_a_ship_sent_to_read_a_market_reads_an_unclaimed_one_on_its_way_first():
+    hauler = ship("HAULER", at="A", speed=15)
+    to_d = TIMES.seconds("A", "D", 15, 600, 600)
+    sent = [("HAULER", "D", to_d)]
+    # B lies between A and D: reading it first makes D's reading 15 s later, not 5 %
+    assert on_the_way(sent, {"B", "E"}, [hauler], TIMES) == [
+        ("HAULER", "B", TIMES.seconds("A", "B", 15, 600, 600))]
+    assert on_the_way(sent, {"E"}, [hauler], TIMES) == sent, "E is past D: not on the way"
+    assert on_the_way(sent, {"B"}, [hauler], TIMES, slack=0.0) == sent
+    # one market, two ships passing it: only one of them takes it
+    other = ship("OTHER", at="A", speed=15)
+    to_c = TIMES.seconds("A", "C", 15, 600, 600)
+    both = on_the_way([*sent, ("OTHER", "C", to_c)], {"B"}, [hauler, other], TIMES)
+    assert [w for _s, w, _t in both] == ["B", "C"]
 
 
 def test_travel_times_include_fuel_stops_and_unknown_places():
