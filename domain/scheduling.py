@@ -19,6 +19,7 @@ from domain.factory import Task, TaskKind
 from domain.navigation import Place, RouteMap, distance, fuel_cost, travel_seconds
 
 UNREACHABLE = 10**9  # seconds: a ship that cannot get there
+WAIT_GAIN = 0.8  # a task waits for a busy ship only if it would finish this much sooner
 FUEL_STEPS = 10  # a route's starting fuel is remembered in tenths of the tank
 
 
@@ -144,8 +145,10 @@ def assign(tasks: Iterable[Task], ships: Iterable[ShipView], times: TravelTimes,
     tasks (more lots for that exporter, which may not be needed, and what comes after
     the lot due there: the caller says which). A task that one of the
     busy ships `arriving` (flying to look or to stand by, or on another trip: each free
-    at its `waypoint` in `free_in`) would finish sooner than any idle ship waits for it,
-    and that ship is kept for it. `paths`: each task's remaining path (`priority`).
+    at its `waypoint` in `free_in`) would finish in `WAIT_GAIN` of any idle ship's time
+    waits for it, and that ship is kept for it (not for less: when it lands it may be
+    wanted elsewhere, and the idle ship would have been wasted meanwhile). `paths`: each
+    task's remaining path (`priority`).
     """
     standing_by, speculative = set(standing_by), set(speculative)
     coming = {s.symbol: s for s in arriving if s.is_hauler}
@@ -179,7 +182,7 @@ def assign(tasks: Iterable[Task], ships: Iterable[ShipView], times: TravelTimes,
                               task.id in speculative and s.symbol in standing_by)),
                          default=None)
             if sooner is not None and sooner[0] < UNREACHABLE and (
-                    best is None or sooner[0] < best[0]):
+                    best is None or sooner[0] < best[0] * WAIT_GAIN):
                 del coming[sooner[1]]  # wait for it to land
                 continue
         if best is None:

@@ -126,6 +126,12 @@ def test_a_task_waits_for_a_ship_landing_nearby_that_would_finish_it_sooner():
         "the first lot waits for the frigate; it is kept for one task only")
     assert assign([first], [slow], TIMES, {first.id: "E"}, arriving=[
         ship("FAR", at="A", speed=5, free_in=10_000)])[0].ship == "SLOW", "not worth waiting"
+    # a busy ship only a little sooner is not waited for: it may be wanted elsewhere
+    # when it lands, and the idle one would have been wasted meanwhile
+    idle, near = ship("IDLE", at="A"), ship("NEAR", at="B", free_in=0.0)
+    ratio = finish_in(first, near, TIMES, "E") / finish_in(first, idle, TIMES, "E")
+    assert 0.8 < ratio < 1
+    assert assign([first], [idle], TIMES, {first.id: "E"}, arriving=[near])[0].ship == "IDLE"
 
 
 def test_stand_by_picks_who_has_the_output_at_its_destination_first_however_far():
