@@ -55,7 +55,7 @@ from domain.factory import (
     TaskState,
     backoff,
 )
-from domain.feeding import lacking, plan_feeds, round_landed
+from domain.feeding import plan_feeds, round_landed
 from domain.plan import Decision, Planner
 from domain.ranking import ceiling, reference_price
 from domain.supply_chain import SupplyChain
@@ -556,8 +556,9 @@ class Coordinator:
 
     def _watch_waiting(self, now: datetime) -> None:
         """Every station with waiting lots is watched, and the watch is sent again when a
-        feed lands there: while the first is awaited (being decided, or on its way), the
-        watcher polls it ever less often."""
+        whole round of its inputs has landed there: until then (being decided, or one
+        still on its way) its export is not about to rise, and the watcher polls it ever
+        less often."""
         f = self.factory
         fed, self.fed_lately = self.fed_lately, False
         stations = None
@@ -570,9 +571,10 @@ class Coordinator:
             stations = stations or f.stations()
             st = stations.get(key)
             # an exporter full of its inputs needs no feed: it may answer any time, like
-            # one a feed landed at
-            full = st is not None and not lacking(st, self.book.latest(st.waypoint))
-            last = st.last_landed if st and st.last_landed else since if full else None
+            # one a round landed at
+            last = None
+            if st is not None and round_landed(st, self.book.latest(st.waypoint)):
+                last = st.last_landed or since
             if key in self.watched and last == landed:
                 continue
             first = tasks[0]

@@ -50,8 +50,9 @@ class RunJob:
 class Watch:
     """Coordinator -> watcher: tell `factory` once `good` at `waypoint` shows `level`
     in a reading taken after `since`. A watch with the same key is replaced; it is sent
-    again when a feed lands there (`landed`): while the first is awaited (being decided
-    or on its way), the export is not expected to answer, and is polled ever less often."""
+    again when a whole round of inputs has landed there (`landed`): until then (one being
+    decided or on its way), the export is not expected to answer, and is polled ever less
+    often."""
 
     key: str
     factory: str
@@ -59,7 +60,7 @@ class Watch:
     good: str
     level: SupplyLevel
     since: datetime
-    landed: datetime | None = None  # when a feed last landed; None: awaited
+    landed: datetime | None = None  # when a round's last feed landed; None: awaited
 
     def answered_by(self, snapshot: MarketSnapshot | None) -> bool:
         """Does this reading show what the watch waits for?"""

@@ -10,7 +10,7 @@ the level it waits for (`SupplySeen`), when a market it follows was read (`Marke
 and when a reading came back without quotes (`MarketBlind`): then none of our ships is
 there, whatever this process believed, and the fleet is read again from the server.
 It polls watched markets soon after a watch starts (`initial`), then settles (`settled`);
-an exporter whose first inputs are still awaited, ever less often.
+an exporter still awaiting a whole round of its inputs, ever less often.
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ class Directory:
         raise NotImplementedError
 
 
-IDLE_BACKOFF = 8  # polls of an exporter awaiting its first inputs stretch up to 8 × `settled`
+IDLE_BACKOFF = 8  # polls of an exporter awaiting a round stretch up to 8 × `settled`
 
 
 class MarketWatcher:
@@ -256,9 +256,9 @@ class MarketWatcher:
                 log.warning("watcher.fleet_read_failed", error=str(exc))
 
     def _due(self, w: _Watch, now: datetime) -> bool:
-        """Soon after the watch starts, then every `settled`; while its first inputs are
-        awaited only the market's own recovery can answer, so the wait doubles after
-        each poll, up to `IDLE_BACKOFF` × `settled`."""
+        """Soon after the watch starts, then every `settled`; while a whole round of its
+        inputs is awaited only the market's own recovery can answer, so the wait doubles
+        after each poll, up to `IDLE_BACKOFF` × `settled`."""
         last = w.last_poll or w.watch.since
         if w.polls == 0:
             return now - last >= self.initial

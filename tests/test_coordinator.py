@@ -658,6 +658,26 @@ def test_no_ship_looks_at_an_exporter_still_missing_an_input_on_its_way(tmp_path
     rig.storage.close()
 
 
+def test_an_exporter_still_missing_an_input_is_polled_as_if_nothing_landed(tmp_path):
+    rig = Rig(tmp_path, chain=SupplyChain({"CLOTHING": ["FABRICS", "POLYMERS"]}),
+              stock=two_inputs)
+    rig.fleet.mark_lost("P-1")
+    rig.c.start()
+    [(first_ship, first), (other_ship, second)] = rig.jobs()
+
+    def landed():
+        return [m.landed for m in rig.watcher.messages
+                if isinstance(m, Watch) and m.key == "CLOTHING@X1-T-E"]
+
+    rig.clock.advance(100)
+    rig.done(first_ship, first, bought=40, delivered=40)
+    assert landed() == [None], "one input of two: E's export is not about to rise"
+    rig.clock.advance(100)
+    rig.done(other_ship, second, bought=40, delivered=40)
+    assert landed() == [None, rig.clock()], "the round landed: polled every minute"
+    rig.storage.close()
+
+
 def shared_input(quotes=True):
     """FERTILIZERS made at A (from LIQUID_NITROGEN, sold at F) for both FABRICS at B and
     POLYMERS at F, which CLOTHING at E needs."""
