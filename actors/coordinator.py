@@ -731,7 +731,7 @@ class Coordinator:
         ships = self._idle_haulers()
         times = self._travel_times()
         destinations = {t.id: self._destination(t) for t in ready}
-        busy = Counter(t.source for t in f.running() if t.to_buy)
+        busy = Counter((t.source, t.good) for t in f.running() if t.to_buy)
         standby = scheduling.stand_by(self._outputs_due(imminent), ships, times,
                                       self._stand_by_within()) if imminent else {}
         paths = self._paths()

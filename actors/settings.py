@@ -17,7 +17,7 @@ class Settings:
     strict_supply: bool = False  # refuse raw materials below the threshold
     reserve: int = 0  # credits never spent
     ceiling_factor: float | None = DEFAULT_CEILING_FACTOR  # × the reference price
-    per_source_cap: int = 2  # haulers buying at one market at once
+    per_source_cap: int = 2  # haulers buying one good at one market at once
     feeds_per_input: int = 1  # lots of one input on their way to one exporter at once
     max_ships: int | None = None  # haulers working for one factory at once
     warn_after: float = 1200.0  # seconds of production wait before a warning

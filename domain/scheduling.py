@@ -140,7 +140,9 @@ def assign(tasks: Iterable[Task], ships: Iterable[ShipView], times: TravelTimes,
     """Give each ready task (by priority) the idle ship that finishes it first.
 
     `destination_of[task.id]` is where its goods go (None: they stay in the hold);
-    `busy_sources` counts ships already buying at each market, against `per_source_cap`.
+    `busy_sources` counts ships already buying each good at each market (by (market,
+    good): each purchase raises that good's price there, not the others'), against
+    `per_source_cap`.
     Ships `standing_by` at an exporter about to have output are not given `speculative`
     tasks (more lots for that exporter, which may not be needed, and what comes after
     the lot due there: the caller says which). A task that one of the
@@ -167,7 +169,7 @@ def assign(tasks: Iterable[Task], ships: Iterable[ShipView], times: TravelTimes,
         if task.attempts and not holders:  # it failed there: another ship, if any
             candidates = [s for s in candidates if s.symbol != task.last_ship] or candidates
         if not holders and per_source_cap is not None and task.to_buy and \
-                busy[task.source] >= per_source_cap:
+                busy[task.source, task.good] >= per_source_cap:
             continue
         best = None
         for ship in candidates:
@@ -190,7 +192,7 @@ def assign(tasks: Iterable[Task], ships: Iterable[ShipView], times: TravelTimes,
         out.append(Assignment(task, best[1].symbol, best[0]))
         del free[best[1].symbol]
         if task.to_buy:
-            busy[task.source] += 1
+            busy[task.source, task.good] += 1
     return out
 
 

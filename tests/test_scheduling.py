@@ -157,14 +157,18 @@ def test_goods_in_a_hold_stay_with_that_ship():
     assert assign([task], [fast], TIMES, {task.id: "E"}) == [], "it waits for its goods"
 
 
-def test_full_ships_and_busy_sources_are_skipped():
+def test_full_ships_and_goods_busy_at_their_source_are_skipped():
     f = factory()
     a, b = lot(f), lot(f)
     full = ship("FULL", at="B", free=0)
     assert assign([a], [full], TIMES, {a.id: "E"}) == []
-    plan = assign([a, b], [ship("S1"), ship("S2")], TIMES, {a.id: "E", b.id: "E"},
-                  busy_sources=Counter({"B": 1}), per_source_cap=2)
-    assert [c.task for c in plan] == [a], "one more at B, then the cap"
+    two = [ship("S1"), ship("S2")]
+    plan = assign([a, b], two, TIMES, {a.id: "E", b.id: "E"},
+                  busy_sources=Counter({("B", "X"): 1}), per_source_cap=2)
+    assert [c.task for c in plan] == [a], "one more buying X at B, then the cap"
+    plan = assign([a, b], two, TIMES, {a.id: "E", b.id: "E"},
+                  busy_sources=Counter({("B", "Y"): 2}), per_source_cap=2)
+    assert len(plan) == 2, "ships buying another good there raise its price, not X's"
 
 
 def test_trips_for_a_lot_bigger_than_the_hold_count():
