@@ -111,7 +111,7 @@ class Coordinator:
         # station (GOOD@WAYPOINT) -> (watched since, when a feed last landed there; since,
         # if the exporter is full of its inputs; None while the first is awaited)
         self.watched: dict[str, Watch] = {}  # station -> the watch the watcher holds
-        self.paths: dict[str, float] | None = None  # this pass's remaining paths, by task
+        self.ranks: dict[str, tuple] | None = None  # this pass's task priorities, by id
         self.fed_lately = False  # a feed delivered since _watch_waiting last looked
         self.rewatch: dict[str, datetime] = {}  # station -> only readings after this count
         self.blind: dict[str, int] = {}  # station -> looks since its last signal or feed
@@ -302,7 +302,7 @@ class Coordinator:
         f = self.factory
         fleet_version = self.fleet.version
         touched: list[Task] = []
-        self.paths = None
+        self.ranks = None
         try:
             if f.status is FactoryStatus.PENDING and (
                     self.markets_changed
@@ -335,7 +335,7 @@ class Coordinator:
             return
         finally:
             self.markets_changed = False
-            self.paths = None  # the pass opened and closed its tasks: work them out once
+            self.ranks = None  # the pass opened and closed its tasks: work them out once
         if touched:
             self._save(touched)
         standing_by: set[str] = set()
@@ -350,7 +350,7 @@ class Coordinator:
         self._finish_if_done(now)
         self.fleet_seen = fleet_version
         self.wake_at = self._next_pass(now)
-        self.paths = None
+        self.ranks = None
 
     def _planner(self, now: datetime, fresh: bool = False) -> Planner:
         f = self.factory
@@ -603,16 +603,21 @@ class Coordinator:
 
     def _rank(self, task: Task) -> tuple:
         """The task's place in the scheduler's order (`scheduling.priority`)."""
-        return scheduling.priority(task, self._paths().get(task.id, 0.0))
+        return self._ranks().get(task.id) or scheduling.priority(task)
 
-    def _paths(self) -> dict[str, float]:
-        """Each open task's remaining path to the target's destination, worked out once
-        for the rest of a pass (its tasks no longer open or close)."""
-        if self.paths is None:
-            self.paths = scheduling.remaining_paths(self.factory.open_tasks(),
-                                                    self.book.places(self.factory.system),
-                                                    self._destination)
-        return self.paths
+    def _ranks(self) -> dict[str, tuple]:
+        """Each open task's priority: the lot of the target it works towards, then its
+        remaining path to the target's destination; worked out once for the rest of a
+        pass (its tasks no longer open or close)."""
+        if self.ranks is None:
+            f = self.factory
+            tasks = f.open_tasks()
+            paths = scheduling.remaining_paths(tasks, self.book.places(f.system),
+                                               self._destination)
+            lots = scheduling.serving_lots(f.tasks.values(), f.lot)
+            self.ranks = {t.id: scheduling.priority(t, paths.get(t.id, 0.0), lots.get(t.id))
+                          for t in tasks}
+        return self.ranks
 
     def _supply_seen(self, message: SupplySeen, now: datetime) -> None:
         """The exporter answered: its first waiting lot goes. Any other (a good made once
@@ -734,7 +739,6 @@ class Coordinator:
         busy = Counter((t.source, t.good) for t in f.running() if t.to_buy)
         standby = scheduling.stand_by(self._outputs_due(imminent), ships, times,
                                       self._stand_by_within()) if imminent else {}
-        paths = self._paths()
         plan = scheduling.assign(ready, ships, times, destinations, busy_sources=busy,
                                  per_source_cap=self.settings.per_source_cap,
                                  standing_by=standby,
@@ -742,7 +746,7 @@ class Coordinator:
                                  # with more lots to come, a ship idle now is a ship
                                  # wasted: wait for a busy one only for the last lots
                                  arriving=() if f.more_lots_to_come()
-                                 else self._arriving(times, now), paths=paths)
+                                 else self._arriving(times, now), ranks=self._ranks())
         refused = False
         for choice in plan:
             if limit is not None and running >= limit:

@@ -93,14 +93,55 @@ class Assignment:
     finish_in: float  # estimated seconds until the task's goods are delivered
 
 
-def priority(task: Task, path: float = 0.0) -> tuple:
+def priority(task: Task, path: float = 0.0, lot: int | None = None) -> tuple:
     """Older lots first, and within a lot the longest remaining `path` first (see
-    `remaining_paths`), then the deeper, then creation. A station's first lot of each
-    input is what its progress waits for; later lots are fed on speculation (the export
-    has not answered yet) and must not take the ship a collect on the critical path
-    needs."""
-    return (task.lot, -path, -task.depth,
+    `remaining_paths`), then the deeper, then creation. `lot`: the lot of the target the
+    task works towards (`serving_lots`; its own number by default). A station's lots
+    that waiting lots need are what its progress waits for; further lots are fed on
+    speculation (the export has not answered yet) and must not take the ship a collect
+    on the critical path needs."""
+    return (task.lot if lot is None else lot, -path, -task.depth,
             task.created_at.timestamp() if task.created_at else 0.0, task.id)
+
+
+def serving_lots(tasks: Iterable[Task], lot_units: int) -> dict[str, int]:
+    """The lot of the target each task works towards. An output is its own lot; the
+    k-th lot of an input fed to a station goes into the k-th lot made there, so it
+    serves what that lot serves, and one beyond the lots waiting there is fed on
+    speculation, after them. (A station's own lot numbers count its feeds of one good:
+    COPPER made at one exporter for ELECTRONICS and for MICROPROCESSORS needs two lots
+    of COPPER_ORE, and the second is as urgent as the first.) `tasks`: every task of
+    the factory, finished ones too, so that the k-th lot is counted from the start."""
+    tasks = list(tasks)
+    made: dict[str, list[Task]] = {}
+    fed: dict[tuple[str, str], list[Task]] = {}
+    for t in sorted(tasks, key=lambda t: (t.created_at.timestamp() if t.created_at else 0.0,
+                                          t.lot, t.id)):
+        if t.kind is TaskKind.COLLECT:
+            made.setdefault(t.station_here, []).append(t)
+        if t.station is not None:
+            fed.setdefault((t.station, t.good), []).append(t)
+    slot: dict[str, int] = {}  # each feed's first lot among its good's lots there
+    for feeds in fed.values():
+        count = 0
+        for t in sorted(feeds, key=lambda t: t.lot):
+            slot[t.id] = count
+            count += max(1, -(-t.units_target // max(1, lot_units)))
+    memo: dict[str, int] = {}
+
+    def lot_of(t: Task) -> int:
+        if t.id not in memo:
+            lots = made.get(t.station, []) if t.station is not None else []
+            k = slot.get(t.id, 0)
+            if t.station is None or not lots:
+                memo[t.id] = t.lot
+            elif k < len(lots):
+                memo[t.id] = lot_of(lots[k])
+            else:
+                memo[t.id] = lot_of(lots[-1]) + k - len(lots) + 1
+        return memo[t.id]
+
+    return {t.id: lot_of(t) for t in tasks}
 
 
 def remaining_paths(tasks: Iterable[Task], places: Mapping[str, Place],
@@ -136,7 +177,7 @@ def assign(tasks: Iterable[Task], ships: Iterable[ShipView], times: TravelTimes,
            destination_of: Mapping[str, str | None], *, busy_sources: Counter | None = None,
            per_source_cap: int | None = None, standing_by: Iterable[str] = (),
            speculative: Iterable[str] = (), arriving: Iterable[ShipView] = (),
-           paths: Mapping[str, float] | None = None) -> list[Assignment]:
+           ranks: Mapping[str, tuple] | None = None) -> list[Assignment]:
     """Give each ready task (by priority) the idle ship that finishes it first.
 
     `destination_of[task.id]` is where its goods go (None: they stay in the hold);
@@ -149,17 +190,17 @@ def assign(tasks: Iterable[Task], ships: Iterable[ShipView], times: TravelTimes,
     busy ships `arriving` (flying to look or to stand by, or on another trip: each free
     at its `waypoint` in `free_in`) would finish in `WAIT_GAIN` of any idle ship's time
     waits for it, and that ship is kept for it (not for less: when it lands it may be
-    wanted elsewhere, and the idle ship would have been wasted meanwhile). `paths`: each
-    task's remaining path (`priority`).
+    wanted elsewhere, and the idle ship would have been wasted meanwhile). `ranks`: each
+    task's `priority`, if not by its own lot with no path.
     """
     standing_by, speculative = set(standing_by), set(speculative)
     coming = {s.symbol: s for s in arriving if s.is_hauler}
     free = {s.symbol: s for s in ships if s.is_hauler}
     busy = Counter(busy_sources or {})
     out: list[Assignment] = []
-    paths = paths or {}
+    ranks = ranks or {}
     ordered = sorted(tasks, key=lambda t: (not _held_by(t, free),
-                                           priority(t, paths.get(t.id, 0.0))))
+                                           ranks.get(t.id) or priority(t)))
     for task in ordered:
         holders = [s for s in free.values() if s.carrying.get(task.id)]
         if task.carriers and not holders:

@@ -15,7 +15,9 @@ from domain.scheduling import (
     assign,
     finish_in,
     on_the_way,
+    priority,
     remaining_paths,
+    serving_lots,
     stand_by,
     visits,
 )
@@ -89,6 +91,34 @@ def test_a_first_lot_goes_before_a_deeper_lot_fed_on_speculation():
     assert out.state.value == "WAITING"
 
 
+def test_a_lot_of_input_serves_the_lot_made_from_it_and_one_beyond_them_comes_later():
+    """COPPER (Q) made at A for ELECTRONICS (Y, at B) and MICROPROCESSORS (W, at E), both
+    for the target at C: the second lot of COPPER_ORE (Z) at A is for the second COPPER,
+    as urgent as the first; a third is fed on speculation."""
+    f = factory()
+    f.open_output(Decision("X", Acquisition.FABRICATE, "C", inputs=("Y", "W")), 40, T0)
+    for good, at in (("Y", "B"), ("W", "E")):
+        f.open_feed(f.stations()["X@C"], Decision(good, Acquisition.FABRICATE, at,
+                                                  inputs=("Q",)), 40, T0)
+        f.open_feed(f.stations()[f"{good}@{at}"], Decision("Q", Acquisition.FABRICATE, "A",
+                                                           inputs=("Z",)), 40, T0)
+    ores = [f.open_feed(f.stations()["Q@A"], Decision("Z", Acquisition.BUY, "D"), 40, T0)
+            for _ in range(3)]
+    assert [t.lot for t in ores] == [1, 2, 3], "the station's own count"
+    lots = serving_lots(f.tasks.values(), lot_units=40)
+    assert [lots[t.id] for t in ores] == [1, 1, 2]
+    assert lots[f.outputs()[0].id] == 1
+    # one task carrying both lots in one hold: the next is beyond them
+    g = factory()
+    g.open_output(Decision("X", Acquisition.FABRICATE, "C", inputs=("Y",)), 40, T0)
+    g.open_feed(g.stations()["X@C"], Decision("Y", Acquisition.FABRICATE, "B",
+                                               inputs=("Z",)), 40, T0)
+    both = g.open_feed(g.stations()["Y@B"], Decision("Z", Acquisition.BUY, "D"), 80, T0)
+    more = g.open_feed(g.stations()["Y@B"], Decision("Z", Acquisition.BUY, "D"), 40, T0)
+    lots = serving_lots(g.tasks.values(), lot_units=40)
+    assert (lots[both.id], lots[more.id]) == (1, 3)
+
+
 def test_of_two_equally_deep_lots_the_one_whose_product_goes_further_goes_first():
     """Z made at D feeds Y (made at B, next to the target's exporter C) and W (made at
     E, far from it): both lots of Z are as deep, and Y's was opened first, but W's is on
@@ -111,7 +141,8 @@ def test_of_two_equally_deep_lots_the_one_whose_product_goes_further_goes_first(
     frigate = [ship("S1", at="D")]
     assert [c.task for c in assign([for_y, for_w], frigate, TIMES, dests)] == [for_y], (
         "by depth alone, the older")
-    assert [c.task for c in assign([for_y, for_w], frigate, TIMES, dests, paths=paths)] == [
+    ranks = {t.id: priority(t, paths[t.id]) for t in (for_y, for_w)}
+    assert [c.task for c in assign([for_y, for_w], frigate, TIMES, dests, ranks=ranks)] == [
         for_w]
 
 
