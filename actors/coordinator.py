@@ -55,7 +55,7 @@ from domain.factory import (
     TaskState,
     backoff,
 )
-from domain.feeding import plan_feeds, round_landed
+from domain.feeding import lacking, plan_feeds, round_landed, unanswered_rounds
 from domain.plan import Decision, Planner
 from domain.ranking import ceiling, reference_price
 from domain.supply_chain import SupplyChain
@@ -807,15 +807,18 @@ class Coordinator:
         ships = [v for v in self._idle_haulers() if not v.free_in]
         chosen = scheduling.stand_by(self._outputs_due(imminent), ships, self._travel_times(),
                                      self._stand_by_within())
+        standing = set()
         for ship, (waypoint, seconds) in chosen.items():
-            if self.fleet.get(ship).waypoint == waypoint or waypoint in self.visits:
+            if self.fleet.get(ship).waypoint == waypoint:
+                standing.add(ship)
                 continue
-            if not self._take(ship, None) or not self._dispatch(
+            if waypoint in self.visits or not self._take(ship, None) or not self._dispatch(
                     ship, Job(JobKind.VISIT, waypoint, self.id, reserve=self.settings.reserve)):
                 continue
+            standing.add(ship)
             self.visits[waypoint] = ship
             self.log.info("ship.standby", ship=ship, waypoint=waypoint, eta=round(seconds))
-        return set(chosen)
+        return standing
 
     def _stand_by_within(self) -> float | None:
         """How far a ship may fly to stand by: any distance for the last lots (an idle
@@ -823,14 +826,22 @@ class Coordinator:
         the answer wait, since a ship in flight cannot take the next lot's work."""
         return self.settings.answer_wait if self.factory.more_lots_to_come() else None
 
-    def _outputs_due(self, imminent: dict[str, str]) -> dict[str, str | None]:
-        """Where the output of each imminent station goes (its oldest waiting lot's
-        destination), by waypoint, the most urgent first."""
+    def _outputs_due(self, imminent: dict[str, str]) -> list[tuple[str, str | None]]:
+        """The lots each imminent station is about to output, as (waypoint, where the lot
+        goes), the most urgent first: as many of its waiting lots as whole rounds of
+        inputs have landed for (COPPER_ORE for two lots of COPPER), at least the first."""
         waiting = self._waiting_stations()
-        out: dict[str, str | None] = {}
+        stations = self.factory.stations()
+        out: list[tuple[str, str | None]] = []
         for key, waypoint in imminent.items():
             lots = waiting.get(key, [])  # in the order they go
-            out.setdefault(waypoint, self._destination(lots[0]) if lots else None)
+            st = stations.get(key)
+            rounds = 1
+            if st is not None:
+                hungry = lacking(st, self.book.latest(waypoint))
+                rounds = max(1, unanswered_rounds(st, awaited=hungry) if hungry else 1)
+            out += [(waypoint, self._destination(t)) for t in lots[:rounds]] or [
+                (waypoint, None)]
         return out
 
     def _visiting(self, times: scheduling.TravelTimes, now: datetime

@@ -346,15 +346,16 @@ def on_the_way(sent: list[tuple[str, str, float]], spare: Iterable[str],
     return out
 
 
-def stand_by(stations: Mapping[str, str | None], ships: Iterable[ShipView],
+def stand_by(due: Iterable[tuple[str, str | None]], ships: Iterable[ShipView],
              times: TravelTimes, within: float | None = None) -> dict[str, tuple[str, float]]:
-    """For each exporter about to have output (waypoint -> where its output goes, None:
-    kept; most urgent first), the idle hauler that would have the output there soonest,
-    however far it is (idle, it has nothing better to do) or, given `within`, only if it
-    gets there within that many seconds: ship -> (waypoint, seconds)."""
+    """For each lot about to be output (the exporter's waypoint, where the lot goes, None:
+    kept; most urgent first; an exporter with two lots due is named twice), the idle
+    hauler that would have it there soonest, however far it is (idle, it has nothing
+    better to do) or, given `within`, only if it gets there within that many seconds:
+    ship -> (waypoint, seconds)."""
     free = [s for s in ships if s.is_hauler]
     out: dict[str, tuple[str, float]] = {}
-    for waypoint, destination in stations.items():
+    for waypoint, destination in due:
         best = None
         for s in free:
             if s.symbol in out:

@@ -706,6 +706,22 @@ def test_a_station_made_for_two_branches_gets_a_feed_per_lot_in_one_pass(tmp_pat
     rig.storage.close()
 
 
+def test_two_lots_due_at_one_station_keep_two_ships_standing_by(tmp_path):
+    chain = SupplyChain({"CLOTHING": ["FABRICS", "POLYMERS"], "FABRICS": ["FERTILIZERS"],
+                         "POLYMERS": ["FERTILIZERS"], "FERTILIZERS": ["LIQUID_NITROGEN"]})
+    rig = Rig(tmp_path, chain=chain, stock=shared_input)
+    rig.c.start()
+    trips = [(s, j) for s, j in rig.jobs() if j.good == "LIQUID_NITROGEN"]
+    rig.clock.advance(100)
+    rig.done(*trips[0], bought=40, delivered=40)
+    due = rig.c._outputs_due(rig.c._imminent(rig.clock()))
+    assert [w for w, _to in due] == ["X1-T-A"], "one round landed: the first lot"
+    rig.done(*trips[1], bought=40, delivered=40)
+    due = rig.c._outputs_due(rig.c._imminent(rig.clock()))
+    assert sorted(due) == [("X1-T-A", "X1-T-B"), ("X1-T-A", "X1-T-F")], "both lots"
+    rig.storage.close()
+
+
 def test_a_tick_makes_a_pass_only_when_something_moved_or_fell_due(rig):
     rig.c.settings = Settings(recheck=1000, not_ready_backoff=10, heartbeat_every=10_000)
     rig.c.start()

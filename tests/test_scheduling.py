@@ -168,11 +168,14 @@ def test_a_task_waits_for_a_ship_landing_nearby_that_would_finish_it_sooner():
 def test_stand_by_picks_who_has_the_output_at_its_destination_first_however_far():
     near_slow = ship("SLOW", at="D", speed=5)
     far_fast = ship("FAST", at="A", speed=36)
-    chosen = stand_by({"D": "E"}, [near_slow, far_fast], TIMES)
+    chosen = stand_by([("D", "E")], [near_slow, far_fast], TIMES)
     assert chosen == {"FAST": ("D", TIMES.seconds("A", "D", 36, 600, 600))}
     assert chosen["FAST"][1] > 180, "further than the answer wait"
-    assert stand_by({"D": None}, [near_slow, far_fast], TIMES) == {"SLOW": ("D", 0.0)}
-    assert stand_by({"D": "E"}, [far_fast], TIMES, within=180) == {}, "too far to wait"
+    assert stand_by([("D", None)], [near_slow, far_fast], TIMES) == {"SLOW": ("D", 0.0)}
+    assert stand_by([("D", "E")], [far_fast], TIMES, within=180) == {}, "too far to wait"
+    assert stand_by([("D", "E"), ("D", "B")], [near_slow, far_fast], TIMES) == {
+        "FAST": ("D", TIMES.seconds("A", "D", 36, 600, 600)), "SLOW": ("D", 0.0)}, (
+        "two lots due there: one ship for each")
 
 
 def test_goods_in_a_hold_stay_with_that_ship():
