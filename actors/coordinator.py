@@ -55,7 +55,7 @@ from domain.factory import (
     TaskState,
     backoff,
 )
-from domain.feeding import lacking, plan_feeds, round_landed, unanswered_rounds
+from domain.feeding import plan_feeds, round_landed, rounds_landed
 from domain.plan import Decision, Planner
 from domain.ranking import ceiling, reference_price
 from domain.supply_chain import SupplyChain
@@ -108,8 +108,8 @@ class Coordinator:
         self.parked: dict[str, str] = {}  # waypoint -> ship parked there to watch it
         self.wanted_reads: set[str] = set()  # markets a decision waits for
         self.read_levels: dict[str, int] = {}  # how speculative each is (absent: needed)
-        # station (GOOD@WAYPOINT) -> (watched since, when a feed last landed there; since,
-        # if the exporter is full of its inputs; None while the first is awaited)
+        # station (GOOD@WAYPOINT) -> (watched since, when a round last landed there; since,
+        # if the exporter is full of its inputs; None while a round is awaited)
         self.watched: dict[str, Watch] = {}  # station -> the watch the watcher holds
         self.ranks: dict[str, tuple] | None = None  # this pass's task priorities, by id
         self.fed_lately = False  # a feed delivered since _watch_waiting last looked
@@ -836,10 +836,7 @@ class Coordinator:
         for key, waypoint in imminent.items():
             lots = waiting.get(key, [])  # in the order they go
             st = stations.get(key)
-            rounds = 1
-            if st is not None:
-                hungry = lacking(st, self.book.latest(waypoint))
-                rounds = max(1, unanswered_rounds(st, awaited=hungry) if hungry else 1)
+            rounds = max(1, rounds_landed(st, self.book.latest(waypoint))) if st else 1
             out += [(waypoint, self._destination(t)) for t in lots[:rounds]] or [
                 (waypoint, None)]
         return out

@@ -88,12 +88,18 @@ def lacking(station: Station, snapshot: MarketSnapshot | None) -> list[str]:
     return _hungry(station, saturated_inputs(station, snapshot))
 
 
+def rounds_landed(station: Station, snapshot: MarketSnapshot | None) -> int:
+    """Whole rounds of what the exporter lacks landed since it last answered (each may
+    make a lot); lacking nothing, one: it may rise any time."""
+    hungry = lacking(station, snapshot)
+    return unanswered_rounds(station, awaited=hungry) if hungry else 1
+
+
 def round_landed(station: Station, snapshot: MarketSnapshot | None) -> bool:
     """Whether a whole round of what the exporter lacks has landed since it last
     answered: until then its export is not about to rise, and the ships are needed to
     bring the rest. Lacking nothing, it may rise any time."""
-    hungry = lacking(station, snapshot)
-    return not hungry or unanswered_rounds(station, awaited=hungry) >= 1
+    return rounds_landed(station, snapshot) >= 1
 
 
 def _hungry(station: Station, saturated: tuple[str, ...]) -> list[str]:
