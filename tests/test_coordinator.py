@@ -249,15 +249,17 @@ def test_an_undecided_first_lot_is_tried_again_only_on_news_or_when_a_quote_expi
     rig.storage.close()
 
 
-def test_a_lone_ship_reads_deeper_markets_only_on_its_way_to_the_targets_seller(tmp_path):
+def test_a_lone_ship_reads_the_targets_seller_before_the_deeper_markets(tmp_path):
     rig = Rig(tmp_path, quotes=False)
     rig.fleet.mark_lost("S-2"), rig.fleet.mark_lost("P-1")
     rig.c.start()
     assert [j.source for _s, j in rig.jobs(JobKind.VISIT)] == ["X1-T-E"], (
         "if CLOTHING is for sale at E, nothing deeper needs reading: B and F lie past it")
     rig.storage.close()
-    (tmp_path / "f").mkdir()
-    rig = Rig(tmp_path / "f", quotes=False)
+
+
+def test_a_lone_ship_reads_the_deeper_markets_on_its_way_to_the_targets_seller(tmp_path):
+    rig = Rig(tmp_path, quotes=False)
     rig.fleet.mark_lost("S-2"), rig.fleet.mark_lost("P-1")
     rig.fleet.update(ship("S-1", at="X1-T-F"))  # F and B, deeper in the tree, on its way
     rig.c.start()
