@@ -352,13 +352,16 @@ def stand_by(due: Iterable[tuple[str, str | None]], ships: Iterable[ShipView],
     kept; most urgent first; an exporter with two lots due is named twice), the idle
     hauler that would have it there soonest, however far it is (idle, it has nothing
     better to do) or, given `within`, only if it gets there within that many seconds:
-    ship -> (waypoint, seconds)."""
+    ship -> (waypoint, seconds). One ship flies to an exporter to stand by; for its
+    next lots, only ships already there stay."""
     free = [s for s in ships if s.is_hauler]
     out: dict[str, tuple[str, float]] = {}
+    flying: set[str] = set()
     for waypoint, destination in due:
         best = None
         for s in free:
-            if s.symbol in out:
+            if s.symbol in out or (waypoint in flying and (
+                    s.waypoint != waypoint or s.free_in)):
                 continue
             there = s.free_in + times.seconds(s.waypoint, waypoint, s.speed, s.fuel,
                                               s.fuel_capacity)
@@ -369,6 +372,8 @@ def stand_by(due: Iterable[tuple[str, str | None]], ships: Iterable[ShipView],
                 best = (done, s.symbol, there)
         if best is not None:
             out[best[1]] = (waypoint, best[2])
+            if best[2]:
+                flying.add(waypoint)
     return out
 
 

@@ -176,6 +176,8 @@ def test_stand_by_picks_who_has_the_output_at_its_destination_first_however_far(
     assert stand_by([("D", "E"), ("D", "B")], [near_slow, far_fast], TIMES) == {
         "FAST": ("D", TIMES.seconds("A", "D", 36, 600, 600)), "SLOW": ("D", 0.0)}, (
         "two lots due there: one ship for each")
+    assert list(stand_by([("D", "E"), ("D", "B")], [far_fast, ship("FAR", at="A")],
+                         TIMES)) == ["FAST"], "one ship flies there, the next lots' stay"
 
 
 def test_goods_in_a_hold_stay_with_that_ship():
