@@ -614,7 +614,7 @@ class Coordinator:
             tasks = f.open_tasks()
             paths = scheduling.remaining_paths(tasks, self.book.places(f.system),
                                                self._destination)
-            lots = scheduling.serving_lots(f.tasks.values(), f.lot)
+            lots = scheduling.serving_lots(f)
             self.ranks = {t.id: scheduling.priority(t, paths.get(t.id, 0.0), lots.get(t.id))
                           for t in tasks}
         return self.ranks

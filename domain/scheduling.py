@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from domain.errors import NoRouteError
-from domain.factory import Task, TaskKind
+from domain.factory import Factory, Task, TaskKind
 from domain.navigation import Place, RouteMap, distance, fuel_cost, travel_seconds
 
 UNREACHABLE = 10**9  # seconds: a ship that cannot get there
@@ -104,36 +104,32 @@ def priority(task: Task, path: float = 0.0, lot: int | None = None) -> tuple:
             task.created_at.timestamp() if task.created_at else 0.0, task.id)
 
 
-def serving_lots(tasks: Iterable[Task], lot_units: int) -> dict[str, int]:
+def serving_lots(factory: Factory) -> dict[str, int]:
     """The lot of the target each task works towards. An output is its own lot; the
     k-th lot of an input fed to a station goes into the k-th lot made there, so it
     serves what that lot serves, and one beyond the lots waiting there is fed on
     speculation, after them. (A station's own lot numbers count its feeds of one good:
     COPPER made at one exporter for ELECTRONICS and for MICROPROCESSORS needs two lots
-    of COPPER_ORE, and the second is as urgent as the first.) `tasks`: every task of
-    the factory, finished ones too, so that the k-th lot is counted from the start."""
-    tasks = list(tasks)
-    made: dict[str, list[Task]] = {}
-    fed: dict[tuple[str, str], list[Task]] = {}
-    for t in sorted(tasks, key=lambda t: (t.created_at.timestamp() if t.created_at else 0.0,
-                                          t.lot, t.id)):
-        if t.kind is TaskKind.COLLECT:
-            made.setdefault(t.station_here, []).append(t)
-        if t.station is not None:
-            fed.setdefault((t.station, t.good), []).append(t)
+    of COPPER_ORE, and the second is as urgent as the first.) Finished tasks count too,
+    so that the k-th lot is counted from the start."""
+    stations = factory.stations()
+    made: dict[str, list[Task]] = {}  # each station's lots, in the order they were opened
     slot: dict[str, int] = {}  # each feed's first lot among its good's lots there
-    for feeds in fed.values():
-        count = 0
-        for t in sorted(feeds, key=lambda t: t.lot):
-            slot[t.id] = count
-            count += max(1, -(-t.units_target // max(1, lot_units)))
+    for key, st in stations.items():
+        made[key] = sorted(st.collects, key=lambda t: (
+            t.created_at.timestamp() if t.created_at else 0.0, t.lot, t.id))
+        for good in {t.good for t in st.feeds}:
+            count = 0
+            for t in sorted(st.feeds_of(good), key=lambda t: t.lot):
+                slot[t.id] = count
+                count += st.lots(t)
     memo: dict[str, int] = {}
 
     def lot_of(t: Task) -> int:
         if t.id not in memo:
             lots = made.get(t.station, []) if t.station is not None else []
             k = slot.get(t.id, 0)
-            if t.station is None or not lots:
+            if not lots:
                 memo[t.id] = t.lot
             elif k < len(lots):
                 memo[t.id] = lot_of(lots[k])
@@ -141,7 +137,7 @@ def serving_lots(tasks: Iterable[Task], lot_units: int) -> dict[str, int]:
                 memo[t.id] = lot_of(lots[-1]) + k - len(lots) + 1
         return memo[t.id]
 
-    return {t.id: lot_of(t) for t in tasks}
+    return {t.id: lot_of(t) for t in factory.tasks.values()}
 
 
 def remaining_paths(tasks: Iterable[Task], places: Mapping[str, Place],

@@ -105,7 +105,7 @@ def test_a_lot_of_input_serves_the_lot_made_from_it_and_one_beyond_them_comes_la
     ores = [f.open_feed(f.stations()["Q@A"], Decision("Z", Acquisition.BUY, "D"), 40, T0)
             for _ in range(3)]
     assert [t.lot for t in ores] == [1, 2, 3], "the station's own count"
-    lots = serving_lots(f.tasks.values(), lot_units=40)
+    lots = serving_lots(f)
     assert [lots[t.id] for t in ores] == [1, 1, 2]
     assert lots[f.outputs()[0].id] == 1
     # one task carrying both lots in one hold: the next is beyond them
@@ -115,7 +115,7 @@ def test_a_lot_of_input_serves_the_lot_made_from_it_and_one_beyond_them_comes_la
                                                inputs=("Z",)), 40, T0)
     both = g.open_feed(g.stations()["Y@B"], Decision("Z", Acquisition.BUY, "D"), 80, T0)
     more = g.open_feed(g.stations()["Y@B"], Decision("Z", Acquisition.BUY, "D"), 40, T0)
-    lots = serving_lots(g.tasks.values(), lot_units=40)
+    lots = serving_lots(g)
     assert (lots[both.id], lots[more.id]) == (1, 3)
 
 
