@@ -108,8 +108,6 @@ class Coordinator:
         self.parked: dict[str, str] = {}  # waypoint -> ship parked there to watch it
         self.wanted_reads: set[str] = set()  # markets a decision waits for
         self.read_levels: dict[str, int] = {}  # how speculative each is (absent: needed)
-        # station (GOOD@WAYPOINT) -> (watched since, when a round last landed there; since,
-        # if the exporter is full of its inputs; None while a round is awaited)
         self.watched: dict[str, Watch] = {}  # station -> the watch the watcher holds
         self.ranks: dict[str, tuple] | None = None  # this pass's task priorities, by id
         self.fed_lately = False  # a feed delivered since _watch_waiting last looked
@@ -342,8 +340,9 @@ class Coordinator:
         if f.status is FactoryStatus.ACTIVE:
             self._seen_already(now)
             imminent = self._imminent(now)
-            self._assign(now, imminent)
-            standing_by = self._stand_by(imminent)
+            due = self._outputs_due(imminent)
+            self._assign(now, imminent, due)
+            standing_by = self._stand_by(due)
         if not f.status.finished:
             self._survey(keep=standing_by)
             self._follow()
@@ -724,7 +723,8 @@ class Coordinator:
 
     # --- ships ---------------------------------------------------------------------------------
 
-    def _assign(self, now: datetime, imminent: dict[str, str], rounds: int = 3) -> None:
+    def _assign(self, now: datetime, imminent: dict[str, str],
+                due: list[tuple[str, str | None]], rounds: int = 3) -> None:
         f = self.factory
         ready = f.ready(now)
         if not ready:
@@ -737,8 +737,7 @@ class Coordinator:
         times = self._travel_times()
         destinations = {t.id: self._destination(t) for t in ready}
         busy = Counter((t.source, t.good) for t in f.running() if t.to_buy)
-        standby = scheduling.stand_by(self._outputs_due(imminent), ships, times,
-                                      self._stand_by_within()) if imminent else {}
+        standby = scheduling.stand_by(due, ships, times, self._stand_by_within())
         plan = scheduling.assign(ready, ships, times, destinations, busy_sources=busy,
                                  per_source_cap=self.settings.per_source_cap,
                                  standing_by=standby,
@@ -764,7 +763,7 @@ class Coordinator:
             refused |= not self._dispatch(choice.ship, self._job(task, choice.ship))
             running += 1
         if refused and rounds > 1:
-            self._assign(now, imminent, rounds - 1)  # a benched ship gave its task back
+            self._assign(now, imminent, due, rounds - 1)  # a benched ship gave its task back
         elif len(plan) < len(ready):
             self._note_no_ship(ready, {c.task.id for c in plan}, now)
 
@@ -798,14 +797,14 @@ class Coordinator:
                 out[key] = st.waypoint
         return out
 
-    def _stand_by(self, imminent: dict[str, str]) -> set[str]:
-        """Send an idle hauler to wait at each exporter about to have output (`imminent`),
-        so that the collect starts the moment the supply answers (the ship there watches
-        it). Returns the ships standing by, there or on their way."""
-        if not imminent:
+    def _stand_by(self, due: list[tuple[str, str | None]]) -> set[str]:
+        """Send an idle hauler to wait at each exporter about to have output, one for each
+        lot `due`, so that the collect starts the moment the supply answers (the ship
+        there watches it). Returns the ships standing by, there or on their way."""
+        if not due:
             return set()
         ships = [v for v in self._idle_haulers() if not v.free_in]
-        chosen = scheduling.stand_by(self._outputs_due(imminent), ships, self._travel_times(),
+        chosen = scheduling.stand_by(due, ships, self._travel_times(),
                                      self._stand_by_within())
         standing = set()
         for ship, (waypoint, seconds) in chosen.items():
@@ -828,17 +827,17 @@ class Coordinator:
 
     def _outputs_due(self, imminent: dict[str, str]) -> list[tuple[str, str | None]]:
         """The lots each imminent station is about to output, as (waypoint, where the lot
-        goes), the most urgent first: as many of its waiting lots as whole rounds of
-        inputs have landed for (COPPER_ORE for two lots of COPPER), at least the first."""
-        waiting = self._waiting_stations()
+        goes), the most urgent first: as many of its waiting lots (an imminent station
+        has some, and a round landed) as whole rounds of inputs have landed for
+        (COPPER_ORE for two lots of COPPER)."""
+        if not imminent:
+            return []
+        waiting = self._waiting_stations()  # each station's lots in the order they go
         stations = self.factory.stations()
         out: list[tuple[str, str | None]] = []
         for key, waypoint in imminent.items():
-            lots = waiting.get(key, [])  # in the order they go
-            st = stations.get(key)
-            rounds = max(1, rounds_landed(st, self.book.latest(waypoint))) if st else 1
-            out += [(waypoint, self._destination(t)) for t in lots[:rounds]] or [
-                (waypoint, None)]
+            rounds = rounds_landed(stations[key], self.book.latest(waypoint))
+            out += [(waypoint, self._destination(t)) for t in waiting[key][:rounds]]
         return out
 
     def _visiting(self, times: scheduling.TravelTimes, now: datetime
