@@ -186,6 +186,9 @@ class Upsert:
             sets = ", ".join(f"{t.col(f)} = EXCLUDED.{t.col(f)}" for f in update)
             self.sql += f" ON CONFLICT ({', '.join(t.col(k) for k in key)}) " + (
                 f"DO UPDATE SET {sets}" if update else "DO NOTHING")
+        # PostgreSQL gives a new row's id only when asked; SQLite's cursor keeps it
+        key_column = t.quote(model._meta.primary_key.column_name)
+        self._returning = "" if is_sqlite(db) else f" RETURNING {key_column}"
 
     def run(self, rows: Iterable[Mapping[str, object]]) -> None:
         """Write `rows` (by field name; a missing field is NULL) inside the caller's
@@ -195,3 +198,9 @@ class Upsert:
             self.db.execute_sql(self.sql, params[0])
         elif params:
             self.db.cursor().executemany(self.sql, params)
+
+    def insert(self, row: Mapping[str, object]) -> int:
+        """Write one new `row` inside the caller's transaction; its id."""
+        cursor = self.db.execute_sql(self.sql + self._returning,
+                                     self.table.values(row, self.fields, missing_null=True))
+        return cursor.fetchone()[0] if self._returning else cursor.lastrowid

@@ -558,6 +558,7 @@ class LedgerRepository:
     def __init__(self, db: peewee.Database):
         self.db = db
         self._t = t = Table(db, LedgerEntry)
+        self._insert = Upsert(db, LedgerEntry)
         # one statement per combination of filters `entries` is given
         self._entries = {used: t.select(t.equal(*used), order=t.col("id"))
                          for used in _subsets(self.FILTERS)}
@@ -578,11 +579,11 @@ class LedgerRepository:
         is what the ship held of the good (of fuel, for a refuel; the fleet's size, for a
         ship) just before: the server's count after a crash tells whether it happened."""
         with transaction(self.db):
-            return LedgerEntry.create(agent=agent, ship=ship, waypoint=waypoint, good=good,
-                                      kind=kind, units=units, state=self.INTENDED,
-                                      intended_at=to_db(now), factory=factory, task=task,
-                                      held_before=held_before, price_hint=price_hint,
-                                      owner=owner).id
+            return self._insert.insert({
+                "agent": agent, "ship": ship, "waypoint": waypoint, "good": good,
+                "kind": kind, "units": units, "state": self.INTENDED,
+                "intended_at": to_db(now), "factory": factory, "task": task,
+                "held_before": held_before, "price_hint": price_hint, "owner": owner})
 
     def confirm(self, entry: int, *, units: int, price_per_unit: int, total: int,
                 credits_after: int | None, server_time: datetime | None, now: datetime) -> None:
@@ -600,10 +601,11 @@ class LedgerRepository:
     def record_balance(self, agent: str, credits: int, now: datetime) -> None:
         """The agent's credits as the server reported them: the ledger's opening line."""
         with transaction(self.db):
-            LedgerEntry.create(agent=agent, ship="", waypoint="", good="", kind="BALANCE",
-                               units=0, state=self.CONFIRMED, total=credits,
-                               credits_after=credits, intended_at=to_db(now),
-                               confirmed_at=to_db(now))
+            self._insert.insert({
+                "agent": agent, "ship": "", "waypoint": "", "good": "", "kind": "BALANCE",
+                "units": 0, "state": self.CONFIRMED, "total": credits,
+                "credits_after": credits, "intended_at": to_db(now),
+                "confirmed_at": to_db(now)})
 
     def record_balance_when_quiet(self, agent: str, read: Callable[[], int],
                                   now: datetime) -> bool:
