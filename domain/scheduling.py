@@ -14,9 +14,17 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from domain.enums import FlightMode
 from domain.errors import NoRouteError
 from domain.factory import Factory, Task, TaskKind
-from domain.navigation import Place, RouteMap, distance, fuel_cost, travel_seconds
+from domain.navigation import (
+    MULTIPLIER,
+    Place,
+    RouteMap,
+    distance,
+    fuel_cost,
+    travel_seconds,
+)
 
 UNREACHABLE = 10**9  # seconds: a ship that cannot get there
 WAIT_GAIN = 0.8  # a task waits for a busy ship only if it would finish this much sooner
@@ -72,6 +80,15 @@ class TravelTimes:
         if found >= UNREACHABLE:
             found = self._route(origin, destination, speed, fuel, capacity)
         return found if found >= UNREACHABLE else found * self.pace
+
+    def at_least(self, origin: str, destination: str, speed: int) -> float:
+        """What no route between the two beats, without a search: the straight line at
+        cruising pace (a leg's 15 s more than make up for its rounding; drifting is
+        slower). 0 for an unknown place."""
+        a, b = self.places.get(origin), self.places.get(destination)
+        if a is None or b is None:
+            return 0.0
+        return distance(a, b) * MULTIPLIER[FlightMode.CRUISE] / max(1, speed) * self.pace
 
     def _route(self, origin: str, destination: str, speed: int, fuel: int,
                capacity: int) -> float:
@@ -329,6 +346,9 @@ def on_the_way(sent: list[tuple[str, str, float]], spare: Iterable[str],
         ship = ships[symbol]
         ways = []
         for m in spare:
+            if (times.at_least(ship.waypoint, m, ship.speed)
+                    + times.at_least(m, waypoint, ship.speed) > seconds * (1 + slack)):
+                continue  # off the way, whatever the route
             there = times.seconds(ship.waypoint, m, ship.speed, ship.fuel, ship.fuel_capacity)
             then = there + times.seconds(m, waypoint, ship.speed, ship.fuel_capacity,
                                          ship.fuel_capacity)

@@ -4,6 +4,8 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from domain.enums import Acquisition
 from domain.factory import Destination, Factory, TaskPurpose
@@ -290,3 +292,16 @@ def test_travel_times_run_at_the_observed_pace():
     times.pace = 0.01  # a server 100 times faster than the formula
     assert times.seconds("A", "E", 15, 600, 600) == pytest.approx(direct / 100)
     assert times.seconds("A", "NOWHERE", 15, 600, 600) >= 10**9, "unreachable stays so"
+
+
+@given(st.lists(st.tuples(st.integers(-600, 600), st.integers(-600, 600)), min_size=2,
+                max_size=6, unique=True), st.integers(40, 400), st.data())
+def test_no_route_beats_the_straight_line_bound(points, capacity, data):
+    places = {f"W{i}": Place(f"W{i}", x, y, data.draw(st.booleans()))
+              for i, (x, y) in enumerate(points)}
+    times = TravelTimes(places, pace=data.draw(st.sampled_from([0.5, 1.0, 2.0])))
+    speed = data.draw(st.sampled_from([1, 3, 10, 15, 36]))
+    fuel = data.draw(st.integers(0, capacity))
+    found = times.seconds("W0", f"W{len(points) - 1}", speed, fuel, capacity)
+    assert times.at_least("W0", f"W{len(points) - 1}", speed) <= found
+    assert times.at_least("W0", "NOWHERE", speed) == 0.0
