@@ -934,6 +934,7 @@ class Coordinator:
                    contract=f.destination.contract, units=task.units_target,
                    lost=task.units_lost, written_off=task.lost_by.get(ship, 0),
                    below_threshold=task.below_threshold, min_supply=f.min_supply,
+                   collect=task.kind is TaskKind.COLLECT,
                    ceiling=ceiling(f.reference.get(task.good), self.settings.ceiling_factor),
                    reserve=self.settings.reserve)
 

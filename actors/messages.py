@@ -34,6 +34,9 @@ class Job:
     lost: int = 0  # units of the task written off (all ships)
     written_off: int = 0  # …of which this ship's
     below_threshold: bool = False  # buy whatever the supply (a raw material)
+    # made at the source: its next lot is signalled by a reading taken after it waits,
+    # so what our buying left there needs no reading of its own
+    collect: bool = False
     min_supply: SupplyLevel = SupplyLevel.MODERATE
     ceiling: int | None = None  # highest purchase price per unit
     reserve: int = 0  # credits never to go below

@@ -178,7 +178,9 @@ class ShipWorker:
                 and not self.finish.is_set():
             self._go(job.source)
             self._dock()
-            got, reason, supply_fell = self._buy(job, min(to_buy, self.cargo.free))
+            want = min(to_buy, self.cargo.free)
+            got, reason, supply_fell = self._buy(job, want, read_after=not (
+                job.collect and want == to_buy))
             held += got
             if 0 < got < to_buy:
                 self.log.info("trade.stopped_buying", good=good, bought=got, wanted=to_buy,
@@ -436,16 +438,18 @@ class ShipWorker:
             raise ApiError(f"{waypoint} does not trade {job.good}")
         return quote
 
-    def _buy(self, job: Job, want: int) -> tuple[int, str, bool]:
+    def _buy(self, job: Job, want: int, read_after: bool = True) -> tuple[int, str, bool]:
         """Buy up to `want` units, in tradeVolume slices, if the market holds the threshold
         when the ship starts (unless it is a raw material), while the price stays under the
         ceiling and the credits above the reserve. The threshold is the signal that the
         lot is there: once the first slice is bought the lot is finished even if our own
         buying pulls the supply under it, since stopping halfway would cost a whole
         production round for the rest (the ceiling still bounds what that costs). The
-        market is read again after the last slice, so that what our buying left is known
-        (an exporter we drained has not answered for the next lot). Returns units bought,
-        why it stopped, and whether the supply is below the threshold now."""
+        market is read again after the last slice (unless not `read_after`), so that what
+        our buying left is known: a seller we drained is redecided before the next lot goes
+        there, and a lot bought over several trips waits for the exporter to answer again.
+        A collect that completes its lot needs neither. Returns units bought, why it
+        stopped, and whether the supply is below the threshold now."""
         good = job.good or ""
         quote = self._quote(job, job.source, first=True)
         bought, fruitless, reason = 0, 0, "bought what the hold and the order allowed"
@@ -478,7 +482,7 @@ class ShipWorker:
             fruitless = 0 if done else fruitless + 1
             if bought < want:
                 quote = self._quote(job, job.source)
-            elif done:  # the book learns what our buying left (feeding decides by it)
+            elif done and read_after:  # the book learns what our buying left
                 quote = self._read(job.source).snapshot.quote(good) or quote
         return bought, reason, not job.below_threshold and quote.supply < job.min_supply
 
@@ -495,8 +499,10 @@ class ShipWorker:
         good = job.good or ""
         remaining = min(held, self.cargo.held(good))
         fruitless = sold = 0
+        quote = None
         while remaining > 0 and fruitless < MAX_FRUITLESS:
-            quote = self._quote(job, job.destination, first=not sold and not fruitless)
+            if quote is None or fruitless:  # the next slice needs only the trade volume
+                quote = self._quote(job, job.destination, first=not sold and not fruitless)
             done = self._trade("SELL", job, job.destination, min(remaining, quote.trade_volume),
                                quote.sell_price)
             remaining -= done

@@ -382,6 +382,34 @@ def test_a_reading_taken_moments_ago_serves_the_first_slice(rig, fresh_for, read
     assert rig.books("PURCHASE", "IRON_ORE") == 10
 
 
+@pytest.mark.parametrize("units, reads", [(10, 0), (100, 1)])
+def test_a_collect_reads_what_its_buying_left_only_if_the_lot_goes_on(rig, units, reads):
+    """A lot collected from the exporter that made it waits for a reading taken after
+    it, so a collect that completes its lot reads nothing more; one the hold cannot take
+    in one trip reads what its buying left (its next trip waits if the supply fell)."""
+    rig.worker.fresh_for = 60.0
+    job = rig.trade(units=units, destination=None, collect=True)
+    rig.worker.run(Job(JobKind.VISIT, job.source, "f"))  # there, the market just read
+    seen = []
+    rig.book.listen(seen.append)
+    assert rig.worker.run(job).bought == min(units, 40)
+    assert sum(1 for s in seen if s.waypoint == job.source) == reads
+
+
+def test_a_sale_in_slices_reads_the_market_once(rig):
+    job = rig.trade(units=40)
+    stock = rig.game.universe.markets[job.destination].goods["IRON_ORE"]
+    stock.trade_volume = 10
+    seen = []
+    rig.book.listen(seen.append)
+    rig.worker.fresh_for = 0.0
+    assert rig.worker.run(job) == JobDone(rig.ship, job, bought=40, delivered=40)
+    assert rig.books("SELL", "IRON_ORE") == 40
+    sells = [e for e in rig.storage.ledger.entries(ship=rig.ship) if e.kind == "SELL"]
+    assert [e.units for e in sells] == [10, 10, 10, 10]
+    assert sum(1 for s in seen if s.waypoint == job.destination) == 1
+
+
 def test_flights_teach_the_fleet_the_servers_pace(rig):
     """This server runs 500 times faster than the formula's seconds: the fleet learns so
     from the departure and arrival times it answers with."""
