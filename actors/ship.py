@@ -96,9 +96,12 @@ class ShipWorker:
         self.cargo: Cargo | None = None
         self._told_of: set[tuple[str, str]] = set()  # (factory, good) cargo already reported
         # nav, fuel and cargo are as this worker's last job left them, done in full (or
-        # as the process read them at start): a visit (which trades nothing) starts from
-        # them instead of reading the ship again, unless another process recorded a move
+        # as the process read them at start): a job starts from them instead of reading
+        # the ship again, unless another process recorded a move since or (for a trip,
+        # which counts on the hold) a trade: the ledger's newest line of the ship then
+        # is not `last_line`
         self.known = False
+        self.last_line: int | None = None
 
     # --- the job -------------------------------------------------------------------------
 
@@ -114,7 +117,8 @@ class ShipWorker:
         known, self.known = self.known, False
         try:
             pending = self.storage.ledger.pending(self.agent, self.symbol)
-            if pending or not (known and job.kind is JobKind.VISIT and self._as_left()):
+            if pending or not (known and self._as_left() and (
+                    job.kind is JobKind.VISIT or self._hold_as_left())):
                 self._refresh()
             if pending:
                 settle_ledger(self.storage.ledger, self.client, self.agent, self.clock(),
@@ -132,7 +136,7 @@ class ShipWorker:
             else:
                 result = self._trip(job)
             self.log.info("job.done", kind=job.kind.value, good=job.good)
-            self.known = True
+            self._known_now()
             return result
         except _Stop as stop:
             return stop.result
@@ -325,11 +329,21 @@ class ShipWorker:
             self._set_nav(self._landed(self.client.dock))
 
     def start_from(self, ship: Ship) -> None:
-        """The ship as the process read it moments ago: its first visit need not read it
-        again (a trip, or a move another process recorded since, still does)."""
+        """The ship as the process read it moments ago: its first job need not read it
+        again (unless another process recorded a move or a trade since)."""
         self._ship = ship
         self.nav, self.fuel, self.cargo = ship.nav, ship.fuel, ship.cargo
+        self._known_now()
+
+    def _known_now(self) -> None:
         self.known = True
+        self.last_line = self.storage.ledger.newest_of_ship(self.agent, self.symbol)
+
+    def _hold_as_left(self) -> bool:
+        """Has nobody traded with the ship since our last job? Every process writes a
+        line before each trade; a tool that does not is caught by the server refusing the
+        trade (the job fails, and the next one reads the ship)."""
+        return self.storage.ledger.newest_of_ship(self.agent, self.symbol) == self.last_line
 
     def _as_left(self) -> bool:
         """Is the ship where our last job left it, by the record every process's fleet

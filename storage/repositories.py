@@ -570,6 +570,7 @@ class LedgerRepository:
                                   f"({', '.join(t.param for _ in ('PURCHASE', *self.DELIVERIES))})")
         self._confirm = t.update(self.CONFIRMED_FIELDS, t.equal("id"))
         self._newest = f"SELECT MAX({t.col('id')}) FROM {t.name} WHERE {t.equal('agent')}"
+        self._newest_of_ship = f"{self._newest} AND {t.equal('ship')}"
 
     def intend(self, *, agent: str, ship: str, waypoint: str, good: str, kind: str,
                units: int, now: datetime, factory: str | None = None,
@@ -640,6 +641,11 @@ class LedgerRepository:
         if not found:
             raise KeyError(entry)
         return _record(found[0])
+
+    def newest_of_ship(self, agent: str, ship: str) -> int | None:
+        """The id of the ship's latest line, by any process: a ship's hold changes only
+        with a line here, so an unchanged id means nobody traded with it since."""
+        return self.db.execute_sql(self._newest_of_ship, (agent, ship)).fetchone()[0]
 
     def pending(self, agent: str | None = None, ship: str | None = None) -> list[LedgerRecord]:
         return self.entries(agent=agent, state=self.INTENDED, ship=ship)
