@@ -124,8 +124,10 @@ class ShipWorker:
                 settle_ledger(self.storage.ledger, self.client, self.agent, self.clock(),
                               ship=self.symbol, state=self._ship)
             if job.kind is JobKind.VISIT:
+                started = self.clock()
                 self._go(job.source)
-                if not self._read(job.source).snapshot.has_quotes:
+                if not self._read_since(job.source, started) and \
+                        not self._read(job.source).snapshot.has_quotes:
                     self._not_there_yet(job.source)
                 result: JobResult = JobDone(self.symbol, job)
             elif job.kind is JobKind.UNLOAD:
@@ -434,6 +436,13 @@ class ShipWorker:
         return quote.purchase_price if quote else None
 
     # --- trading -------------------------------------------------------------------------
+
+    def _read_since(self, waypoint: str, since: datetime) -> bool:
+        """Was the market read (by anyone) since the visit began? A faster ship sent there
+        after this one read it first; the visit's purpose is served."""
+        latest = self.book.latest(waypoint)
+        return latest is not None and latest.has_quotes and latest.observed_at is not None \
+            and latest.observed_at >= since
 
     def _read(self, waypoint: str) -> MarketReading:
         return self.book.read(waypoint, priority=Priority.ACTION)

@@ -366,6 +366,22 @@ def test_a_trip_after_another_process_traded_with_the_ship_reads_it_first(rig):
         "IRON_ORE")
 
 
+@pytest.mark.parametrize("read_after_start, reads", [(True, 0), (False, 1)])
+def test_a_visit_to_a_market_read_since_it_began_reads_nothing(rig, read_after_start, reads):
+    """A faster ship sent to the same market read it first: the slower one's visit is
+    served when it lands."""
+    here = rig.client.ship(rig.ship).nav.waypoint
+    if not read_after_start:
+        rig.book.read(here)
+    began = utcnow()
+    if read_after_start:
+        rig.book.read(here)  # the faster ship's reading
+    before = rig.client.calls["market"]
+    worker = rig.new_worker(clock=lambda: began)
+    assert isinstance(worker.run(Job(JobKind.VISIT, here, "f")), JobDone)
+    assert rig.client.calls["market"] == before + reads
+
+
 def test_a_worker_started_from_the_fleet_just_read_visits_without_reading_the_ship(rig):
     target, = nearest_markets(rig, 1)
     rig.worker.start_from(next(s for s in rig.client.ships() if s.symbol == rig.ship))
