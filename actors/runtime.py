@@ -176,7 +176,8 @@ class Runtime:
         self.runner = _Runner(self.stop)
         self.watcher = _WatcherPort(MarketWatcher(self.book, self.fleet, self.directory, clock,
                                                   settings.poll_initial,
-                                                  settings.poll_settled))
+                                                  settings.poll_settled,
+                                                  settings.quote_fresh_for))
         self.book.listen(lambda snapshot: self.watcher.tell(Observed(snapshot)))
         self.pool = ShipPool(self._worker, self.directory, settings.max_ship_restarts)
         self.ticker = Ticker(settings.tick)

@@ -155,13 +155,15 @@ class MarketWatcher:
     FLEET_REFRESH = timedelta(seconds=30)
 
     def __init__(self, book: MarketBook, fleet: Fleet, directory: Directory,
-                 clock: Callable[[], datetime], initial: float = 30.0, settled: float = 60.0):
+                 clock: Callable[[], datetime], initial: float = 30.0, settled: float = 60.0,
+                 fresh: float = 10.0):
         self.book = book
         self.fleet = fleet
         self.directory = directory
         self.clock = clock
         self.initial = timedelta(seconds=initial)
         self.settled = timedelta(seconds=settled)
+        self.fresh = timedelta(seconds=fresh)  # a reading this recent stands for a poll
         self.watches: dict[str, _Watch] = {}
         self.follows: dict[str, frozenset[str]] = {}
         self.fleet_read_at: datetime | None = None
@@ -228,6 +230,11 @@ class MarketWatcher:
                 continue
             if not self.fleet.present_at(waypoint, now):
                 continue
+            if self._read_moments_ago(waypoint, watches, now):
+                for w in watches:
+                    w.polls += 1
+                    w.last_poll = now
+                continue
             for w in watches:
                 w.polls += 1
                 w.last_poll = now
@@ -243,6 +250,15 @@ class MarketWatcher:
             if not reading.snapshot.has_quotes:
                 self._blind(waypoint, now)
         return reads
+
+    def _read_moments_ago(self, waypoint: str, watches: list[_Watch], now: datetime) -> bool:
+        """Did someone read the market moments ago, after every watch there began (a ship
+        as it landed or traded)? That reading stands for the poll due now: the watches
+        heard of it already, and a second read would only repeat it."""
+        latest = self.book.latest(waypoint)
+        return latest is not None and latest.observed_at is not None and \
+            latest.has_quotes and timedelta(0) <= now - latest.observed_at <= self.fresh \
+            and all(latest.observed_at > w.watch.since for w in watches)
 
     def _blind(self, waypoint: str, now: datetime) -> None:
         """We believed a ship was there and it is not: learn where the fleet really is."""

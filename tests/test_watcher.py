@@ -188,3 +188,24 @@ def test_the_book_remembers_per_system_and_leaves_stale_quotes_out(world):
     assert not later[0].has_quotes and later[0].exports == {"CLOTHING"}
     assert book.storage.markets.snapshot("X1-T-E").has_quotes, "recorded"
     assert book.reads == 1
+
+
+@pytest.mark.parametrize("ago, reads", [(0, 1), (5, 1), (15, 2)])
+def test_a_reading_taken_moments_before_a_poll_stands_for_it(world, ago, reads):
+    """A ship landed or traded there and read the market: the poll due right after would
+    only repeat it (the watches heard of it already)."""
+    clock, client, book, fleet, _inbox, watcher = world
+    client.markets["X1-T-E"] = scarce()
+    fleet.update(ship("P-1", "X1-T-E"))
+    watcher.handle(Watch("k", "f1", "X1-T-E", "CLOTHING", SupplyLevel.MODERATE, clock.now))
+    clock.now += timedelta(seconds=31 - ago)
+    book.read("X1-T-E")  # the ship's reading
+    clock.now += timedelta(seconds=ago)
+    watcher.handle(Tick())  # a poll is due now
+    assert client.reads == reads
+    clock.now += timedelta(seconds=59)
+    watcher.handle(Tick())
+    assert client.reads == reads, "the next poll waits a settled interval from then"
+    clock.now += timedelta(seconds=1)
+    watcher.handle(Tick())
+    assert client.reads == reads + 1
