@@ -365,6 +365,11 @@ def _assignment(row: dict) -> Assignment:
 class WaypointRepository:
     def __init__(self, db: peewee.Database):
         self.db = db
+        w, g = Table(db, WaypointRow), Table(db, MarketGood)
+        self._w = w
+        self._in_system = w.select(w.equal("system"))
+        self._fuel = (f"SELECT {g.col('waypoint')} FROM {g.name} WHERE "
+                      f"{g.equal('system', 'good')} AND {g.col('type')} <> {g.param}")
 
     def save(self, system: str, waypoints: Iterable) -> None:
         """Cache a system's waypoints (objects with symbol, type, x, y and traits)."""
@@ -389,11 +394,10 @@ class WaypointRepository:
 
     def places(self, system: str) -> dict[str, Place]:
         """Positions, with `sells_fuel` for markets known to sell FUEL."""
-        fuel = {g.waypoint for g in MarketGood.select().where(
-            MarketGood.system == system, MarketGood.good == "FUEL",
-            MarketGood.type != TradeType.IMPORT.value)}
-        return {w.symbol: Place(w.symbol, w.x, w.y, w.symbol in fuel)
-                for w in WaypointRow.select().where(WaypointRow.system == system)}
+        fuel = {row[0] for row in self.db.execute_sql(
+            self._fuel, (system, "FUEL", TradeType.IMPORT.value)).fetchall()}
+        return {w["symbol"]: Place(w["symbol"], w["x"], w["y"], w["symbol"] in fuel)
+                for w in self._w.rows(self._in_system, (system,))}
 
 
 class ShipRepository:
@@ -431,6 +435,10 @@ class MarketRepository:
             "type", "supply", "activity", "trade_volume", "purchase_price", "sell_price",
             "observed_at"))
         self._history = Upsert(db, MarketHistory)
+        self._t = t = Table(db, MarketGood)
+        order = f"{t.col('waypoint')}, {t.col('good')}"
+        self._of_system = t.select(t.equal("system"), order=order)
+        self._of_market = t.select(t.equal("system", "waypoint"), order=order)
 
     def record(self, *snapshots: MarketSnapshot) -> None:
         """Store readings in one transaction: their lists always, their quotes (and the
@@ -468,25 +476,25 @@ class MarketRepository:
                   waypoint: str | None = None) -> list[MarketSnapshot]:
         """What is known of each market of `system` (or of one `waypoint`); quotes older
         than `fresh_since` are left out, so the planner asks for them again."""
-        query = MarketGood.select().where(MarketGood.system == system)
-        if waypoint is not None:
-            query = query.where(MarketGood.waypoint == waypoint)
-        by_market: dict[str, list[MarketGood]] = {}
-        for row in query.order_by(MarketGood.waypoint, MarketGood.good):
-            by_market.setdefault(row.waypoint, []).append(row)
+        found = self._t.rows(self._of_system, (system,)) if waypoint is None else \
+            self._t.rows(self._of_market, (system, waypoint))
+        by_market: dict[str, list[dict]] = {}
+        for row in found:
+            by_market.setdefault(row["waypoint"], []).append(row)
         out = []
         for waypoint, rows in by_market.items():
             quotes, seen = {}, []
             for r in rows:
-                observed = from_db(r.observed_at)
-                if r.supply and observed and (fresh_since is None or observed >= fresh_since):
-                    quotes[r.good] = Quote(r.good, TradeType(r.type), SupplyLevel.parse(r.supply),
-                                           ActivityLevel.parse_optional(r.activity),
-                                           r.trade_volume, r.purchase_price, r.sell_price)
+                observed = from_db(r["observed_at"])
+                if r["supply"] and observed and (fresh_since is None or observed >= fresh_since):
+                    quotes[r["good"]] = Quote(
+                        r["good"], TradeType(r["type"]), SupplyLevel.parse(r["supply"]),
+                        ActivityLevel.parse_optional(r["activity"]), r["trade_volume"],
+                        r["purchase_price"], r["sell_price"])
                     seen.append(observed)
 
             def role(t: TradeType, rows=rows) -> frozenset[str]:
-                return frozenset(r.good for r in rows if r.type == t.value)
+                return frozenset(r["good"] for r in rows if r["type"] == t.value)
 
             out.append(MarketSnapshot(waypoint, role(TradeType.EXPORT), role(TradeType.IMPORT),
                                       role(TradeType.EXCHANGE), quotes,
