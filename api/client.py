@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -132,10 +133,10 @@ class Client:
         if session is None:
             session = requests.Session()
             session.headers["Accept"] = "application/json"
-            # Proxies, CA bundle and netrc are read from the environment once, here, not
-            # on every request (requests would re-read them each time).
-            session.proxies.update(requests.utils.get_environ_proxies(self.base_url))
-            bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+            # Proxies and the CA bundle are read from the environment once per server, not
+            # on every request (requests would re-read them each time) nor per thread.
+            proxies, bundle = _environment(self.base_url)
+            session.proxies.update(proxies)
             if bundle:
                 session.verify = bundle
             session.trust_env = False
@@ -425,6 +426,13 @@ class Client:
     def shipyard(self, waypoint: str) -> list[ShipyardOffer]:
         path = f"/systems/{system_of(waypoint)}/waypoints/{waypoint}/shipyard"
         return self._get("shipyard", path, _shipyard)
+
+
+@functools.cache
+def _environment(base_url: str) -> tuple[dict[str, str], str | None]:
+    """The proxies for `base_url` and the CA bundle the environment names."""
+    return (requests.utils.get_environ_proxies(base_url),
+            os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE"))
 
 
 def _maybe_sent(exc: requests.RequestException) -> bool:

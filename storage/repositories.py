@@ -408,6 +408,9 @@ class ShipRepository:
         self._upsert = Upsert(db, ShipPosition, key=("ship",), update=(
             "system", "waypoint", "status", "origin", "departure", "arrival", "role",
             "updated_at"))
+        t = Table(db, ShipPosition)
+        self._position = (f"SELECT {t.col('waypoint')}, {t.col('status')} FROM {t.name} "
+                          f"WHERE {t.equal('ship')}")
 
     def record(self, symbol: str, nav, role: str | None, now: datetime) -> None:
         row = {"ship": symbol, "system": nav.system, "waypoint": nav.waypoint,
@@ -418,8 +421,8 @@ class ShipRepository:
 
     def position(self, symbol: str) -> tuple[str, str] | None:
         """(waypoint, status) of the ship as the last process to see it move recorded."""
-        row = ShipPosition.get_or_none(ShipPosition.ship == symbol)
-        return (row.waypoint, row.status) if row else None
+        row = self.db.execute_sql(self._position, (symbol,)).fetchone()
+        return (row[0], row[1]) if row else None
 
     def in_system(self, system: str) -> list[ShipPosition]:
         return list(ShipPosition.select().where(ShipPosition.system == system)
