@@ -1087,7 +1087,7 @@ class Coordinator:
         if isinstance(message, JobDone):
             if message.missing:
                 f.lose(task_id, ship, message.missing)
-            if message.need is not None:
+            if message.need is not None and not self._delivering_elsewhere(task_id):
                 f.cap_wanted(f.units_acquired + message.need)
             task = f.trip_done(task_id, now, message.supply_fell)
             if task.state is TaskState.READY and not (message.bought or message.delivered):
@@ -1184,6 +1184,14 @@ class Coordinator:
         self.log.info("factory.finished", status=f.status.value, units=f.units_acquired,
                       credits=f.credits_spent, error=f.error)
         self.runner.finished(self.id)
+
+    def _delivering_elsewhere(self, task_id: str) -> bool:
+        """Whether another lot of the target is on a ship. Its delivery may have reached
+        the site before this trip read what the site still needs, while its report is
+        still on its way: our count would miss it, and that reading would cap the order
+        below what the site needs (the gate stopped 20-40 FAB_MATS short so)."""
+        return any(t.id != task_id and t.state is TaskState.RUNNING
+                   for t in self.factory.outputs())
 
     def _save(self, tasks: Iterable[Task]) -> None:
         self.storage.factories.save(self.factory, list(tasks), owner=self.owner)

@@ -117,7 +117,7 @@ def ship(symbol, at="X1-T-A", cargo=40, speed=15):
 
 class Rig:
     def __init__(self, tmp_path, quotes=True, units=None, settings=None, chain=CHAIN,
-                 stock=markets):
+                 stock=markets, target="CLOTHING", destination="hold"):
         self.clock = Clock()
         self.storage = Storage(open_database(str(tmp_path / "c.db")))
         self.storage.waypoints.save("X1-T", [W(s, x, y) for s, (x, y) in PLACES.items()])
@@ -129,8 +129,8 @@ class Rig:
         for s in (ship("S-1"), ship("S-2", at="X1-T-F"), ship("P-1", cargo=0, speed=9)):
             self.fleet.update(s)
         self.ships, self.watcher, self.runner = Ships(), Told(), Told()
-        f = Factory(id="f1", target="CLOTHING", system="X1-T", plan=None, lot=40,
-                    units_wanted=units, destination=Destination.parse("hold"),
+        f = Factory(id="f1", target=target, system="X1-T", plan=None, lot=40,
+                    units_wanted=units, destination=Destination.parse(destination),
                     created_at=T0)
         self.storage.factories.create(f, "AGENT", "me:1:x", T0)
         self.c = Coordinator("f1", storage=self.storage, book=self.book, ships=self.ships,
@@ -844,4 +844,32 @@ def test_a_ship_standing_by_for_output_due_does_not_leave_for_a_later_lot(tmp_pa
     rig.fleet.free(carrier)
     rig.c.handle(JobDone(carrier, standby))
     assert rig.f.outputs()[0].ship == carrier
+    rig.storage.close()
+
+
+def test_a_sites_need_read_while_another_lot_is_being_delivered_does_not_cap_the_order(
+        tmp_path):
+    """Two ships supply the site (it needs 120) one after the other, and the second's
+    report comes first: the site's need it read (40) already counts the first ship's 40,
+    which our count does not yet. Capping then would stop the order at 80."""
+    rig = Rig(tmp_path, units=120, target="FERTILIZERS", destination="construction:X1-T-A")
+    rig.c.start()
+    (first, lot1), (second, lot2) = rig.jobs()[:2]
+    rig.done(second, lot2, bought=40, delivered=40, need=40)
+    assert rig.f.units_wanted == 120, "the other lot may have landed: no cap yet"
+    rig.done(first, lot1, bought=40, delivered=40, need=40)
+    assert rig.f.units_wanted == 120 and not rig.f.reached
+    assert rig.f.status is FactoryStatus.ACTIVE
+    assert len(rig.f.outputs()) == 3, "the third lot the site needs is opened"
+    rig.storage.close()
+
+
+def test_a_sites_need_read_with_nothing_else_on_the_way_caps_the_order(tmp_path):
+    """Someone else supplied the site too: it needs less than ordered."""
+    rig = Rig(tmp_path, units=120, target="FERTILIZERS", destination="construction:X1-T-A",
+              settings=Settings(max_ships=1))
+    rig.c.start()
+    [(ship_, lot1)] = rig.jobs()
+    rig.done(ship_, lot1, bought=40, delivered=40, need=20)
+    assert rig.f.units_wanted == 60
     rig.storage.close()
