@@ -107,8 +107,11 @@ def run(haulers: int, opts) -> dict:
     storage.close()
     supplied = {g: site.materials[g].fulfilled for g in order}
     net = sum(f.credits_spent for f in factories)
+    # the site's own count, not the factories' word: a factory that completes short of
+    # what the site needed is a failed run
     return {"haulers": haulers, "ok": outcome.finished and all(
-        f.status is FactoryStatus.COMPLETED for f in factories), "makespan": makespan,
+        f.status is FactoryStatus.COMPLETED for f in factories) and all(
+        supplied[g] >= n for g, n in order.items()), "makespan": makespan,
         "bound": max(bounds.values()), "requests": sum(calls.values()),
         "market reads": calls["market"], "supplied": supplied, "net": net,
         "outright": sum(prices[g] * n for g, n in order.items() if prices[g]),
