@@ -230,14 +230,11 @@ class MarketWatcher:
                 continue
             if not self.fleet.present_at(waypoint, now):
                 continue
-            if self._read_moments_ago(waypoint, watches, now):
-                for w in watches:
-                    w.polls += 1
-                    w.last_poll = now
-                continue
             for w in watches:
                 w.polls += 1
                 w.last_poll = now
+            if self._read_moments_ago(waypoint, watches, now):
+                continue
             try:
                 reading = self.book.read(waypoint, priority=Priority.REFRESH)
             except Cancelled:
