@@ -857,7 +857,7 @@ def test_a_sites_need_read_while_another_lot_is_being_delivered_does_not_cap_the
     (first, lot1), (second, lot2) = rig.jobs()[:2]
     rig.done(second, lot2, bought=40, delivered=40, need=40)
     assert rig.f.units_wanted == 120, "the other lot may have landed: no cap yet"
-    rig.done(first, lot1, bought=40, delivered=40, need=40)
+    rig.done(first, lot1, bought=40, delivered=40, need=80)  # read before the second's
     assert rig.f.units_wanted == 120 and not rig.f.reached
     assert rig.f.status is FactoryStatus.ACTIVE
     assert len(rig.f.outputs()) == 3, "the third lot the site needs is opened"
