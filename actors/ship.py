@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pykka
 import structlog
@@ -126,7 +126,8 @@ class ShipWorker:
             if job.kind is JobKind.VISIT:
                 started = self.clock()
                 self._go(job.source)
-                if not self._read_since(job.source, started) and \
+                # read since it began (a faster ship sent there after this one): served
+                if self.book.read_between(job.source, started) is None and \
                         not self._read(job.source).snapshot.has_quotes:
                     self._not_there_yet(job.source)
                 result: JobResult = JobDone(self.symbol, job)
@@ -437,13 +438,6 @@ class ShipWorker:
 
     # --- trading -------------------------------------------------------------------------
 
-    def _read_since(self, waypoint: str, since: datetime) -> bool:
-        """Was the market read (by anyone) since the visit began? A faster ship sent there
-        after this one read it first; the visit's purpose is served."""
-        latest = self.book.latest(waypoint)
-        return latest is not None and latest.has_quotes and latest.observed_at is not None \
-            and latest.observed_at >= since
-
     def _read(self, waypoint: str) -> MarketReading:
         return self.book.read(waypoint, priority=Priority.ACTION)
 
@@ -451,10 +445,10 @@ class ShipWorker:
         """The good's quote there, read now; for a trade's `first` slice a reading taken
         in the last `fresh_for` seconds (the watcher's, as the ship landed) serves: nothing
         of ours traded there since, and reading again would only repeat it."""
-        latest = self.book.latest(waypoint) if first and self.fresh_for > 0 else None
-        if latest is not None and latest.has_quotes and latest.observed_at is not None and \
-                0 <= (self.clock() - latest.observed_at).total_seconds() <= self.fresh_for \
-                and (quote := latest.quote(job.good or "")) is not None:
+        now = self.clock()
+        latest = self.book.read_between(waypoint, now - timedelta(seconds=self.fresh_for),
+                                        now) if first and self.fresh_for > 0 else None
+        if latest is not None and (quote := latest.quote(job.good or "")) is not None:
             return quote
         quote = self._read(waypoint).snapshot.quote(job.good or "")
         if quote is None:

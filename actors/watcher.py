@@ -100,6 +100,16 @@ class MarketBook:
         with self._lock:
             return self._latest.get(waypoint)
 
+    def read_between(self, waypoint: str, since: datetime,
+                     until: datetime | None = None) -> MarketSnapshot | None:
+        """The latest reading with quotes, if it was taken from `since` to `until`: one a
+        ship or a poll took moments ago need not be taken again."""
+        latest = self.latest(waypoint)
+        if latest is None or not latest.has_quotes or latest.observed_at is None or \
+                latest.observed_at < since or (until is not None and latest.observed_at > until):
+            return None
+        return latest
+
     def snapshots(self, system: str, fresh_since: datetime | None = None
                   ) -> list[MarketSnapshot]:
         """Every market of `system`; quotes older than `fresh_since` are left out."""
@@ -252,10 +262,8 @@ class MarketWatcher:
         """Did someone read the market moments ago, after every watch there began (a ship
         as it landed or traded)? That reading stands for the poll due now: the watches
         heard of it already, and a second read would only repeat it."""
-        latest = self.book.latest(waypoint)
-        return latest is not None and latest.observed_at is not None and \
-            latest.has_quotes and timedelta(0) <= now - latest.observed_at <= self.fresh \
-            and all(latest.observed_at > w.watch.since for w in watches)
+        latest = self.book.read_between(waypoint, now - self.fresh, now)
+        return latest is not None and all(latest.observed_at > w.watch.since for w in watches)
 
     def _blind(self, waypoint: str, now: datetime) -> None:
         """We believed a ship was there and it is not: learn where the fleet really is."""
