@@ -220,6 +220,28 @@ def test_a_procurement_contract_is_accepted_delivered_and_fulfilled(world):
     assert world.ledger_matches_server()
 
 
+def test_a_contract_several_ships_deliver_to_at_once_gets_exactly_its_units(tmp_path):
+    """Three lots on several ships, each delivery capped by what the contract still
+    needs: the server's books show the contract's units delivered once, and nothing
+    bought beyond them. (The race between two deliveries' reports is replayed in
+    test_coordinator.py; here the seller's rising price staggers the lots.)"""
+    world = make_world(tmp_path, shuttles=4, scale=1000.0)
+    try:
+        buyer = _buyer(world, "IRON_ORE")
+        contract = world.game.offer_contract("FACTORY", "IRON_ORE", 120, buyer, 1_000, 20_000)
+        outcome, f = world.produce("IRON_ORE", deliver=f"contract:{contract.id}")
+        assert outcome.finished and f.status is FactoryStatus.COMPLETED, f.error
+        assert contract.fulfilled and contract.terms[0].fulfilled == 120
+        deliverers = {e.ship for e in world.game.books if e.kind == "DELIVER"}
+        assert len(deliverers) >= 2, "lots went side by side"
+        assert world.books("DELIVER", "IRON_ORE") == 120 == world.books("PURCHASE", "IRON_ORE")
+        assert f.units_acquired == 120 and world.held("IRON_ORE") == 0
+        assert world.ledger_matches_server()
+    finally:
+        world.server.stop()
+        world.storage.close()
+
+
 def test_a_hungry_economy_is_fed_lot_after_lot_until_it_answers(tmp_path):
     world = make_world(tmp_path, economy="hungry", shuttles=2, scale=500.0)
     try:
