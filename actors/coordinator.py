@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -78,6 +79,21 @@ class WatcherPort(Protocol):
 class RunnerPort(Protocol):
     def finished(self, factory: str) -> None: ...
     def stopping(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Imminent:
+    """A station whose output may come any moment (see `Coordinator._imminent`)."""
+
+    waypoint: str
+    waiting: list[Task]  # its lots waiting for output, in the order they go
+    rounds: int  # whole rounds of inputs landed since it last answered
+
+    @property
+    def due(self) -> list[Task]:
+        """The lots it is about to output: as many as rounds landed (COPPER_ORE for two
+        lots of COPPER)."""
+        return self.waiting[:self.rounds]
 
 
 class Coordinator:
@@ -723,7 +739,7 @@ class Coordinator:
 
     # --- ships ---------------------------------------------------------------------------------
 
-    def _assign(self, now: datetime, imminent: dict[str, str],
+    def _assign(self, now: datetime, imminent: dict[str, Imminent],
                 due: list[tuple[str, str | None]], rounds: int = 3) -> None:
         f = self.factory
         ready = f.ready(now)
@@ -767,34 +783,34 @@ class Coordinator:
         elif len(plan) < len(ready):
             self._note_no_ship(ready, {c.task.id for c in plan}, now)
 
-    def _not_before_due(self, ready: list[Task], imminent: dict[str, str]) -> set[str]:
+    def _not_before_due(self, ready: list[Task], imminent: dict[str, Imminent]) -> set[str]:
         """Ready tasks a ship standing by at an imminent station must not leave for: more
         lots for that station, and any task that goes after every lot due at those
         stations, so after the one it stands by for (seen: the one frigate, having landed
         the target's last input, flew 500 s for a twelfth lot of COPPER_ORE while the
         target answered behind it)."""
-        waiting = self._waiting_stations()
-        last = max((self._rank(lots[0]) for key in imminent if (lots := waiting.get(key))),
-                   default=None)
+        last = max((self._rank(i.waiting[0]) for i in imminent.values()), default=None)
         return {t.id for t in ready if (t.purpose is TaskPurpose.FEED and t.station in imminent)
                 or (last is not None and self._rank(t) > last)}
 
-    def _imminent(self, now: datetime) -> dict[str, str]:
+    def _imminent(self, now: datetime) -> dict[str, Imminent]:
         """Stations whose export has not answered yet where a whole round of inputs has
         landed, the last less than `answer_wait` ago: their output may come any moment
-        (waypoint by station, the most urgent first). With an input of the round still
-        missing, no output is due: the ships are needed to bring it."""
+        (by station, the most urgent first). With an input of the round still missing, no
+        output is due: the ships are needed to bring it."""
         stations = self.factory.stations()
         answered = self._answered()
         out = {}
-        for key in self._waiting_stations():
+        for key, waiting in self._waiting_stations().items():
             st = stations.get(key)
             if st is None or key in answered:
                 continue
             landed = st.last_landed
-            if landed is not None and (now - landed).total_seconds() <= \
-                    self.settings.answer_wait and round_landed(st, self.book.latest(st.waypoint)):
-                out[key] = st.waypoint
+            if landed is None or (now - landed).total_seconds() > self.settings.answer_wait:
+                continue
+            rounds = rounds_landed(st, self.book.latest(st.waypoint))
+            if rounds >= 1:
+                out[key] = Imminent(st.waypoint, waiting, rounds)
         return out
 
     def _stand_by(self, due: list[tuple[str, str | None]]) -> set[str]:
@@ -825,20 +841,10 @@ class Coordinator:
         the answer wait, since a ship in flight cannot take the next lot's work."""
         return self.settings.answer_wait if self.factory.more_lots_to_come() else None
 
-    def _outputs_due(self, imminent: dict[str, str]) -> list[tuple[str, str | None]]:
-        """The lots each imminent station is about to output, as (waypoint, where the lot
-        goes), the most urgent first: as many of its waiting lots (an imminent station
-        has some, and a round landed) as whole rounds of inputs have landed for
-        (COPPER_ORE for two lots of COPPER)."""
-        if not imminent:
-            return []
-        waiting = self._waiting_stations()  # each station's lots in the order they go
-        stations = self.factory.stations()
-        out: list[tuple[str, str | None]] = []
-        for key, waypoint in imminent.items():
-            rounds = rounds_landed(stations[key], self.book.latest(waypoint))
-            out += [(waypoint, self._destination(t)) for t in waiting[key][:rounds]]
-        return out
+    def _outputs_due(self, imminent: dict[str, Imminent]) -> list[tuple[str, str | None]]:
+        """The lots the imminent stations are about to output, as (waypoint, where the lot
+        goes), the most urgent first."""
+        return [(i.waypoint, self._destination(t)) for i in imminent.values() for t in i.due]
 
     def _visiting(self, times: scheduling.TravelTimes, now: datetime
                   ) -> list[scheduling.ShipView]:
