@@ -69,6 +69,13 @@ def travel_seconds(dist: float, speed: int, mode: FlightMode = FlightMode.CRUISE
     return round_half_up(round_half_up(max(1.0, dist)) * MULTIPLIER[mode] / speed + 15)
 
 
+def least_seconds(dist: float, speed: int, mode: FlightMode = FlightMode.CRUISE) -> float:
+    """What no route over a straight line of `dist` beats, flown in `mode` or drifting:
+    each leg takes at least its distance at the mode's pace, since its 15 s more than
+    make up for rounding its distance, for a pace up to 29 s a unit (beyond, at least 29)."""
+    return dist * min(MULTIPLIER[mode] / max(1, speed), 29.0)
+
+
 def fuel_cost(dist: float, mode: FlightMode = FlightMode.CRUISE, fuel_capacity: int = 1) -> int:
     """Fuel a leg burns; ships without a tank (probes) fly for free."""
     if fuel_capacity == 0:
@@ -186,10 +193,8 @@ class RouteMap:
                                    start.sells_fuel)
             if direct is not None and direct[0].mode is mode:  # no stop makes up its 15 s
                 return Route((direct[0],))
-        # A leg takes at least its distance at the mode's pace (each leg's 15 s more than
-        # make up for the rounding): an estimate that never overshoots, so A* stays exact.
-        per_unit = min(MULTIPLIER[mode] / speed, 29.0) * 0.95
-        estimate = {p.symbol: distance(p, goal) * per_unit
+        # an estimate that never overshoots, so A* stays exact
+        estimate = {p.symbol: least_seconds(distance(p, goal), speed, mode)
                     for p in (*self._stops, places[origin], goal)}
 
         # A* on time; a label is (estimate, tie-break, seconds, place, fuel left, trail),

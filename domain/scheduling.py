@@ -14,15 +14,14 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from domain.enums import FlightMode
 from domain.errors import NoRouteError
 from domain.factory import Factory, Task, TaskKind
 from domain.navigation import (
-    MULTIPLIER,
     Place,
     RouteMap,
     distance,
     fuel_cost,
+    least_seconds,
     travel_seconds,
 )
 
@@ -82,13 +81,12 @@ class TravelTimes:
         return found if found >= UNREACHABLE else found * self.pace
 
     def at_least(self, origin: str, destination: str, speed: int) -> float:
-        """What no route between the two beats, without a search: the straight line at
-        cruising pace (a leg's 15 s more than make up for its rounding; drifting is
-        slower). 0 for an unknown place."""
+        """What no route between the two beats, without a search (`least_seconds`); 0 for
+        an unknown place."""
         a, b = self.places.get(origin), self.places.get(destination)
         if a is None or b is None:
             return 0.0
-        return distance(a, b) * MULTIPLIER[FlightMode.CRUISE] / max(1, speed) * self.pace
+        return least_seconds(distance(a, b), speed) * self.pace
 
     def _route(self, origin: str, destination: str, speed: int, fuel: int,
                capacity: int) -> float:
