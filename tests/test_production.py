@@ -224,7 +224,8 @@ def test_a_contract_several_ships_deliver_to_at_once_gets_exactly_its_units(tmp_
     """Three lots on several ships, each delivery capped by what the contract still
     needs: the server's books show the contract's units delivered once, and nothing
     bought beyond them. (The race between two deliveries' reports is replayed in
-    test_coordinator.py; here the seller's rising price staggers the lots.)"""
+    test_coordinator.py; here the ships reach the seller and the buyer at different
+    times.)"""
     world = make_world(tmp_path, shuttles=4, scale=1000.0)
     try:
         buyer = _buyer(world, "IRON_ORE")
@@ -233,7 +234,7 @@ def test_a_contract_several_ships_deliver_to_at_once_gets_exactly_its_units(tmp_
         assert outcome.finished and f.status is FactoryStatus.COMPLETED, f.error
         assert contract.fulfilled and contract.terms[0].fulfilled == 120
         deliverers = {e.ship for e in world.game.books if e.kind == "DELIVER"}
-        assert len(deliverers) >= 2, "lots went side by side"
+        assert len(deliverers) >= 2, "several ships delivered"
         assert world.books("DELIVER", "IRON_ORE") == 120 == world.books("PURCHASE", "IRON_ORE")
         assert f.units_acquired == 120 and world.held("IRON_ORE") == 0
         assert world.ledger_matches_server()
