@@ -120,6 +120,8 @@ class Coordinator:
         self.out: set[str] = set()  # ships sent on a job whose report we have not had
         # ship -> when and where it should be done with the task it was given (an estimate)
         self.free_at: dict[str, tuple[datetime, str]] = {}
+        # (source, good) -> markets' "nothing to buy" verdicts in a row, for the back-off
+        self.not_ready_runs: Counter[tuple[str | None, str]] = Counter()
         self.visit_failed: dict[str, str] = {}  # waypoint -> ship that last failed to get there
         self.parked: dict[str, str] = {}  # waypoint -> ship parked there to watch it
         self.wanted_reads: set[str] = set()  # markets a decision waits for
@@ -1095,6 +1097,8 @@ class Coordinator:
                 f.lose(task_id, ship, message.missing)
             if message.need is not None and not self._delivering_elsewhere(task_id):
                 f.cap_wanted(f.units_acquired + message.need)
+            if message.bought:
+                self.not_ready_runs.pop((task.source, task.good), None)
             task = f.trip_done(task_id, now, message.supply_fell)
             if task.state is TaskState.READY and not (message.bought or message.delivered):
                 # it moved nothing: wait a little rather than send it straight back
@@ -1102,9 +1106,8 @@ class Coordinator:
             self._save([task])
             self._log_trip(task, message)
         elif isinstance(message, JobNotReady):
-            task = f.not_ready(task_id, now, message.reason,
-                               backoff(1, now, base=self.settings.not_ready_backoff))
-            self._save([task])
+            self._save(f.not_ready(task_id, now, message.reason,
+                                   self._not_ready_backoff(task, now)))
             self.markets_changed = True
         elif isinstance(message, ShipLost):
             self.log.warning("ship.lost", ship=ship, task=task_id)
@@ -1121,6 +1124,16 @@ class Coordinator:
                 self._fail(message.error, now)
                 return
             self._fail_task(task_id, ship, message.error, now)
+
+    def _not_ready_backoff(self, task: Task, now: datetime) -> datetime:
+        """When to look again at a market that sold nothing: `not_ready_backoff`, doubling
+        with each verdict in a row on the same good there (its price or supply recovers
+        at a pace the game does not publish), up to the watcher's settled polls."""
+        key = (task.source, task.good)
+        self.not_ready_runs[key] += 1
+        base = self.settings.not_ready_backoff
+        return backoff(self.not_ready_runs[key], now, base=base,
+                       cap=max(base, self.settings.poll_settled))
 
     def _fail_task(self, task_id: str, ship: str, error: str, now: datetime) -> None:
         f = self.factory

@@ -531,19 +531,26 @@ class Factory:
             return task.units_delivered > 0
         return task.units_acquired >= task.units_target
 
-    def not_ready(self, task_id: str, now: datetime, reason: str, retry_at: datetime) -> Task:
+    def not_ready(self, task_id: str, now: datetime, reason: str, retry_at: datetime
+                  ) -> list[Task]:
         """The ship could buy nothing (supply fell, or the price is above the ceiling):
         a collect waits for a new supply signal, a source backs off without spending an
-        attempt (and is redirected if its seller fell below the threshold)."""
+        attempt (and is redirected if its seller fell below the threshold). The verdict
+        is the market's, so the other lots ready to buy the same good there wait too: a
+        ship would otherwise take the next one straight back to the same quote, lot after
+        lot. Returns the tasks this touched."""
         task = self._task(task_id, (TaskState.RUNNING,), "mark not ready")
         task.last_ship, task.ship = task.ship, None
         task.last_error = reason
-        if task.kind is TaskKind.COLLECT and not task.to_deliver:
-            task.state, task.waiting_since = TaskState.WAITING, now
-        else:
-            task.state = TaskState.READY
-            task.not_before = retry_at
-        return task
+        same = [t for t in self.tasks.values() if t is not task and t.state is TaskState.READY
+                and t.source == task.source and t.good == task.good and t.to_buy]
+        for t in (task, *same):
+            if t.kind is TaskKind.COLLECT and not t.to_deliver:
+                t.state, t.waiting_since = TaskState.WAITING, now
+            else:
+                t.state = TaskState.READY
+                t.not_before = max(retry_at, t.not_before or retry_at)
+        return [task, *same]
 
     def fail_task(self, task_id: str, now: datetime, error: str, retry_at: datetime
                   ) -> list[Task]:

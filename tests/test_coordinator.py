@@ -404,6 +404,29 @@ def test_not_ready_backs_off_and_a_fatal_failure_ends_the_factory(rig):
     assert ("finished", "f1") in rig.runner.messages
 
 
+def test_a_market_that_sells_nothing_is_looked_at_ever_less_often_until_it_sells(rig):
+    rig.c.settings = Settings(not_ready_backoff=10, poll_settled=60, heartbeat_every=10_000)
+    rig.c.start()
+    [(ship, job)] = rig.jobs()
+    waits = []
+    for _ in range(5):
+        rig.fleet.free(ship)
+        rig.c.handle(JobNotReady(ship, job, "price above the ceiling"))
+        task = rig.f.tasks[job.task]
+        waits.append((task.not_before - rig.clock()).total_seconds())
+        rig.clock.advance(waits[-1])
+        rig.c.tick()
+        ship, job = rig.jobs()[-1]
+        assert job.task == task.id and rig.f.tasks[job.task].state is TaskState.RUNNING
+    assert waits == [10, 20, 40, 60, 60], "doubling, up to the settled polls"
+    rig.done(ship, job, bought=20, delivered=20)
+    ship, job = rig.jobs()[-1]
+    rig.fleet.free(ship)
+    rig.c.handle(JobNotReady(ship, job, "price above the ceiling"))
+    assert rig.f.tasks[job.task].not_before - rig.clock() == timedelta(seconds=10), \
+        "it sold: the next verdict starts over"
+
+
 B_SATURATED = market("X1-T-B", exports=["FABRICS"], imports=["FERTILIZERS"],
                      FABRICS=("SCARCE", "WEAK"), FERTILIZERS=("HIGH", "WEAK"))
 

@@ -105,6 +105,27 @@ def test_a_kept_partial_load_waits_for_the_market_instead_of_looping():
     assert out.state is TaskState.WAITING
 
 
+def test_nothing_to_buy_holds_back_every_lot_ready_to_buy_that_good_there():
+    f = make(units=160)
+    a, b, c = (f.open_output(BUY, 40, T0) for _ in range(3))
+    f.open_output(MAKE, 40, T0)
+    [station] = f.stations().values()
+    feed = f.open_feed(station, FABRICS, 40, T0)
+    f.assign(a.id, "S1", T0)
+    retry = T0 + timedelta(seconds=10)
+    touched = f.not_ready(a.id, T0, "price above the ceiling", retry)
+    assert touched == [a, b, c], "the market's verdict: the lots buying CLOTHING there"
+    assert all(t.state is TaskState.READY and t.not_before == retry for t in (a, b, c))
+    assert feed.state is TaskState.READY and feed.not_before is None, "another good"
+    assert f.ready(T0) == [feed]
+    f.assign(a.id, "S1", retry)
+    f.assign(b.id, "S2", retry)
+    f.not_ready(b.id, retry, "price above the ceiling", retry + timedelta(seconds=60))
+    f.not_ready(a.id, retry, "price above the ceiling", retry + timedelta(seconds=20))
+    assert a.not_before == retry + timedelta(seconds=20)
+    assert c.not_before == retry + timedelta(seconds=60), "a shorter back-off cuts none short"
+
+
 def test_stations_gather_their_collects_and_feeds():
     f = make(units=80)
     a = f.open_output(MAKE, 40, T0)
