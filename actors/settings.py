@@ -37,7 +37,8 @@ class Settings:
     # to the millisecond, and its clock and ours differ a little
     arrival_slack: float = 0.05
     recheck: float = 5.0  # a coordinator with nothing due looks again this often
-    not_ready_backoff: float = 10.0  # seconds before a lot that found nothing to buy is retried
+    # first wait before a market that sold nothing is tried again (doubling, up to poll_settled)
+    not_ready_backoff: float = 10.0
     retry_backoff: float = 5.0  # first wait before a failed task is retried (doubling)
     max_ship_restarts: int = 3  # a ship whose actor dies this often is benched
     max_rebuilds: int = 3  # a coordinator that dies this often ends the run
