@@ -85,12 +85,18 @@ class Service:
 
     def settle(self) -> None:
         """Read the balance, and settle what processes that are gone left open (a live
-        process settles its own)."""
+        process settles its own). The agent's first reading serves as the balance if the
+        ledger (every agent's, as the symbol is not known yet) was quiet before it and
+        still is: no second read."""
+        ledger = self.storage.ledger
+        mark = ledger.quiet_mark() if self._agent is None else None
         agent = self.agent
         now = self.clock()
-        settle_ledger(self.storage.ledger, self.client, agent.symbol, now,
-                      may=self._orphaned_entry)
-        if not self.storage.ledger.record_balance_when_quiet(
+        settle_ledger(ledger, self.client, agent.symbol, now, may=self._orphaned_entry)
+        if mark is not None and ledger.record_balance_since(agent.symbol, agent.credits,
+                                                            mark, now):
+            return
+        if not ledger.record_balance_when_quiet(
                 agent.symbol, lambda: self.client.agent().credits, now):
             log.info("ledger.balance_kept", agent=agent.symbol,
                      reason="a trade was in flight while the credits were read")

@@ -529,6 +529,15 @@ class Progress:
 
 
 @dataclass(frozen=True)
+class QuietMark:
+    """The ledger's newest line (of one agent, or of all: None) when nothing was open,
+    taken before a balance is read (see `LedgerRepository.quiet_mark`)."""
+
+    agent: str | None
+    newest: int | None
+
+
+@dataclass(frozen=True)
 class LedgerRecord:
     id: int
     agent: str
@@ -580,7 +589,8 @@ class LedgerRepository:
         self._holdings = t.select(f"{t.equal('ship', 'state')} AND {t.col('kind')} IN "
                                   f"({', '.join(t.param for _ in ('PURCHASE', *self.DELIVERIES))})")
         self._confirm = t.update(self.CONFIRMED_FIELDS, t.equal("id"))
-        self._newest = f"SELECT MAX({t.col('id')}) FROM {t.name} WHERE {t.equal('agent')}"
+        self._newest_any = f"SELECT MAX({t.col('id')}) FROM {t.name}"
+        self._newest = f"{self._newest_any} WHERE {t.equal('agent')}"
         self._newest_of_ship = f"{self._newest} AND {t.equal('ship')}"
 
     def intend(self, *, agent: str, ship: str, waypoint: str, good: str, kind: str,
@@ -624,21 +634,37 @@ class LedgerRepository:
         """Record the credits `read` gives as the opening line, unless a trade of the agent
         was in flight around the reading, in this process or another: one intended before
         the line and charged after the reading would be in neither the balance nor the
-        lines after it (two processes resuming at once lost a refuel so). Nothing may be
-        open before the reading, and the newest line must be the same before the reading
-        and, under a lock, at the insert. Returns whether it was recorded; if not, the last
-        balance stands."""
-        before = self.db.execute_sql(self._newest, (agent,)).fetchone()[0]
+        lines after it (two processes resuming at once lost a refuel so). Returns whether
+        it was recorded; if not, the last balance stands."""
+        mark = self.quiet_mark(agent)
+        return mark is not None and self.record_balance_since(agent, read(), mark, now)
+
+    def quiet_mark(self, agent: str | None = None) -> QuietMark | None:
+        """Where the ledger of `agent` (of every agent, None) stands before the credits are
+        read, or None if a trade is open: nothing may be open before the reading, and
+        `record_balance_since` records it only if no line came after the mark. (The
+        newest line first: a trade intended after it has a newer line.)"""
+        newest = self._newest_line(agent)
         if self.pending(agent):
-            return False
-        credits = read()
+            return None
+        return QuietMark(agent, newest)
+
+    def record_balance_since(self, agent: str, credits: int, mark: QuietMark,
+                             now: datetime) -> bool:
+        """Record `credits`, read after `mark`, as the opening line if, under a lock, the
+        ledger has no line newer than the mark; returns whether it was recorded."""
         with transaction(self.db):
             if not is_sqlite(self.db):  # SQLite's transaction holds the write lock already
                 self.db.execute_sql(f"LOCK TABLE {self._t.name} IN SHARE ROW EXCLUSIVE MODE")
-            if self.db.execute_sql(self._newest, (agent,)).fetchone()[0] != before:
+            if self._newest_line(mark.agent) != mark.newest:
                 return False
             self.record_balance(agent, credits, now)
         return True
+
+    def _newest_line(self, agent: str | None) -> int | None:
+        if agent is None:
+            return self.db.execute_sql(self._newest_any).fetchone()[0]
+        return self.db.execute_sql(self._newest, (agent,)).fetchone()[0]
 
     def entries(self, agent: str | None = None, factory: str | None = None,
                 state: str | None = None, ship: str | None = None) -> list[LedgerRecord]:

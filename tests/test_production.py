@@ -101,6 +101,18 @@ def world(sim_factory, tmp_path):
     storage.close()
 
 
+def test_a_start_reads_the_agent_once_and_opens_the_ledger_with_it(world):
+    client = world.client()
+    service = Service(client, world.storage, default_supply_chain(), Settings(**FAST))
+    runtime = service.runtime()
+    runtime.shutdown()
+    assert client.calls["agent"] == 1
+    assert world.ledger_matches_server()
+    again = world.client()
+    Service(again, world.storage, default_supply_chain(), Settings(**FAST)).runtime().shutdown()
+    assert again.calls["agent"] == 1, "a second start: the ledger is quiet, one read"
+
+
 def test_buy_only_good(world):
     outcome, f = world.produce("IRON_ORE")
     assert outcome.finished and f.status is FactoryStatus.COMPLETED

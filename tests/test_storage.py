@@ -245,6 +245,27 @@ def test_a_balance_is_not_recorded_around_a_trade_in_flight(store):
     assert ledger.expected_credits("A") == 9_804
 
 
+def test_a_balance_read_after_a_quiet_mark_is_recorded_only_if_nothing_came_since(store):
+    """A process's first reading of the agent can open the ledger, with no second read,
+    if the ledger was quiet before it (every agent's: the symbol comes with the reading)
+    and nothing was written since."""
+    ledger = store.ledger
+    ledger.record_balance("B", 500, T0)
+    mark = ledger.quiet_mark()
+    assert mark is not None and ledger.record_balance_since("A", 10_000, mark, T0)
+    assert ledger.expected_credits("A") == 10_000
+    mark = ledger.quiet_mark()
+    e = ledger.intend(agent="B", ship="S", waypoint="W", good="FUEL", kind="REFUEL",
+                      units=4, now=T0)  # another agent's trade, after the mark
+    assert not ledger.record_balance_since("A", 9_000, mark, T0)
+    assert ledger.expected_credits("A") == 10_000, "the earlier balance stands"
+    assert ledger.quiet_mark() is None, "a trade open anywhere: no mark"
+    assert ledger.quiet_mark("A") is not None, "A's own ledger is quiet"
+    ledger.fail(e, "did not happen", T0)
+    assert ledger.record_balance_since("A", 9_000, ledger.quiet_mark(), T0)
+    assert ledger.expected_credits("A") == 9_000
+
+
 def test_lease_heartbeat_stop_and_orphans(store):
     f = new_factory()
     store.factories.create(f, agent="A", owner="host:1:a", now=T0)
