@@ -519,7 +519,7 @@ class ShipWorker:
         quote = None
         while remaining > 0 and fruitless < MAX_FRUITLESS:
             if quote is None or fruitless:  # the next slice needs only the trade volume
-                quote = self._quote(job, job.destination, first=not sold and not fruitless)
+                quote = self._quote(job, job.destination, first=quote is None)
             done = self._trade("SELL", job, job.destination, min(remaining, quote.trade_volume),
                                quote.sell_price)
             remaining -= done
