@@ -221,7 +221,8 @@ def shared_ships(logs: list[str]) -> list[str]:
             found += [f"{ship} sent at {when} by {n}, at work for {m} since {since}"
                       for (m, other), since in busy.items() if other == ship and m != n]
             busy[(n, ship)] = when
-        elif event in ("job.done", "job.failed", "job.interrupted"):
+        elif event in ("job.done", "job.not_ready", "job.failed", "job.interrupted",
+                       "job.crashed", "ship.lost"):  # every way a ship's job ends
             busy.pop((n, ship), None)
     return found
 
