@@ -24,9 +24,10 @@ assumes, so that no bot can beat it:
   have flown there beforehand); it is known to be made only once every seller's quote has
   been read; a good's inputs are needed only once it is known to be made. Each of those
   reads is made either by the buying ship itself, on its way to the seller (in the best
-  order), or by whichever other ship (probes included) reaches that market first, as if
-  each other ship could be at every market at once: the one ship that buys cannot read a
-  far market and be at the seller at the same time, the others are not held to that.
+  order), or by one of the other ships (probes included), which share them in the best
+  way, each reading its share one market after another, in its best order, from where
+  it starts. Each delivery is timed so on its own: a ship that reads for one may also
+  read for another, and one that carries a lot may also read.
 - **the fleet's size**: the bound is also never less than the loaded flights of the plan
   shared evenly among the haulers (each at its fastest), so one hauler is not credited
   with eight haulers' work.
@@ -35,9 +36,9 @@ assumes, so that no bot can beat it:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from itertools import product
+from itertools import combinations, product
 
 from domain.enums import SupplyLevel, TradeType
 from domain.errors import NoRouteError
@@ -101,21 +102,21 @@ class Bounds:
         self.times = TravelTimes(self.places)
         self.markets = game.universe.markets
         self._ready: dict[tuple, float] = {}
+        self._covered: dict[tuple, dict[frozenset[str], float]] = {}
 
     # --- time ----------------------------------------------------------------------------
 
     def fly(self, ship: ShipView, a: str, b: str) -> float:
         return self.times.seconds(a, b, ship.speed, ship.fuel_capacity, ship.fuel_capacity)
 
-    def read_at(self, waypoint: str, but: str | None = None) -> float:
-        """When the first ship (probes included; not `but`) can read a market."""
-        return min((self.times.seconds(s.waypoint, waypoint, s.speed, s.fuel, s.fuel_capacity)
-                    for s in self.fleet if s.symbol != but), default=float(UNREACHABLE))
+    def first_fly(self, ship: ShipView, a: str, b: str) -> float:
+        """A flight from where the ship starts, with the fuel it starts with."""
+        return self.times.seconds(a, b, ship.speed, ship.fuel, ship.fuel_capacity)
 
     def ready_to_buy(self, ship: ShipView, source: str, reads: frozenset[str]) -> float:
         """The soonest `ship` can buy at `source` once every market in `reads` was read:
         it reads some of them itself on the way, in the best order (held-karp over the
-        subsets), the others are read by the rest of the fleet."""
+        subsets), the rest of the fleet shares the others (`covered`)."""
         reads = frozenset(w for w in reads if w not in (source, ship.waypoint))
         key = (ship.symbol, source, reads)
         if key not in self._ready:
@@ -123,10 +124,20 @@ class Bounds:
         return self._ready[key]
 
     def _ready_to_buy(self, ship: ShipView, source: str, reads: frozenset[str]) -> float:
-        others = {w: self.read_at(w, but=ship.symbol) for w in reads}
+        others = self.covered(reads, but=ship.symbol)
+        path = self._paths(ship, reads, self.fly)
+        best = max(self.fly(ship, ship.waypoint, source), others[reads])
+        for (done, last), t in path.items():
+            best = min(best, max(t + self.fly(ship, last, source), others[reads - done]))
+        return best
+
+    def _paths(self, ship: ShipView, reads: frozenset[str],
+               first: Callable[[ShipView, str, str], float]
+               ) -> dict[tuple[frozenset[str], str], float]:
+        """Held-karp from where the ship starts (`first`: how its first flight is timed):
+        (subset read, last market) -> the soonest it has read them all, ending there."""
         order = sorted(reads)
-        # path[(subset, last)]: the soonest the ship has read `subset`, ending at `last`
-        path = {(frozenset([w]), w): self.fly(ship, ship.waypoint, w) for w in order}
+        path = {(frozenset([w]), w): first(ship, ship.waypoint, w) for w in order}
         for size in range(2, len(order) + 1):
             for (done, last), t in [kv for kv in path.items() if len(kv[0][0]) == size - 1]:
                 for w in order:
@@ -134,10 +145,32 @@ class Bounds:
                         key = (done | {w}, w)
                         path[key] = min(path.get(key, float(UNREACHABLE)),
                                         t + self.fly(ship, last, w))
-        best = max([self.fly(ship, ship.waypoint, source), *others.values()])
-        for (done, last), t in path.items():
-            wait = max((others[w] for w in reads - done), default=0.0)
-            best = min(best, max(t + self.fly(ship, last, source), wait))
+        return path
+
+    def covered(self, reads: frozenset[str], but: str) -> dict[frozenset[str], float]:
+        """For every subset of `reads`, the soonest the fleet but `but` has read it all:
+        each ship reads its share in its best order from where it starts (a ship cannot
+        be at two markets at once), the shares split in the best way."""
+        key = (but, reads)
+        if key in self._covered:
+            return self._covered[key]
+        subsets = [frozenset(c) for k in range(len(reads) + 1)
+                   for c in combinations(sorted(reads), k)]
+        best = {t: (0.0 if not t else float(UNREACHABLE)) for t in subsets}
+        alike: dict[tuple, dict[frozenset[str], float]] = {}
+        for ship in self.fleet:
+            if ship.symbol == but:
+                continue
+            kind = (ship.waypoint, ship.speed, ship.fuel, ship.fuel_capacity)
+            if kind not in alike:
+                own = {frozenset(): 0.0}
+                for (done, _last), t in self._paths(ship, reads, self.first_fly).items():
+                    own[done] = min(own.get(done, float(UNREACHABLE)), t)
+                alike[kind] = own
+            own = alike[kind]
+            best = {t: min(max(best[t - u], own[u]) for u in subsets if u <= t)
+                    for t in subsets}
+        self._covered[key] = best
         return best
 
     def sellers(self, good: str) -> list[str]:

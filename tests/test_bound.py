@@ -3,7 +3,7 @@
 The ratios in bench/RESULTS.md are only as honest as this bound; these checks hold it to
 being a lower bound that still counts what one ship can do."""
 
-from itertools import permutations
+from itertools import permutations, product
 
 import pytest
 
@@ -27,30 +27,49 @@ def fleet(game, haulers: int = 0) -> list[ShipView]:
     return ships
 
 
-def test_the_buyer_reads_on_its_way_or_waits_for_the_others(game):
-    bounds = Bounds(game, default_supply_chain(), fleet(game), 40)
-    frigate, probe = bounds.fleet
+@pytest.mark.parametrize("haulers", [0, 1])
+def test_the_buyer_reads_on_its_way_or_waits_for_the_others(game, haulers):
+    """The frigate buys the deepest input of CLOTHING once both markets above it were
+    read: by itself on its way, or by the other ships, each of which reads its share one
+    market after another (not two at once, which the bound once allowed)."""
+    bounds = Bounds(game, default_supply_chain(), fleet(game, haulers), 40)
+    frigate, *others = bounds.fleet
     plan = bounds.best("CLOTHING", survey=False).plan
     leaf = plan.children[0].children[0].source  # where the deepest input is bought
     reads = bounds.decided("CLOTHING", True) | bounds.decided(plan.children[0].good, True)
     assert len(reads) == 2 and leaf not in reads
 
-    # the oracle: every order of every subset the frigate reads itself, the probe the rest
-    def own(order: tuple[str, ...]) -> float:
-        t, here = 0.0, frigate.waypoint
-        for w in (*order, leaf):
-            t, here = t + bounds.fly(frigate, here, w), w
+    # the oracle: every order of every subset the frigate reads itself, every split of the
+    # rest among the others, each reading its share in every order
+    def path(ship, order: tuple[str, ...], t: float = 0.0) -> float:
+        here = ship.waypoint
+        for w in order:
+            t += (bounds.times.seconds(here, w, ship.speed, ship.fuel, ship.fuel_capacity)
+                  if here == ship.waypoint and ship is not frigate else bounds.fly(ship, here, w))
+            here = w
         return t
 
-    def probe_reads(w: str) -> float:
-        return bounds.times.seconds(probe.waypoint, w, probe.speed, probe.fuel,
-                                    probe.fuel_capacity)
+    def rest(markets: set[str]) -> float:
+        best = float("inf")
+        for owners in product(others, repeat=len(markets)):
+            share = {s.symbol: [w for w, o in zip(sorted(markets), owners, strict=True)
+                                if o is s]
+                     for s in others}
+            best = min(best, max([0.0, *(min(path(s, order) for order in permutations(
+                share[s.symbol])) for s in others)]))
+        return best
 
-    expected = min(max([own(order), *(probe_reads(w) for w in reads - set(order))])
+    expected = min(max(path(frigate, (*order, leaf)), rest(reads - set(order)))
                    for k in range(len(reads) + 1) for order in permutations(sorted(reads), k))
     assert bounds.ready_to_buy(frigate, leaf, reads) == pytest.approx(expected)
     # more than flying straight there, which the bound allowed when any ship's read counted
     assert expected > bounds.fly(frigate, frigate.waypoint, leaf)
+    # the bound once let each other ship read every market at once: with a hauler
+    # beside the probe that was less than what the fleet can really do
+    at_once = min(max([path(frigate, (*order, leaf)), *(min(path(s, (w,)) for s in others)
+                                                        for w in reads - set(order))])
+                  for k in range(len(reads) + 1) for order in permutations(sorted(reads), k))
+    assert expected > at_once if haulers else expected >= at_once
 
 
 def test_the_survey_bound_is_a_bound_that_more_ships_only_lower(game):
