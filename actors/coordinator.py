@@ -126,6 +126,7 @@ class Coordinator:
         self.parked: dict[str, str] = {}  # waypoint -> ship parked there to watch it
         self.wanted_reads: set[str] = set()  # markets a decision waits for
         self.read_levels: dict[str, int] = {}  # how speculative each is (absent: needed)
+        self.sole_sources: set[str] = set()  # of them, where a needed good can only come from
         self.watched: dict[str, Watch] = {}  # station -> the watch the watcher holds
         self.ranks: dict[str, tuple] | None = None  # this pass's task priorities, by id
         self.fed_lately = False  # a feed delivered since _watch_waiting last looked
@@ -402,6 +403,7 @@ class Coordinator:
 
     def _want_reads(self, planner: Planner, target: str) -> None:
         self.read_levels = planner.read_levels(target)
+        self.sole_sources = planner.sole_sources(target)
         self.wanted_reads = set(self.read_levels)
 
     def _note_references(self, nodes: Iterable) -> None:
@@ -1022,14 +1024,24 @@ class Coordinator:
         times = self._travel_times()
         arriving = {v.symbol: v for v in self._visiting(times, self.clock())}
         flying = [arriving[s.symbol] for s in usable if s.symbol in arriving]
-        en_route = {v.waypoint: v.free_in for v in flying if v.waypoint in self.wanted_reads}
+        en_route: dict[str, float] = {}
+        # a sole source gets a carrier: our fastest kind of hauler, faster than its readers
+        top = max((s.speed for s in usable if s.is_hauler), default=0)
+        carried_from: dict[str, int] = {}
+        for v in flying:
+            if v.waypoint in self.wanted_reads:
+                en_route[v.waypoint] = min(en_route.get(v.waypoint, v.free_in), v.free_in)
+                if v.waypoint in self.sole_sources:
+                    carried_from[v.waypoint] = max(carried_from.get(v.waypoint, top), top,
+                                                   v.speed + 1 if v.is_hauler else 0)
         if not (todo or en_route):
             return
         # the least speculative first (their reads may make the rest needless), then every
         # ship left over on the others, in the same pass
         least = min((self.read_levels.get(w, 0) for w in todo), default=0)
         first = {w for w in todo if self.read_levels.get(w, 0) <= least}
-        sent = scheduling.visits(first, idle, times, flying=flying, en_route=en_route)
+        sent = scheduling.visits(first, idle, times, flying=flying, en_route=en_route,
+                                 carried_from=carried_from)
         busy = {ship for ship, _w, _s in sent}
         sent += scheduling.visits(todo - first, [s for s in idle if s.symbol not in busy],
                                   times, flying=flying)

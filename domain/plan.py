@@ -225,7 +225,17 @@ class Planner:
         unread seller of the good above it turns out to hold it at the threshold; and
         so on. The other sellers of a good already for sale count one more (their quotes
         may find a better seller, but decide nothing); its inputs are left out."""
+        return self._survey(target)[0]
+
+    def sole_sources(self, target: str) -> set[str]:
+        """The unread markets at 0 in `read_levels` that are the only place a needed good
+        can come from (its one seller, so its one exporter if any): whatever their reading
+        says, a hauler will carry from there."""
+        return self._survey(target)[1]
+
+    def _survey(self, target: str) -> tuple[dict[str, int], set[str]]:
         needed: dict[str, int] = {}
+        sole: set[str] = set()
         seen: set[str] = set()
         queue = deque([(target, 0)])
         while queue:  # 0-1 breadth-first: each good is reached first at its least depth
@@ -239,6 +249,8 @@ class Planner:
             for m in unread:  # of a good already for sale, a reading may only find better
                 here = depth + 1 if buyable else depth
                 needed[m.waypoint] = min(needed.get(m.waypoint, here), here)
+            if depth == 0 and len(unread) == len(sellers) == 1:  # exporters sell too
+                sole.add(sellers[0].waypoint)
             if buyable:
                 continue  # its inputs will not be needed
             below = depth + 1 if unread else depth
@@ -248,7 +260,7 @@ class Planner:
                     for g in recipe:
                         if g in m.imports:
                             (queue.append if unread else queue.appendleft)((g, below))
-        return needed
+        return needed, sole
 
     def _exporter_key(self, market: MarketSnapshot, good: str, recipe: tuple[str, ...]) -> tuple:
         quote = market.quote(good)

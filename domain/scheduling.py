@@ -277,8 +277,8 @@ ON_THE_WAY = 0.05  # a market read on the way may make the ship's own read this 
 
 
 def visits(waypoints: Iterable[str], idle: Iterable[ShipView], times: TravelTimes, *,
-           flying: Iterable[ShipView] = (), en_route: Mapping[str, float] | None = None
-           ) -> list[tuple[str, str, float]]:
+           flying: Iterable[ShipView] = (), en_route: Mapping[str, float] | None = None,
+           carried_from: Mapping[str, int] | None = None) -> list[tuple[str, str, float]]:
     """The survey pass: (ship, waypoint, seconds) for the idle ships to go now.
 
     The pass ends when its last market is read, so that is what it shortens: the market
@@ -287,7 +287,10 @@ def visits(waypoints: Iterable[str], idle: Iterable[ShipView], times: TravelTime
     markets and slow ones the near), and starting with the nearest of its share. `flying`
     ships (landing at their `waypoint` in `free_in`) take part but are not sent. A market
     in `en_route` (its expected reading, in seconds) gets an idle ship with nothing else
-    to read only if that halves the wait.
+    to read only if that halves the wait, or, if it is in `carried_from` (a good needed
+    whatever the reading says comes from there; the value: the least speed of a ship sent
+    to carry it), if the idle ship is a hauler that fast: it will be there to carry,
+    rather than the slow reader or a ship flying from afar once the reading is in.
     """
     idle = list(idle)
     ships = {s.symbol: s for s in [*flying, *idle]}
@@ -320,10 +323,15 @@ def visits(waypoints: Iterable[str], idle: Iterable[ShipView], times: TravelTime
         first[symbol] = min(((w, reach(symbol, w, start)) for w in route),
                             key=lambda p: (p[1], p[0]))
     out = [(s.symbol, *first[s.symbol]) for s in idle if s.symbol in first]
-    for w, eta in sorted((en_route or {}).items(), key=lambda p: -p[1]):
+    carried_from = carried_from or {}
+    for w, eta in sorted((en_route or {}).items(), key=lambda p: (p[0] not in carried_from,
+                                                                   -p[1])):
         spare = [(reach(s.symbol, w), s.symbol) for s in idle if s.symbol not in first]
-        best = min(spare, default=None)
-        if best is not None and best[0] <= eta * DUPLICATE_GAIN:
+        carriers = [(t, sym) for t, sym in spare if w in carried_from
+                    and ships[sym].is_hauler and ships[sym].speed >= carried_from[w]]
+        best = min(carriers, default=None) or min(spare, default=None)
+        if best is not None and best[0] < UNREACHABLE and (
+                carriers or best[0] <= eta * DUPLICATE_GAIN):
             first[best[1]] = (w, best[0])
             out.append((best[1], w, best[0]))
     return out

@@ -250,6 +250,24 @@ def test_a_market_a_slow_ship_is_on_its_way_to_gets_a_fast_ship_only_if_it_halve
     assert (who, where, eta) == ("FAST", "B", near)
 
 
+def test_the_only_source_of_a_needed_good_gets_a_faster_hauler_than_its_reader():
+    """Whatever the slow reader finds there, the good is carried from there: a faster idle
+    hauler goes too, before any market it would merely read sooner (seen: the frigate read
+    a speculative market the fast way and was far from FERTILIZERS' one seller when its
+    reading came in)."""
+    fast = ship("FAST", at="A", speed=36)
+    near = TIMES.seconds("A", "B", 36, 600, 600)
+    en_route = {"B": near * 1.5, "C": TIMES.seconds("A", "C", 36, 600, 600) * 3}
+    [(who, where, eta)] = visits(set(), [fast], TIMES, en_route=en_route,
+                                 carried_from={"B": 36})
+    assert (who, where, eta) == ("FAST", "B", near)
+    assert visits(set(), [fast], TIMES, en_route=en_route, carried_from={"B": 37}) == [
+        ("FAST", "C", TIMES.seconds("A", "C", 36, 600, 600))], "not fast enough to carry"
+    probe = ShipView("PROBE", "A", 40, 0, 0, 0, 0)
+    assert visits(set(), [probe], TIMES, en_route={"B": near * 1.5},
+                  carried_from={"B": 0}) == [], "a probe carries nothing"
+
+
 def test_a_ship_sent_to_read_a_market_reads_an_unclaimed_one_on_its_way_first():
     hauler = ship("HAULER", at="A", speed=15)
     to_d = TIMES.seconds("A", "D", 15, 600, 600)
