@@ -226,6 +226,27 @@ def test_unread_markets_are_surveyed_in_one_pass_before_planning(tmp_path):
     rig.storage.close()
 
 
+def test_a_hauler_goes_to_the_one_seller_of_a_needed_good_a_probe_is_reading(tmp_path):
+    """Whatever the probe reads at B, FABRICS comes from there (its one seller): the idle
+    hauler goes too, though the probe lands first, to be there to carry it."""
+    rig = Rig(tmp_path, quotes=False)
+    rig.fleet.mark_lost("S-2")
+    rig.c.start()
+    assert {j.source: s for s, j in rig.jobs(JobKind.VISIT)} == {"X1-T-E": "S-1",
+                                                                 "X1-T-B": "P-1"}
+    rig.fleet.moved("P-1", Nav("X1-T", "X1-T-B", "IN_TRANSIT", "CRUISE", "X1-T-A", T0,
+                               T0 + timedelta(seconds=30)))
+    rig.see(markets()[2])  # F read (by anyone): nothing is left to read but B
+    rig.see(markets()[0])  # E read: CLOTHING is made, so FABRICS is needed
+    assert rig.c.sole_sources == {"X1-T-B"}
+    rig.fleet.free("S-1")
+    rig.c.handle(JobDone("S-1", next(j for s, j in rig.jobs(JobKind.VISIT) if s == "S-1")))
+    assert ("S-1", "X1-T-B") in {(s, j.source) for s, j in rig.jobs(JobKind.VISIT)}, (
+        "the probe lands in 30 s, the hauler in far more: only carrying explains it")
+    assert rig.c.visits["X1-T-B"] == "S-1"
+    rig.storage.close()
+
+
 def test_an_undecided_first_lot_is_tried_again_only_on_news_or_when_a_quote_expires(tmp_path):
     rig = Rig(tmp_path, quotes=False, settings=Settings(market_max_age=600))
     rig.c.start()
