@@ -402,8 +402,7 @@ class Coordinator:
                       depth=plan.depth(), pending=plan.pending, reads=len(self.wanted_reads))
 
     def _want_reads(self, planner: Planner, target: str) -> None:
-        self.read_levels = planner.read_levels(target)
-        self.sole_sources = planner.sole_sources(target)
+        self.read_levels, self.sole_sources = planner.survey(target)
         self.wanted_reads = set(self.read_levels)
 
     def _note_references(self, nodes: Iterable) -> None:
@@ -1032,7 +1031,7 @@ class Coordinator:
             if v.waypoint in self.wanted_reads:
                 en_route[v.waypoint] = min(en_route.get(v.waypoint, v.free_in), v.free_in)
                 if v.waypoint in self.sole_sources:
-                    carried_from[v.waypoint] = max(carried_from.get(v.waypoint, top), top,
+                    carried_from[v.waypoint] = max(carried_from.get(v.waypoint, top),
                                                    v.speed + 1 if v.is_hauler else 0)
         if not (todo or en_route):
             return

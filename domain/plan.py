@@ -225,15 +225,16 @@ class Planner:
         unread seller of the good above it turns out to hold it at the threshold; and
         so on. The other sellers of a good already for sale count one more (their quotes
         may find a better seller, but decide nothing); its inputs are left out."""
-        return self._survey(target)[0]
+        return self.survey(target)[0]
 
     def sole_sources(self, target: str) -> set[str]:
         """The unread markets at 0 in `read_levels` that are the only place a needed good
         can come from (its one seller, so its one exporter if any): whatever their reading
         says, a hauler will carry from there."""
-        return self._survey(target)[1]
+        return self.survey(target)[1]
 
-    def _survey(self, target: str) -> tuple[dict[str, int], set[str]]:
+    def survey(self, target: str) -> tuple[dict[str, int], set[str]]:
+        """`read_levels` and `sole_sources` in one walk of the tree."""
         needed: dict[str, int] = {}
         sole: set[str] = set()
         seen: set[str] = set()
