@@ -1024,8 +1024,10 @@ class Coordinator:
         arriving = {v.symbol: v for v in self._visiting(times, self.clock())}
         flying = [arriving[s.symbol] for s in usable if s.symbol in arriving]
         en_route: dict[str, float] = {}
-        # a sole source gets a carrier: our fastest kind of hauler, faster than its readers
-        top = max((s.speed for s in usable if s.is_hauler), default=0)
+        # a sole source gets a carrier: our fastest kind of hauler (busy or standing by
+        # too: a slower one sent there is not the one to carry), faster than its readers
+        top = max((s.speed for s in self.fleet.all() if s.is_hauler and not s.lost
+                   and self.allowed(s) and s.symbol not in self.benched), default=0)
         carried_from: dict[str, int] = {}
         for v in flying:
             if v.waypoint in self.wanted_reads:

@@ -247,6 +247,30 @@ def test_a_hauler_goes_to_the_one_seller_of_a_needed_good_a_probe_is_reading(tmp
     rig.storage.close()
 
 
+def test_the_carrier_sent_to_a_sole_source_is_of_the_fastest_kind_even_if_that_one_waits(
+        tmp_path):
+    """A frigate standing by elsewhere is still the one that would carry: a light hauler
+    is not sent in its stead (seen: it went off to one market and was far from the next
+    lot's seller)."""
+    rig = Rig(tmp_path, quotes=False)
+    rig.fleet.mark_lost("S-2")
+    rig.c.start()
+    rig.fleet.moved("P-1", Nav("X1-T", "X1-T-B", "IN_TRANSIT", "CRUISE", "X1-T-A", T0,
+                               T0 + timedelta(seconds=30)))
+    rig.fleet.update(ship("S-3", speed=36))
+    rig.fleet.take("S-3")
+    rig.see(markets()[2], markets()[0])
+    rig.fleet.free("S-1")
+    rig.c.handle(JobDone("S-1", next(j for s, j in rig.jobs(JobKind.VISIT) if s == "S-1")))
+    rig.fleet.free("S-3")
+    rig.c._survey(keep={"S-3"})  # the frigate stands by at an exporter about to answer
+    sent = {(s, j.source) for s, j in rig.jobs(JobKind.VISIT)}
+    assert ("S-1", "X1-T-B") not in sent and ("S-3", "X1-T-B") not in sent
+    rig.c._survey(keep=set())
+    assert ("S-3", "X1-T-B") in {(s, j.source) for s, j in rig.jobs(JobKind.VISIT)}
+    rig.storage.close()
+
+
 def test_an_undecided_first_lot_is_tried_again_only_on_news_or_when_a_quote_expires(tmp_path):
     rig = Rig(tmp_path, quotes=False, settings=Settings(market_max_age=600))
     rig.c.start()
