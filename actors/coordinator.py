@@ -1023,18 +1023,16 @@ class Coordinator:
         times = self._travel_times()
         arriving = {v.symbol: v for v in self._visiting(times, self.clock())}
         flying = [arriving[s.symbol] for s in usable if s.symbol in arriving]
-        en_route: dict[str, float] = {}
-        # a sole source gets a carrier: our fastest kind of hauler (busy or standing by
-        # too: a slower one sent there is not the one to carry), faster than its readers
+        en_route = {v.waypoint: v.free_in for v in flying if v.waypoint in self.wanted_reads}
+        # a sole source being read gets a carrier: our fastest kind of hauler (busy or
+        # standing by too: a slower one sent there is not the one to carry), faster than
+        # its reader (one ship reads each market: `visits` maps it to one)
+        readers = [v for v in flying if v.waypoint in en_route and v.waypoint in self.sole_sources]
         top = max((s.speed for s in self.fleet.all() if s.is_hauler and not s.lost
-                   and self.allowed(s) and s.symbol not in self.benched), default=0)
-        carried_from: dict[str, int] = {}
-        for v in flying:
-            if v.waypoint in self.wanted_reads:
-                en_route[v.waypoint] = min(en_route.get(v.waypoint, v.free_in), v.free_in)
-                if v.waypoint in self.sole_sources:
-                    carried_from[v.waypoint] = max(carried_from.get(v.waypoint, top),
-                                                   v.speed + 1 if v.is_hauler else 0)
+                   and self.allowed(s) and s.symbol not in self.benched),
+                  default=0) if readers else 0
+        carried_from = {v.waypoint: max(top, v.speed + 1 if v.is_hauler else 0)
+                        for v in readers}
         if not (todo or en_route):
             return
         # the least speculative first (their reads may make the rest needless), then every

@@ -227,14 +227,10 @@ class Planner:
         may find a better seller, but decide nothing); its inputs are left out."""
         return self.survey(target)[0]
 
-    def sole_sources(self, target: str) -> set[str]:
-        """The unread markets at 0 in `read_levels` that are the only place a needed good
-        can come from (its one seller, so its one exporter if any): whatever their reading
-        says, a hauler will carry from there."""
-        return self.survey(target)[1]
-
     def survey(self, target: str) -> tuple[dict[str, int], set[str]]:
-        """`read_levels` and `sole_sources` in one walk of the tree."""
+        """`read_levels`, and of those markets the sole sources: the unread ones at 0 that
+        are the only place a needed good can come from (its one seller, so its one
+        exporter if any): whatever their reading says, a hauler will carry from there."""
         needed: dict[str, int] = {}
         sole: set[str] = set()
         seen: set[str] = set()

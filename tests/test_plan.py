@@ -178,17 +178,17 @@ def test_survey_reads_every_level_that_may_be_needed_but_not_below_what_can_be_b
     assert Planner(AC_CHAIN, deeper).read_levels("ADVANCED_CIRCUITRY") == {
         "X1-T1-A3": 0, "X1-T1-B1": 0, "X1-T1-B2": 1}
     # of those needed for sure, the only places their goods can come from
-    assert planner.sole_sources("ADVANCED_CIRCUITRY") == {"X1-T1-A1"}
-    assert Planner(AC_CHAIN, known).sole_sources("ADVANCED_CIRCUITRY") == {"X1-T1-A2"}
-    assert Planner(AC_CHAIN, deeper).sole_sources("ADVANCED_CIRCUITRY") == {
+    assert planner.survey("ADVANCED_CIRCUITRY")[1] == {"X1-T1-A1"}
+    assert Planner(AC_CHAIN, known).survey("ADVANCED_CIRCUITRY")[1] == {"X1-T1-A2"}
+    assert Planner(AC_CHAIN, deeper).survey("ADVANCED_CIRCUITRY")[1] == {
         "X1-T1-A3", "X1-T1-B1"}
     two = [*deeper, market("X1-T1-B4", exchange=["SILICON_CRYSTALS"], quotes=False)]
-    assert Planner(AC_CHAIN, two).sole_sources("ADVANCED_CIRCUITRY") == {"X1-T1-A3"}, \
+    assert Planner(AC_CHAIN, two).survey("ADVANCED_CIRCUITRY")[1] == {"X1-T1-A3"}, \
         "SILICON_CRYSTALS may come from either seller"
     second = [*markets, market("X1-T1-B3", exports=["COPPER_ORE"], quotes=False)]
     assert Planner(AC_CHAIN, second).read_levels("ADVANCED_CIRCUITRY") == {"X1-T1-B3": 1}, \
         "COPPER_ORE is for sale at B2: a second seller's quote decides nothing"
-    assert Planner(AC_CHAIN, second).sole_sources("ADVANCED_CIRCUITRY") == set()
+    assert Planner(AC_CHAIN, second).survey("ADVANCED_CIRCUITRY")[1] == set()
     stocked = [market("X1-T1-A1", exports=["ADVANCED_CIRCUITRY"],
                       imports=["ELECTRONICS", "MICROPROCESSORS"], supply="HIGH"),
                *[u for w, u in unread.items() if w != "X1-T1-A1"]]
