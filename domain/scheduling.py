@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from domain.errors import NoRouteError
@@ -278,7 +278,8 @@ ON_THE_WAY = 0.05  # a market read on the way may make the ship's own read this 
 
 def visits(waypoints: Iterable[str], idle: Iterable[ShipView], times: TravelTimes, *,
            flying: Iterable[ShipView] = (), en_route: Mapping[str, float] | None = None,
-           carried_from: Mapping[str, int] | None = None) -> list[tuple[str, str, float]]:
+           carried_from: Mapping[str, int] | None = None, carriers_first: Collection[str] = ()
+           ) -> list[tuple[str, str, float]]:
     """The survey pass: (ship, waypoint, seconds) for the idle ships to go now.
 
     The pass ends when its last market is read, so that is what it shortens: the market
@@ -290,13 +291,20 @@ def visits(waypoints: Iterable[str], idle: Iterable[ShipView], times: TravelTime
     to read only if that halves the wait, or, if it is in `carried_from` (a good needed
     whatever the reading says comes from there; the value: the least speed of a ship sent
     to carry it), if the idle ship is a hauler that fast: it will be there to carry,
-    rather than the slow reader or a ship flying from afar once the reading is in.
+    rather than the slow reader or a ship flying from afar once the reading is in. The
+    markets in `carriers_first` get theirs before anything is read (the `waypoints` are
+    speculative, and a ship must go there, its reader being a probe): a speculative read
+    would take the carrier far away (seen: the frigate read a deep market while a probe
+    flew to COPPER_ORE's one seller, and a light hauler carried the ore 800 s later).
     """
     idle = list(idle)
     ships = {s.symbol: s for s in [*flying, *idle]}
     at = {s.symbol: (s.free_in, s.waypoint) for s in ships.values()}
     todo = set(waypoints)
     routes: dict[str, list[str]] = {}
+    en_route = en_route or {}
+    carried_from = {w: v for w, v in (carried_from or {}).items() if w in en_route}
+    first: dict[str, tuple[str, float]] = {}
 
     def reach(symbol: str, w: str, start: tuple[float, str] | None = None) -> float:
         free_in, here = start or at[symbol]
@@ -304,6 +312,21 @@ def visits(waypoints: Iterable[str], idle: Iterable[ShipView], times: TravelTime
         fuel = ship.fuel if here == ship.waypoint else ship.fuel_capacity
         return free_in + times.seconds(here, w, ship.speed, fuel, ship.fuel_capacity)
 
+    def carry(markets: Iterable[str]) -> list[tuple[str, str, float]]:
+        """The idle hauler fast enough that is there soonest, for each of the `markets`
+        carried from (the longest wait first)."""
+        sent = []
+        for w in sorted(markets, key=lambda m: (-en_route[m], m)):
+            best = min(((reach(s.symbol, w), s.symbol) for s in idle if s.symbol not in first
+                        and s.is_hauler and s.speed >= carried_from[w]), default=None)
+            if best is not None and best[0] < UNREACHABLE:
+                first[best[1]] = (w, best[0])
+                sent.append((best[1], w, best[0]))
+        return sent
+
+    out = carry(set(carried_from) & set(carriers_first))
+    for symbol in first:
+        del at[symbol]
     # each ship's reach of each market left, worked out again only for the ship that moved
     reaches = {sym: {w: reach(sym, w) for w in todo} for sym in at}
     while todo:
@@ -317,21 +340,17 @@ def visits(waypoints: Iterable[str], idle: Iterable[ShipView], times: TravelTime
         at[symbol] = (t, w)
         todo.discard(w)
         reaches[symbol] = {m: reach(symbol, m) for m in todo}
-    first: dict[str, tuple[str, float]] = {}
     for symbol, route in routes.items():  # each ship starts with the nearest of its markets
         start = (ships[symbol].free_in, ships[symbol].waypoint)
         first[symbol] = min(((w, reach(symbol, w, start)) for w in route),
                             key=lambda p: (p[1], p[0]))
-    out = [(s.symbol, *first[s.symbol]) for s in idle if s.symbol in first]
-    carried_from = carried_from or {}
-    for w, eta in sorted((en_route or {}).items(), key=lambda p: (p[0] not in carried_from,
-                                                                   -p[1])):
-        spare = [(reach(s.symbol, w), s.symbol) for s in idle if s.symbol not in first]
-        carriers = [(t, sym) for t, sym in spare if w in carried_from
-                    and ships[sym].is_hauler and ships[sym].speed >= carried_from[w]]
-        best = min(carriers, default=None) or min(spare, default=None)
-        if best is not None and best[0] < UNREACHABLE and (
-                carriers or best[0] <= eta * DUPLICATE_GAIN):
+    out += [(s.symbol, *first[s.symbol]) for s in idle if s.symbol in routes]
+    out += carry(set(carried_from) - set(carriers_first))
+    carried = {w for _s, w, _t in out}
+    for w, eta in sorted(en_route.items(), key=lambda p: -p[1]):
+        best = min(((reach(s.symbol, w), s.symbol) for s in idle if s.symbol not in first),
+                   default=None)
+        if w not in carried and best is not None and best[0] <= eta * DUPLICATE_GAIN:
             first[best[1]] = (w, best[0])
             out.append((best[1], w, best[0]))
     return out

@@ -247,6 +247,25 @@ def test_a_hauler_goes_to_the_one_seller_of_a_needed_good_a_probe_is_reading(tmp
     rig.storage.close()
 
 
+def test_the_carrier_of_a_sole_source_goes_before_a_speculative_read(tmp_path):
+    """F (FERTILIZERS' seller) is still unread, but it matters only if B cannot sell
+    FABRICS: the idle hauler goes to B to carry rather than off to read F (seen on
+    another system: the frigate read a speculative market and a light hauler carried the
+    ore from the one seller 800 s later)."""
+    rig = Rig(tmp_path, quotes=False)
+    rig.fleet.mark_lost("S-2")
+    rig.fleet.update(ship("P-1", cargo=0, speed=3))  # S-1 would read F long before it
+    rig.c.start()
+    rig.fleet.moved("P-1", Nav("X1-T", "X1-T-B", "IN_TRANSIT", "CRUISE", "X1-T-A", T0,
+                               T0 + timedelta(seconds=30)))
+    rig.see(markets()[0])  # E read: CLOTHING is made, so FABRICS is needed
+    assert rig.c.read_levels["X1-T-F"] > 0, "F is read only in case B sells nothing"
+    rig.fleet.free("S-1")
+    rig.c.handle(JobDone("S-1", next(j for s, j in rig.jobs(JobKind.VISIT) if s == "S-1")))
+    assert rig.c.visits == {"X1-T-B": "S-1"}
+    rig.storage.close()
+
+
 def test_the_carrier_sent_to_a_sole_source_is_of_the_fastest_kind_even_if_that_one_waits(
         tmp_path):
     """A frigate standing by elsewhere is still the one that would carry: a light hauler

@@ -268,6 +268,24 @@ def test_the_only_source_of_a_needed_good_gets_a_faster_hauler_than_its_reader()
                   carried_from={"B": 0}) == [], "a probe carries nothing"
 
 
+def test_the_carrier_of_a_sole_source_is_kept_from_speculative_reads_but_not_from_sure_ones():
+    """Seen on another system: the frigate, idle, was sent to read a speculative market
+    (E, far) while a probe flew to COPPER_ORE's one seller (B), and a light hauler carried
+    the ore 800 s later. A read that decides a good needed for sure still comes first."""
+    fast = ship("FAST", at="A", speed=36)
+    near = TIMES.seconds("A", "B", 36, 600, 600)
+    en_route, carried = {"B": near * 1.5}, {"B": 36}
+    speculative = visits({"E"}, [fast], TIMES, en_route=en_route, carried_from=carried,
+                         carriers_first={"B"})
+    assert speculative == [("FAST", "B", near)], "the carrier goes; E waits for a ship"
+    sure = visits({"E"}, [fast], TIMES, en_route=en_route, carried_from=carried)
+    assert [(s, w) for s, w, _ in sure] == [("FAST", "E")], "no ship spare to carry"
+    slow = ship("SLOW", at="A", speed=15)
+    both = visits({"E"}, [fast, slow], TIMES, en_route=en_route, carried_from=carried,
+                  carriers_first={"B"})
+    assert sorted((s, w) for s, w, _ in both) == [("FAST", "B"), ("SLOW", "E")]
+
+
 def test_a_ship_sent_to_read_a_market_reads_an_unclaimed_one_on_its_way_first():
     hauler = ship("HAULER", at="A", speed=15)
     to_d = TIMES.seconds("A", "D", 15, 600, 600)
