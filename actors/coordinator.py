@@ -1037,13 +1037,14 @@ class Coordinator:
             return
         # the least speculative first (their reads may make the rest needless), then every
         # ship left over on the others, in the same pass; when every read left is
-        # speculative (level 0: it decides a good needed for sure), a sole source a probe
-        # is reading gets its carrier first: a hauler must go there whatever it reads
+        # speculative, the markets being read for goods needed for sure (level 0) come
+        # before them: a faster ship that halves the wait, a carrier where a probe reads
         least = min((self.read_levels.get(w, 0) for w in todo), default=0)
         first = {w for w in todo if self.read_levels.get(w, 0) <= least}
-        probed = {v.waypoint for v in readers if not v.is_hauler} if least > 0 else set()
+        sure = {w for w in en_route if not self.read_levels.get(w, 0)} if least else set()
         sent = scheduling.visits(first, idle, times, flying=flying, en_route=en_route,
-                                 carried_from=carried_from, carriers_first=probed)
+                                 carried_from=carried_from, before=sure,
+                                 carried_before={v.waypoint for v in readers if not v.is_hauler})
         busy = {ship for ship, _w, _s in sent}
         sent += scheduling.visits(todo - first, [s for s in idle if s.symbol not in busy],
                                   times, flying=flying)

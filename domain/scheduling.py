@@ -278,8 +278,8 @@ ON_THE_WAY = 0.05  # a market read on the way may make the ship's own read this 
 
 def visits(waypoints: Iterable[str], idle: Iterable[ShipView], times: TravelTimes, *,
            flying: Iterable[ShipView] = (), en_route: Mapping[str, float] | None = None,
-           carried_from: Mapping[str, int] | None = None, carriers_first: Collection[str] = ()
-           ) -> list[tuple[str, str, float]]:
+           carried_from: Mapping[str, int] | None = None, before: Collection[str] = (),
+           carried_before: Collection[str] = ()) -> list[tuple[str, str, float]]:
     """The survey pass: (ship, waypoint, seconds) for the idle ships to go now.
 
     The pass ends when its last market is read, so that is what it shortens: the market
@@ -291,11 +291,14 @@ def visits(waypoints: Iterable[str], idle: Iterable[ShipView], times: TravelTime
     to read only if that halves the wait, or, if it is in `carried_from` (a good needed
     whatever the reading says comes from there; the value: the least speed of a ship sent
     to carry it), if the idle ship is a hauler that fast: it will be there to carry,
-    rather than the slow reader or a ship flying from afar once the reading is in. The
-    markets in `carriers_first` get theirs before anything is read (the `waypoints` are
-    speculative, and a ship must go there, its reader being a probe): a speculative read
-    would take the carrier far away (seen: the frigate read a deep market while a probe
-    flew to COPPER_ORE's one seller, and a light hauler carried the ore 800 s later).
+    rather than the slow reader or a ship flying from afar once the reading is in.
+
+    The markets in `before` (read for goods needed for sure, while the `waypoints` are
+    speculative) are seen to before the `waypoints`, and so are the carriers of those in
+    `carried_before` (their reader a probe, so a hauler must go whatever it reads): a
+    speculative read would take the ship far away (seen: the frigate read a deep market
+    while a probe flew to COPPER_ORE's one seller, and a light hauler carried the ore
+    800 s later; and while a light hauler took 900 s to COPPER's exporter).
     """
     idle = list(idle)
     ships = {s.symbol: s for s in [*flying, *idle]}
@@ -312,19 +315,24 @@ def visits(waypoints: Iterable[str], idle: Iterable[ShipView], times: TravelTime
         fuel = ship.fuel if here == ship.waypoint else ship.fuel_capacity
         return free_in + times.seconds(here, w, ship.speed, fuel, ship.fuel_capacity)
 
-    def carry(markets: Iterable[str]) -> list[tuple[str, str, float]]:
-        """The idle hauler fast enough that is there soonest, for each of the `markets`
-        carried from (the longest wait first)."""
+    def extra(markets: Iterable[str], carried: Collection[str]) -> list[tuple[str, str, float]]:
+        """An idle ship for each of the `markets` being read, the `carried` ones first
+        (the soonest hauler fast enough to carry), then the longest wait (any ship that
+        halves it)."""
         sent = []
-        for w in sorted(markets, key=lambda m: (-en_route[m], m)):
-            best = min(((reach(s.symbol, w), s.symbol) for s in idle if s.symbol not in first
-                        and s.is_hauler and s.speed >= carried_from[w]), default=None)
-            if best is not None and best[0] < UNREACHABLE:
+        for w in sorted(markets, key=lambda m: (m not in carried, -en_route[m], m)):
+            spare = [s for s in idle if s.symbol not in first]
+            carriers = [(reach(s.symbol, w), s.symbol) for s in spare if w in carried
+                        and s.is_hauler and s.speed >= carried_from[w]]
+            best = min(carriers, default=None) or min(
+                ((reach(s.symbol, w), s.symbol) for s in spare), default=None)
+            if best is not None and best[0] < UNREACHABLE and (
+                    carriers or best[0] <= en_route[w] * DUPLICATE_GAIN):
                 first[best[1]] = (w, best[0])
                 sent.append((best[1], w, best[0]))
         return sent
 
-    out = carry(set(carried_from) & set(carriers_first))
+    out = extra(set(before) & set(en_route), set(carried_before) & set(carried_from))
     for symbol in first:
         del at[symbol]
     # each ship's reach of each market left, worked out again only for the ship that moved
@@ -345,15 +353,7 @@ def visits(waypoints: Iterable[str], idle: Iterable[ShipView], times: TravelTime
         first[symbol] = min(((w, reach(symbol, w, start)) for w in route),
                             key=lambda p: (p[1], p[0]))
     out += [(s.symbol, *first[s.symbol]) for s in idle if s.symbol in routes]
-    out += carry(set(carried_from) - set(carriers_first))
-    carried = {w for _s, w, _t in out}
-    for w, eta in sorted(en_route.items(), key=lambda p: -p[1]):
-        best = min(((reach(s.symbol, w), s.symbol) for s in idle if s.symbol not in first),
-                   default=None)
-        if w not in carried and best is not None and best[0] <= eta * DUPLICATE_GAIN:
-            first[best[1]] = (w, best[0])
-            out.append((best[1], w, best[0]))
-    return out
+    return out + extra(set(en_route) - {w for _s, w, _t in out}, set(carried_from))
 
 
 def on_the_way(sent: list[tuple[str, str, float]], spare: Iterable[str],

@@ -276,13 +276,13 @@ def test_the_carrier_of_a_sole_source_is_kept_from_speculative_reads_but_not_fro
     near = TIMES.seconds("A", "B", 36, 600, 600)
     en_route, carried = {"B": near * 1.5}, {"B": 36}
     speculative = visits({"E"}, [fast], TIMES, en_route=en_route, carried_from=carried,
-                         carriers_first={"B"})
+                         before={"B"}, carried_before={"B"})
     assert speculative == [("FAST", "B", near)], "the carrier goes; E waits for a ship"
     sure = visits({"E"}, [fast], TIMES, en_route=en_route, carried_from=carried)
     assert [(s, w) for s, w, _ in sure] == [("FAST", "E")], "no ship spare to carry"
     slow = ship("SLOW", at="A", speed=15)
     both = visits({"E"}, [fast, slow], TIMES, en_route=en_route, carried_from=carried,
-                  carriers_first={"B"})
+                  before={"B"}, carried_before={"B"})
     assert sorted((s, w) for s, w, _ in both) == [("FAST", "B"), ("SLOW", "E")]
 
 
