@@ -286,6 +286,21 @@ def test_the_carrier_of_a_sole_source_is_kept_from_speculative_reads_but_not_fro
     assert sorted((s, w) for s, w, _ in both) == [("FAST", "B"), ("SLOW", "E")]
 
 
+def test_a_market_read_for_a_good_needed_for_sure_is_sped_up_before_speculative_reads():
+    """Seen on another system: the frigate read COPPER_ORE's seller (speculative: needed
+    only if COPPER cannot be bought) while a light hauler took 900 s to COPPER's exporter."""
+    fast = ship("FAST", at="A", speed=36)
+    near = TIMES.seconds("A", "B", 36, 600, 600)
+    en_route = {"B": near * 3}
+    assert visits({"E"}, [fast], TIMES, en_route=en_route, before={"B"}) == [
+        ("FAST", "B", near)]
+    assert [(s, w) for s, w, _ in visits({"E"}, [fast], TIMES, en_route=en_route)] == [
+        ("FAST", "E")], "a read that is not for sure waits its turn"
+    assert [(s, w) for s, w, _ in visits({"E"}, [fast], TIMES, en_route={"B": near * 1.5},
+                                         before={"B"})] == [("FAST", "E")], \
+        "not worth it unless it halves the wait"
+
+
 def test_a_ship_sent_to_read_a_market_reads_an_unclaimed_one_on_its_way_first():
     hauler = ship("HAULER", at="A", speed=15)
     to_d = TIMES.seconds("A", "D", 15, 600, 600)
