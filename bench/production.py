@@ -2,7 +2,7 @@
 and cost per unit.
 
     python bench/production.py [--targets IRON_ORE,CLOTHING,ADVANCED_CIRCUITRY]
-                               [--fleets 1,2,4,8] [--seed 1] [--time-scale 100]
+                               [--fleets 1,2,4,8] [--seed 1[,2,...]] [--time-scale 100]
                                [--economy gentle] [--real-limits]
 
 Each run is a fresh local server (fixed seed, time scale and economy profile) and a fresh
@@ -83,9 +83,9 @@ def pages(n: int) -> int:
     return max(1, -(-n // PAGE_LIMIT))
 
 
-def run(target: str, haulers: int, opts) -> dict:
+def run(target: str, haulers: int, seed: int, opts) -> dict:
     record: list = []
-    game = build_game(seed=opts.seed, time_scale=opts.time_scale, economy=opts.economy,
+    game = build_game(seed=seed, time_scale=opts.time_scale, economy=opts.economy,
                       starting_credits=5_000_000)
     server = SimServer(game, rate_limit=opts.real_limits, on_exchange=record.append)
     url = server.start()
@@ -120,7 +120,7 @@ def run(target: str, haulers: int, opts) -> dict:
                     else x.spec_path for x in record[before:])
     entries = storage.ledger.entries(factory=factory.id, state="CONFIRMED")
     storage.close()
-    return {"target": target, "haulers": haulers,
+    return {"target": target, "haulers": haulers, "seed": seed,
             "outcome": "ok" if outcome.finished else (outcome.error or "stopped"),
             "ok": factory.status is FactoryStatus.COMPLETED, "makespan": product, "ended": makespan,
             "bound": surveyed.seconds, "known": known.seconds, "requests": sum(calls.values()),
@@ -140,21 +140,27 @@ def depth(step) -> int:
 
 
 def report(results: list[dict], opts) -> str:
+    several = len({r["seed"] for r in results}) > 1
+    head = ["seed", "target"] if several else ["target"]
+
+    def who(r: dict) -> list:
+        return [r["seed"], r["target"]] if several else [r["target"]]
+
     out = [machine(), f"seed {opts.seed}, economy {opts.economy}, time scale "
            f"{opts.time_scale:g}, {'real' if opts.real_limits else 'no'} rate limits\n",
            "Makespan (game seconds until the product is in the hold; the factory ends once "
            "the inputs already bought are delivered)",
-           table(["target", "depth", "haulers", "makespan", "ended", "bound (survey)", "ratio",
+           table([*head, "depth", "haulers", "makespan", "ended", "bound (survey)", "ratio",
                   "bound (quotes known)", "ratio"], [
-               [r["target"], r["depth"], r["haulers"],
+               [*who(r), r["depth"], r["haulers"],
                 f"{r['makespan']:.0f}" + ("" if r["ok"] else " FAILED"), f"{r['ended']:.0f}",
                 f"{r['bound']:.0f}", f"{r['makespan'] / r['bound']:.2f}",
                 f"{r['known']:.0f}", f"{r['makespan'] / r['known']:.2f}"]
                for r in results]),
            "\nAPI economy (requests)",
-           table(["target", "haulers", "requests", "minimum", "ratio", "ship actions",
+           table([*head, "haulers", "requests", "minimum", "ratio", "ship actions",
                   "minimum", "market reads", "top endpoints"], [
-               [r["target"], r["haulers"], r["requests"], r["minimum"]["total"],
+               [*who(r), r["haulers"], r["requests"], r["minimum"]["total"],
                 f"{r['requests'] / r['minimum']['total']:.2f}",
                 sum(r["calls"][a] for a in ACTIONS), r["minimum"]["ship actions"],
                 r["calls"][MARKET],
@@ -162,9 +168,9 @@ def report(results: list[dict], opts) -> str:
                           for k, v in r["calls"].most_common(4))]
                for r in results]),
            "\nCost (credits per unit of target)",
-           table(["target", "haulers", "units", "bought/unit", "fuel", "sales back",
+           table([*head, "haulers", "units", "bought/unit", "fuel", "sales back",
                   "net/unit", "outright price"], [
-               [r["target"], r["haulers"], r["units"],
+               [*who(r), r["haulers"], r["units"],
                 f"{r['gross'] / r['units']:,.0f}" if r["units"] else "-", f"{r['fuel']:,}",
                 f"{r['revenue']:,}", f"{r['net'] / r['units']:,.0f}" if r["units"] else "-",
                 f"{r['outright']:,}" if r["outright"] else "not sold"] for r in results])]
@@ -176,7 +182,8 @@ def main() -> None:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     args.add_argument("--targets", default="IRON_ORE,CLOTHING,ADVANCED_CIRCUITRY")
     args.add_argument("--fleets", default="1,2,4,8")
-    args.add_argument("--seed", type=int, default=1)
+    args.add_argument("--seed", default="1", help="the generated system's seed; several, "
+                      "comma-separated, for systems the bot was not tuned on")
     args.add_argument("--time-scale", type=float, default=100.0)
     args.add_argument("--economy", default="gentle")
     args.add_argument("--real-limits", action="store_true",
@@ -187,15 +194,18 @@ def main() -> None:
     configure("json", "INFO" if opts.log else "ERROR",
               stream=open(opts.log or "/dev/null", "a"))  # noqa: SIM115
     results = []
-    for target in opts.targets.split(","):
-        for haulers in (int(n) for n in opts.fleets.split(",")):
-            started = time.monotonic()
-            r = run(target, haulers, opts)
-            results.append(r)
-            print(f"  {target} x{haulers}: {r['outcome']} in {r['makespan']:.0f} game s "
-                  f"(bound {r['bound']:.0f}, {r['makespan'] / r['bound']:.2f} x), "
-                  f"{r['requests']} requests (minimum {r['minimum']['total']}), "
-                  f"{time.monotonic() - started:.0f} s", file=sys.stderr)
+    seeds = [int(n) for n in opts.seed.split(",")]
+    for seed in seeds:
+        for target in opts.targets.split(","):
+            for haulers in (int(n) for n in opts.fleets.split(",")):
+                started = time.monotonic()
+                r = run(target, haulers, seed, opts)
+                results.append(r)
+                print(f"  seed {seed} {target} x{haulers}: {r['outcome']} in "
+                      f"{r['makespan']:.0f} game s "
+                      f"(bound {r['bound']:.0f}, {r['makespan'] / r['bound']:.2f} x), "
+                      f"{r['requests']} requests (minimum {r['minimum']['total']}), "
+                      f"{time.monotonic() - started:.0f} s", file=sys.stderr)
     print(report(results, opts))
 
 
