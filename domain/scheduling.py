@@ -296,9 +296,9 @@ def visits(waypoints: Iterable[str], idle: Iterable[ShipView], times: TravelTime
     The markets in `before` (read for goods needed for sure, while the `waypoints` are
     speculative) are seen to before the `waypoints`, and so are the carriers of those in
     `carried_before` (their reader a probe, so a hauler must go whatever it reads): a
-    speculative read would take the ship far away (seen: the frigate read a deep market
-    while a probe flew to COPPER_ORE's one seller, and a light hauler carried the ore
-    800 s later; and while a light hauler took 900 s to COPPER's exporter).
+    speculative read would take the ship far away (seen: the frigate reading speculative
+    markets while a probe flew to COPPER_ORE's one seller, and a light hauler carried the
+    ore 800 s later; or while a light hauler took 900 s to reach COPPER's exporter).
     """
     idle = list(idle)
     ships = {s.symbol: s for s in [*flying, *idle]}
