@@ -784,7 +784,7 @@ class Coordinator:
         if refused and rounds > 1:
             self._assign(now, imminent, due, rounds - 1)  # a benched ship gave its task back
         elif len(plan) < len(ready):
-            self._note_no_ship(ready, {c.task.id for c in plan}, now)
+            self._note_no_ship(ready, {c.task.id for c in plan}, now, idle=len(ships))
 
     def _not_before_due(self, ready: list[Task], imminent: dict[str, Imminent]) -> set[str]:
         """Ready tasks a ship standing by at an imminent station must not leave for: more
@@ -923,16 +923,20 @@ class Coordinator:
                 s.cargo_free, free_in, carrying.get(s.symbol, {})))
         return views
 
-    def _note_no_ship(self, ready: list[Task], assigned: set[str], now: datetime) -> None:
-        """Say so, once in a while, when ready work finds no ship."""
+    def _note_no_ship(self, ready: list[Task], assigned: set[str], now: datetime,
+                      idle: int) -> None:
+        """Say so, once in a while, when ready work finds no ship, and why: a player who
+        sees an idle hauler in `status` should not read that every hauler is busy."""
         last = self.warned.get("no-ship")
         if last is not None and (now - last).total_seconds() < self.settings.warn_after / 10:
             return
         waiting = [t for t in ready if t.id not in assigned]
         self.warned["no-ship"] = now
-        self.log.info("task.no_ship", tasks=len(waiting), first=waiting[0].id,
-                      reason="every usable hauler is busy, benched or full, or its goods "
-                             "are on a busy ship")
+        reason = ("every usable hauler is busy, benched or full, or its goods are on a busy "
+                  "ship" if not idle else "the idle haulers are full, standing by or held "
+                  "by the per-market cap, or a busy one soon free would finish first")
+        self.log.info("task.no_ship", tasks=len(waiting), first=waiting[0].id, idle=idle,
+                      reason=reason)
 
     def _job(self, task: Task, ship: str) -> Job:
         f = self.factory

@@ -668,9 +668,12 @@ def test_an_idle_ship_stands_by_where_output_is_due_however_far(rig):
 def test_a_task_waits_for_a_busy_ship_that_would_finish_it_first(rig):
     rig.c.start()
     [(carrier, fertilizers)] = rig.jobs()  # S-2 flies FERTILIZERS to B, and lands there
-    rig.answer("FABRICS@X1-T-B")
+    with capture_logs() as logs:
+        rig.answer("FABRICS@X1-T-B")
     fabrics = next(t for t in rig.f.tasks.values() if t.good == "FABRICS")
     assert fabrics.state is TaskState.READY, "S-1, idle at A, is further from it than S-2"
+    [note] = [e for e in logs if e["event"] == "task.no_ship"]
+    assert note["idle"] == 1 and "a busy one soon free would finish first" in note["reason"]
     rig.done(carrier, fertilizers, bought=40, delivered=40)
     assert fabrics.state is TaskState.RUNNING and fabrics.ship == carrier
 
