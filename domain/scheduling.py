@@ -200,8 +200,9 @@ def assign(tasks: Iterable[Task], ships: Iterable[ShipView], times: TravelTimes,
     the lot due there: the caller says which). A task that one of the
     busy ships `arriving` (flying to look or to stand by, or on another trip: each free
     at its `waypoint` in `free_in`) would finish in `WAIT_GAIN` of any idle ship's time
-    waits for it, and that ship is kept for it (not for less: when it lands it may be
-    wanted elsewhere, and the idle ship would have been wasted meanwhile). `ranks`: each
+    (or sooner at all, if it has landed there) waits for it, and that ship is kept for
+    it (not for less: when it lands it may be wanted elsewhere, and the idle ship would
+    have been wasted meanwhile). `ranks`: each
     task's `priority`, if not by its own lot with no path.
     """
     standing_by, speculative = set(standing_by), set(speculative)
@@ -235,8 +236,12 @@ def assign(tasks: Iterable[Task], ships: Iterable[ShipView], times: TravelTimes,
                           for s in coming.values() if _room_for(s, task) and not (
                               task.id in speculative and s.symbol in standing_by)),
                          default=None)
+            # a ship already where it will be free (its last trade under way) is waited
+            # for like an idle one: no landing to be late (seen: a light hauler took the
+            # trip the frigate would have made 150 s sooner, the frigate selling there)
+            gain = 1.0 if sooner is not None and coming[sooner[1]].free_in <= 0 else WAIT_GAIN
             if sooner is not None and sooner[0] < UNREACHABLE and (
-                    best is None or sooner[0] < best[0] * WAIT_GAIN):
+                    best is None or sooner[0] < best[0] * gain):
                 del coming[sooner[1]]  # wait for it to land
                 continue
         if best is None:

@@ -161,10 +161,17 @@ def test_a_task_waits_for_a_ship_landing_nearby_that_would_finish_it_sooner():
         ship("FAR", at="A", speed=5, free_in=10_000)])[0].ship == "SLOW", "not worth waiting"
     # a busy ship only a little sooner is not waited for: it may be wanted elsewhere
     # when it lands, and the idle one would have been wasted meanwhile
-    idle, near = ship("IDLE", at="A"), ship("NEAR", at="B", free_in=0.0)
+    idle, near = ship("IDLE", at="A"), ship("NEAR", at="B", free_in=1.0)
     ratio = finish_in(first, near, TIMES, "E") / finish_in(first, idle, TIMES, "E")
     assert 0.8 < ratio < 1
     assert assign([first], [idle], TIMES, {first.id: "E"}, arriving=[near])[0].ship == "IDLE"
+    # one that has landed where it will be free (selling its last lot) has no landing to
+    # be late: it is weighed as if idle (seen: a light hauler took a 1,000 s trip the
+    # frigate, selling at that moment, would have made in 850)
+    landed = ship("LANDED", at="B", free_in=0.0)
+    assert assign([first], [idle], TIMES, {first.id: "E"}, arriving=[landed]) == []
+    assert [c.ship for c in assign([first], [idle, landed], TIMES, {first.id: "E"})] == [
+        "LANDED"], "the same choice as once it is free"
 
 
 def test_stand_by_picks_who_has_the_output_at_its_destination_first_however_far():
