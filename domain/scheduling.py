@@ -202,8 +202,8 @@ def assign(tasks: Iterable[Task], ships: Iterable[ShipView], times: TravelTimes,
     at its `waypoint` in `free_in`) would finish in `WAIT_GAIN` of any idle ship's time
     (or sooner at all, if it has landed there) waits for it, and that ship is kept for
     it (not for less: when it lands it may be wanted elsewhere, and the idle ship would
-    have been wasted meanwhile). `ranks`: each
-    task's `priority`, if not by its own lot with no path.
+    have been wasted meanwhile). `ranks`: each task's `priority`, if not by its own lot
+    with no path.
     """
     standing_by, speculative = set(standing_by), set(speculative)
     coming = {s.symbol: s for s in arriving if s.is_hauler}
