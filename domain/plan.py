@@ -213,24 +213,19 @@ class Planner:
                                              partial))
         return node
 
-    def to_read(self, target: str) -> set[str]:
-        """Every market whose quotes a plan for `target` may need and nobody has read."""
-        return set(self.read_levels(target))
-
-    def read_levels(self, target: str) -> dict[str, int]:
-        """The markets `to_read`, each with how speculative its reading is: the number of
-        goods above it on its path that are still undecided (a seller of theirs unread).
-        A market at 0 is needed whatever the other readings say (the target's sellers,
-        or those of an input of a good known to be made); one at 1 is needed unless an
-        unread seller of the good above it turns out to hold it at the threshold; and
-        so on. The other sellers of a good already for sale count one more (their quotes
-        may find a better seller, but decide nothing); its inputs are left out."""
-        return self.survey(target)[0]
-
     def survey(self, target: str) -> tuple[dict[str, int], set[str]]:
-        """`read_levels`, and of those markets the sole sources: the unread ones at 0 that
-        are the only place a needed good can come from (its one seller, so its one
-        exporter if any): whatever their reading says, a hauler will carry from there."""
+        """Every market whose quotes a plan for `target` may need and nobody has read,
+        each with how speculative its reading is, and of those the sole sources.
+
+        How speculative: the number of goods above it on its path that are still
+        undecided (a seller of theirs unread). A market at 0 is needed whatever the other
+        readings say (the target's sellers, or those of an input of a good known to be
+        made); one at 1 is needed unless an unread seller of the good above it turns out
+        to hold it at the threshold; and so on. The other sellers of a good already for
+        sale count one more (their quotes may find a better seller, but decide nothing);
+        its inputs are left out. The sole sources are the unread ones at 0 that are the
+        only place a needed good can come from (its one seller, so its one exporter if
+        any): whatever their reading says, a hauler will carry from there."""
         needed: dict[str, int] = {}
         sole: set[str] = set()
         seen: set[str] = set()

@@ -163,19 +163,19 @@ def test_survey_reads_every_level_that_may_be_needed_but_not_below_what_can_be_b
                         exchange=sorted(m.exchange), quotes=False)
               for w, m in ((m.waypoint, m) for m in markets)}
     planner = Planner(AC_CHAIN, unread.values())
-    assert planner.to_read("ADVANCED_CIRCUITRY") == {"X1-T1-A1", "X1-T1-A2", "X1-T1-A3",
-                                                     "X1-T1-B1", "X1-T1-B2"}
+    assert set(planner.survey("ADVANCED_CIRCUITRY")[0]) == {
+        "X1-T1-A1", "X1-T1-A2", "X1-T1-A3", "X1-T1-B1", "X1-T1-B2"}
     # how speculative each reading is: the undecided goods above it on its path
-    assert planner.read_levels("ADVANCED_CIRCUITRY") == {
+    assert planner.survey("ADVANCED_CIRCUITRY")[0] == {
         "X1-T1-A1": 0, "X1-T1-A2": 1, "X1-T1-A3": 2, "X1-T1-B1": 2, "X1-T1-B2": 3}
     known = [*[m for m in markets if m.waypoint == "X1-T1-A1"],
              *[u for w, u in unread.items() if w != "X1-T1-A1"]]
-    assert Planner(AC_CHAIN, known).read_levels("ADVANCED_CIRCUITRY") == {
+    assert Planner(AC_CHAIN, known).survey("ADVANCED_CIRCUITRY")[0] == {
         "X1-T1-A2": 0, "X1-T1-A3": 1, "X1-T1-B1": 1, "X1-T1-B2": 2}, \
         "the target is known to be made: its inputs' sellers are needed for sure"
     deeper = [*[m for m in markets if m.waypoint in ("X1-T1-A1", "X1-T1-A2")],
               *[u for w, u in unread.items() if w not in ("X1-T1-A1", "X1-T1-A2")]]
-    assert Planner(AC_CHAIN, deeper).read_levels("ADVANCED_CIRCUITRY") == {
+    assert Planner(AC_CHAIN, deeper).survey("ADVANCED_CIRCUITRY")[0] == {
         "X1-T1-A3": 0, "X1-T1-B1": 0, "X1-T1-B2": 1}
     # of those needed for sure, the only places their goods can come from
     assert planner.survey("ADVANCED_CIRCUITRY")[1] == {"X1-T1-A1"}
@@ -186,13 +186,13 @@ def test_survey_reads_every_level_that_may_be_needed_but_not_below_what_can_be_b
     assert Planner(AC_CHAIN, two).survey("ADVANCED_CIRCUITRY")[1] == {"X1-T1-A3"}, \
         "SILICON_CRYSTALS may come from either seller"
     second = [*markets, market("X1-T1-B3", exports=["COPPER_ORE"], quotes=False)]
-    assert Planner(AC_CHAIN, second).read_levels("ADVANCED_CIRCUITRY") == {"X1-T1-B3": 1}, \
+    assert Planner(AC_CHAIN, second).survey("ADVANCED_CIRCUITRY")[0] == {"X1-T1-B3": 1}, \
         "COPPER_ORE is for sale at B2: a second seller's quote decides nothing"
     assert Planner(AC_CHAIN, second).survey("ADVANCED_CIRCUITRY")[1] == set()
     stocked = [market("X1-T1-A1", exports=["ADVANCED_CIRCUITRY"],
                       imports=["ELECTRONICS", "MICROPROCESSORS"], supply="HIGH"),
                *[u for w, u in unread.items() if w != "X1-T1-A1"]]
-    assert Planner(AC_CHAIN, stocked).to_read("ADVANCED_CIRCUITRY") == set(), \
+    assert Planner(AC_CHAIN, stocked).survey("ADVANCED_CIRCUITRY") == ({}, set()), \
         "it can be bought: nothing below it matters"
     partial = Planner(AC_CHAIN, known).resolve("ADVANCED_CIRCUITRY", partial=True)
     assert partial.method is Acquisition.FABRICATE and partial.pending
