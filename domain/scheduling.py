@@ -236,14 +236,15 @@ def assign(tasks: Iterable[Task], ships: Iterable[ShipView], times: TravelTimes,
                           for s in coming.values() if _room_for(s, task) and not (
                               task.id in speculative and s.symbol in standing_by)),
                          default=None)
-            # a ship already where it will be free (its last trade under way) is waited
-            # for like an idle one: no landing to be late (seen: a light hauler took the
-            # trip the frigate would have made 150 s sooner, the frigate selling there)
-            gain = 1.0 if sooner is not None and coming[sooner[1]].free_in <= 0 else WAIT_GAIN
-            if sooner is not None and sooner[0] < UNREACHABLE and (
-                    best is None or sooner[0] < best[0] * gain):
-                del coming[sooner[1]]  # wait for it to land
-                continue
+            if sooner is not None and sooner[0] < UNREACHABLE:
+                # a ship already where it will be free (its last trade under way) is
+                # waited for like an idle one: no landing to be late (seen: a light hauler
+                # took the trip the frigate would have made 150 s sooner, the frigate
+                # selling there)
+                gain = 1.0 if coming[sooner[1]].free_in <= 0 else WAIT_GAIN
+                if best is None or sooner[0] < best[0] * gain:
+                    del coming[sooner[1]]  # wait for it to land
+                    continue
         if best is None:
             continue
         out.append(Assignment(task, best[1].symbol, best[0]))
