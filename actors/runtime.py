@@ -177,7 +177,8 @@ class Runtime:
         self.watcher = _WatcherPort(MarketWatcher(self.book, self.fleet, self.directory, clock,
                                                   settings.poll_initial,
                                                   settings.poll_settled,
-                                                  settings.quote_fresh_for))
+                                                  settings.quote_fresh_for,
+                                                  settings.history_days))
         self.book.listen(lambda snapshot: self.watcher.tell(Observed(snapshot)))
         self.pool = ShipPool(self._worker, self.directory, settings.max_ship_restarts)
         self.ticker = Ticker(settings.tick)

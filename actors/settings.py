@@ -32,6 +32,9 @@ class Settings:
     lease: float = 60.0  # a runner silent for longer is taken to be dead
     poll_initial: float = 30.0  # first poll of a watched market after the watch starts
     poll_settled: float = 60.0  # later polls
+    # days of market readings kept for the dashboard's charts: a run left going for weeks
+    # would otherwise grow the database by every poll (None keeps them all)
+    history_days: float | None = 7.0
     tick: float = 0.5  # how often actors look at the time
     # seconds past a flight's arrival before the ship acts there: the server gives times
     # to the millisecond, and its clock and ours differ a little

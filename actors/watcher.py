@@ -163,10 +163,11 @@ IDLE_BACKOFF = 8  # polls of an exporter awaiting a round stretch up to 8 × `se
 
 class MarketWatcher:
     FLEET_REFRESH = timedelta(seconds=30)
+    FORGET_EVERY = timedelta(hours=1)
 
     def __init__(self, book: MarketBook, fleet: Fleet, directory: Directory,
                  clock: Callable[[], datetime], initial: float = 30.0, settled: float = 60.0,
-                 fresh: float = 10.0):
+                 fresh: float = 10.0, history_days: float | None = None):
         self.book = book
         self.fleet = fleet
         self.directory = directory
@@ -178,10 +179,13 @@ class MarketWatcher:
         self.follows: dict[str, frozenset[str]] = {}
         self.fleet_read_at: datetime | None = None
         self.polls = 0
+        self.keep = None if history_days is None else timedelta(days=history_days)
+        self.forgot_at: datetime | None = None
 
     def handle(self, message: object) -> None:
         if isinstance(message, Tick):
             self.poll()
+            self.forget_old()
         elif isinstance(message, Observed):
             self.observed(message.snapshot)
         elif isinstance(message, Watch):
@@ -257,6 +261,19 @@ class MarketWatcher:
             if not reading.snapshot.has_quotes:
                 self._blind(waypoint, now)
         return reads
+
+    def forget_old(self) -> int:
+        """Once an hour (and on the first tick), drop the market history older than the
+        days kept; returns the readings dropped."""
+        now = self.clock()
+        if self.keep is None or (self.forgot_at is not None
+                                 and now - self.forgot_at < self.FORGET_EVERY):
+            return 0
+        self.forgot_at = now
+        gone = self.book.storage.markets.forget_history(now - self.keep)
+        if gone:
+            log.info("history.forgotten", readings=gone, before=(now - self.keep).isoformat())
+        return gone
 
     def _read_moments_ago(self, waypoint: str, watches: list[_Watch], now: datetime) -> bool:
         """Did someone read the market moments ago, after every watch there began (a ship

@@ -209,3 +209,38 @@ def test_a_reading_taken_moments_before_a_poll_stands_for_it(world, ago, reads):
     clock.now += timedelta(seconds=1)
     watcher.handle(Tick())
     assert client.reads == reads + 1
+
+
+def test_market_history_older_than_the_days_kept_is_forgotten_once_an_hour(world):
+    """A run left going for weeks must not grow the database by every poll; the latest
+    quote of each good stays whatever its age."""
+    clock, client, book, _fleet, inbox, _ = world
+    watcher = MarketWatcher(book, Fleet(), inbox, clock, history_days=2)
+    client.markets["X1-T-E"] = scarce()
+    markets = book.storage.markets
+    for _ in range(3):  # readings at 0, 1 and 2 days
+        book.read("X1-T-E")
+        clock.now += timedelta(days=1)
+    clock.now -= timedelta(minutes=10)  # the first reading is more than 2 days old
+    watcher.handle(Tick())
+    days = [T0 + timedelta(days=1), T0 + timedelta(days=2)]
+    assert [t for t, _, _ in markets.history("X1-T-E", "CLOTHING")] == days
+    clock.now += timedelta(minutes=20)  # the second is too, but an hour has not passed
+    watcher.handle(Tick())
+    assert [t for t, _, _ in markets.history("X1-T-E", "CLOTHING")] == days
+    clock.now += timedelta(minutes=40)
+    watcher.handle(Tick())
+    assert [t for t, _, _ in markets.history("X1-T-E", "CLOTHING")] == days[1:]
+    clock.now += timedelta(days=5)
+    watcher.handle(Tick())
+    assert markets.history("X1-T-E", "CLOTHING") == []
+    assert markets.snapshot("X1-T-E").quote("CLOTHING").supply is SupplyLevel.SCARCE
+
+
+def test_market_history_is_kept_whole_without_a_limit(world):
+    clock, client, book, _fleet, _inbox, watcher = world
+    client.markets["X1-T-E"] = scarce()
+    book.read("X1-T-E")
+    clock.now += timedelta(days=400)
+    watcher.handle(Tick())
+    assert len(book.storage.markets.history("X1-T-E", "CLOTHING")) == 1
