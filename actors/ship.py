@@ -631,7 +631,10 @@ class ShipWorker:
         call = self.client.purchase if kind == "PURCHASE" else self.client.sell
         try:
             with self.wallet.hold(units * price if kind == "PURCHASE" else 0) as held:
-                result = call(self.symbol, good, units)
+                try:
+                    result = call(self.symbol, good, units)
+                finally:  # whatever came of it, a reading from before may be out of date
+                    self.book.traded(waypoint, self.clock())
                 held.settle(result.credits, result.transaction.timestamp)
         except OutcomeUnknown:
             self._refresh()

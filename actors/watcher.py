@@ -58,6 +58,7 @@ class MarketBook:
         self._places: dict[str, dict[str, Place]] = {}
         self._times: dict[str, TravelTimes] = {}
         self._listeners: list[Callable[[MarketSnapshot], None]] = []
+        self._traded: dict[str, datetime] = {}  # our last trade at each market
         self.reads = 0
 
     def listen(self, listener: Callable[[MarketSnapshot], None]) -> None:
@@ -100,13 +101,22 @@ class MarketBook:
         with self._lock:
             return self._latest.get(waypoint)
 
+    def traded(self, waypoint: str, at: datetime) -> None:
+        """One of our ships traded there at `at`: what was read before is out of date."""
+        with self._lock:
+            self._traded[waypoint] = max(at, self._traded.get(waypoint, at))
+
     def read_between(self, waypoint: str, since: datetime,
                      until: datetime | None = None) -> MarketSnapshot | None:
-        """The latest reading with quotes, if it was taken from `since` to `until`: one a
-        ship or a poll took moments ago need not be taken again."""
+        """The latest reading with quotes, if it was taken from `since` to `until` and no
+        ship of ours traded there after it: one a ship or a poll took moments ago need
+        not be taken again, but after a trade its stock and prices are not the market's."""
+        with self._lock:
+            traded = self._traded.get(waypoint)
         latest = self.latest(waypoint)
         if latest is None or not latest.has_quotes or latest.observed_at is None or \
-                latest.observed_at < since or (until is not None and latest.observed_at > until):
+                latest.observed_at < since or (until is not None and latest.observed_at > until) \
+                or (traded is not None and latest.observed_at <= traded):
             return None
         return latest
 
@@ -223,7 +233,8 @@ class MarketWatcher:
                 quote = snapshot.quote(w.good)
                 del self.watches[w.key]
                 log.info("supply.reached", waypoint=waypoint, good=w.good,
-                         supply=quote.supply.name, factory=w.factory, key=w.key)
+                         supply=quote.supply.name,
+                         factory=w.factory, key=w.key)
                 self.directory.tell(w.factory, SupplySeen(w.key, waypoint, w.good, quote.supply,
                                                           snapshot.observed_at))
 

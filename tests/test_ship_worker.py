@@ -424,6 +424,23 @@ def test_a_reading_taken_moments_ago_serves_the_first_slice(rig, fresh_for, read
     assert rig.books("PURCHASE", "IRON_ORE") == 10
 
 
+def test_a_reading_taken_before_one_of_our_trades_there_is_read_again(rig):
+    """Two of our ships at one market: the second must not trade on the reading taken
+    before the first one bought (stock and price moved since): its ceiling would not
+    hold."""
+    rig.worker.fresh_for = 60.0
+    job = rig.trade(units=10)
+    rig.worker.run(Job(JobKind.VISIT, job.source, "f"))  # there, the market just read
+    price = rig.book.latest(job.source).quote("IRON_ORE").purchase_price
+    stock = rig.game.universe.markets[job.source].goods["IRON_ORE"]
+    stock.stock *= 0.8  # the other ship's buying made it dearer
+    assert stock.purchase_price > price and stock.supply >= SupplyLevel.MODERATE
+    rig.book.traded(job.source, utcnow())
+    result = rig.worker.run(replace(job, ceiling=price))
+    assert isinstance(result, JobNotReady) and "above the ceiling" in result.reason
+    assert rig.books("PURCHASE", "IRON_ORE") == 0
+
+
 @pytest.mark.parametrize("units, reads", [(10, 0), (100, 1)])
 def test_a_collect_reads_what_its_buying_left_only_if_the_lot_goes_on(rig, units, reads):
     """A lot collected from the exporter that made it waits for a reading taken after
@@ -436,6 +453,9 @@ def test_a_collect_reads_what_its_buying_left_only_if_the_lot_goes_on(rig, units
     rig.book.listen(seen.append)
     assert rig.worker.run(job).bought == min(units, 40)
     assert sum(1 for s in seen if s.waypoint == job.source) == reads
+    # with nothing read after its buying, the reading from before serves no other ship
+    assert (rig.book.read_between(job.source, utcnow() - timedelta(minutes=1)) is None) \
+        == (reads == 0)
 
 
 def test_a_sale_in_slices_reads_the_market_once(rig):
