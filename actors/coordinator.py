@@ -58,7 +58,7 @@ from domain.factory import (
 )
 from domain.feeding import plan_feeds, round_landed, rounds_landed
 from domain.plan import Decision, Planner
-from domain.ranking import ceiling, reference_price
+from domain.ranking import buyable, ceiling, reference_price
 from domain.supply_chain import SupplyChain
 from storage.repositories import LeaseLost, Storage
 
@@ -463,7 +463,7 @@ class Coordinator:
         orders, views = plan_feeds(
             f, self.book.latest, self.settings.feeds_per_input, most=self._max_open_lots(),
             landed_by=now - timedelta(seconds=self.settings.answer_wait),
-            hold=self._hold_lots())
+            hold=self._hold_lots(), ceiling=self._ceiling)
         self._warn_slow(views, now)
         if not orders:
             return []
@@ -493,14 +493,18 @@ class Coordinator:
         return opened
 
     def _answered(self) -> set[str]:
-        """Stations whose export was last seen at the threshold."""
+        """Stations whose export was last seen at the threshold, at a price we pay."""
         out = set()
         for key, st in self.factory.stations().items():
             latest = self.book.latest(st.waypoint)
-            quote = latest.quote(st.good) if latest else None
-            if quote is not None and quote.supply >= self.factory.min_supply:
+            if buyable(latest.quote(st.good) if latest else None, self.factory.min_supply,
+                       self._ceiling(st.good)):
                 out.add(key)
         return out
+
+    def _ceiling(self, good: str | None) -> int | None:
+        """The most a ship pays a unit of `good` (None: no cap, or no reference yet)."""
+        return ceiling(self.factory.reference.get(good or ""), self.settings.ceiling_factor)
 
     def _warn_slow(self, views, now: datetime) -> None:
         """A station fed lot after lot whose export does not answer gets a warning now and
@@ -519,10 +523,15 @@ class Coordinator:
             last = self.warned.get(st.key)
             if last is None or (now - last).total_seconds() >= self.settings.warn_after:
                 self.warned[st.key] = now
+                latest = self.book.latest(st.waypoint)
+                quote = latest.quote(st.good) if latest else None
+                cap = self._ceiling(st.good)
+                dear = {"price": quote.purchase_price, "ceiling": cap} if quote and cap \
+                    and quote.purchase_price > cap else {}
                 self.log.warning("production.slow", station=st.key, good=st.good,
                                  waypoint=st.waypoint, waited_seconds=int(waited),
                                  fed=st.fed(), export_supply=view.export.name if view.export
-                                 else None, saturated=list(view.saturated))
+                                 else None, saturated=list(view.saturated), **dear)
 
     def _redecide(self, now: datetime) -> list[Task]:
         """Markets moved: a lot whose seller fell below the threshold is made instead (and
@@ -597,7 +606,7 @@ class Coordinator:
                 continue
             first = tasks[0]
             self.watched[key] = Watch(key, self.id, first.source, first.good, f.min_supply,
-                                      since, last)
+                                      since, last, self._ceiling(first.good))
             self.watcher.tell(self.watched[key])
 
     def _seen_already(self, now: datetime) -> None:
@@ -948,7 +957,7 @@ class Coordinator:
                    lost=task.units_lost, written_off=task.lost_by.get(ship, 0),
                    below_threshold=task.below_threshold, min_supply=f.min_supply,
                    collect=task.kind is TaskKind.COLLECT,
-                   ceiling=ceiling(f.reference.get(task.good), self.settings.ceiling_factor),
+                   ceiling=self._ceiling(task.good),
                    reserve=self.settings.reserve)
 
     def _pick_any(self, waypoint: str, probes_only: bool = False) -> str | None:

@@ -10,6 +10,7 @@ from enum import StrEnum
 from domain.enums import SupplyLevel
 from domain.factory import DeliverKind
 from domain.markets import MarketSnapshot
+from domain.ranking import buyable
 
 # --- commands ----------------------------------------------------------------------------
 
@@ -64,13 +65,13 @@ class Watch:
     level: SupplyLevel
     since: datetime
     landed: datetime | None = None  # when a round's last feed landed; None: awaited
+    ceiling: int | None = None  # the most a ship pays a unit: a dearer lot is not ready
 
     def answered_by(self, snapshot: MarketSnapshot | None) -> bool:
         """Does this reading show what the watch waits for?"""
         if snapshot is None or snapshot.observed_at is None or snapshot.observed_at <= self.since:
             return False
-        quote = snapshot.quote(self.good)
-        return quote is not None and quote.supply >= self.level
+        return buyable(snapshot.quote(self.good), self.level, self.ceiling)
 
 
 @dataclass(frozen=True)

@@ -233,7 +233,7 @@ class MarketWatcher:
                 quote = snapshot.quote(w.good)
                 del self.watches[w.key]
                 log.info("supply.reached", waypoint=waypoint, good=w.good,
-                         supply=quote.supply.name,
+                         supply=quote.supply.name, price=quote.purchase_price,
                          factory=w.factory, key=w.key)
                 self.directory.tell(w.factory, SupplySeen(w.key, waypoint, w.good, quote.supply,
                                                           snapshot.observed_at))

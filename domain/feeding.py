@@ -26,6 +26,7 @@ from datetime import datetime
 from domain.enums import SupplyLevel
 from domain.factory import Factory, Station
 from domain.markets import MarketSnapshot
+from domain.ranking import buyable
 
 SATURATED = SupplyLevel.HIGH  # an import this well stocked gains nothing from more
 
@@ -108,7 +109,8 @@ def _hungry(station: Station, saturated: tuple[str, ...]) -> list[str]:
 
 def plan_feeds(factory: Factory, latest: Callable[[str], MarketSnapshot | None],
                per_input: int = 1, most: int = 1, landed_by: datetime | None = None,
-               hold: int = 1) -> tuple[list[FeedOrder], list[StationView]]:
+               hold: int = 1, ceiling: Callable[[str], int | None] = lambda good: None
+               ) -> tuple[list[FeedOrder], list[StationView]]:
     """The feeds to start now, and how each station with waiting lots stands. `most`
     caps the lots of one input on the way (the haulers there are to carry them); a round
     counts as unanswered once it landed by `landed_by`. The lots of one input that the
@@ -116,7 +118,8 @@ def plan_feeds(factory: Factory, latest: Callable[[str], MarketSnapshot | None],
     takes): the same good from the same seller to the same exporter is one trip, not one
     per lot (COPPER made at one exporter for two consumers needs two lots of COPPER_ORE).
     Lots sent on speculation (the export has not answered) go one by one, so that the
-    fleet can carry them side by side."""
+    fleet can carry them side by side. An export at the threshold but dearer than the
+    good's `ceiling` has not answered: more made is what brings its price down."""
     orders: list[FeedOrder] = []
     views: list[StationView] = []
     for station in factory.stations().values():
@@ -125,7 +128,7 @@ def plan_feeds(factory: Factory, latest: Callable[[str], MarketSnapshot | None],
         snapshot = latest(station.waypoint)
         export = snapshot.quote(station.good) if snapshot else None
         level = export.supply if export else None
-        if level is not None and level >= factory.min_supply:
+        if buyable(export, factory.min_supply, ceiling(station.good)):
             views.append(StationView(station, level, (), True))
             continue
         saturated = saturated_inputs(station, snapshot)

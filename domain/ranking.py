@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable, Mapping
 
-from domain.enums import ActivityLevel
+from domain.enums import ActivityLevel, SupplyLevel
 from domain.markets import MarketSnapshot, Quote
 from domain.navigation import Place, distance
 
@@ -56,6 +56,14 @@ def ceiling(reference: int | None, factor: float | None = DEFAULT_CEILING_FACTOR
     if factor is None or reference is None:
         return None
     return int(reference * factor)
+
+
+def buyable(quote: Quote | None, level: SupplyLevel, cap: int | None) -> bool:
+    """Does an export's quote show a lot ready to collect: supply at `level` and a price a
+    ship will pay (at most `cap`)? At the threshold but above the ceiling, nothing can be
+    bought yet: the price falls as more is made, so the export has not answered."""
+    return quote is not None and quote.supply >= level and (
+        cap is None or quote.purchase_price <= cap)
 
 
 def price_ceiling(good: str, markets: Iterable[MarketSnapshot],

@@ -360,6 +360,35 @@ def test_a_supply_signal_sends_one_waiting_lot_and_a_trip_finishes_it(rig):
     assert any(isinstance(m, Unwatch) for m in rig.watcher.messages)
 
 
+def test_an_export_at_the_threshold_but_above_the_ceiling_has_not_answered(rig):
+    """A lot no ship may buy (dearer than the ceiling) is no answer: sending a ship
+    would only bring a refusal, again at each poll; the watch waits for the price, and
+    the exporter is fed meanwhile, since more made is what brings the price down."""
+    rig.c.start()
+    out = rig.f.outputs()[0]
+    [watch] = [m for m in rig.watcher.messages if isinstance(m, Watch)
+               and m.key == "CLOTHING@X1-T-E"]
+    assert watch.ceiling == 150
+    dear = market("X1-T-E", exports=["CLOTHING"], imports=["FABRICS"],
+                  CLOTHING=("MODERATE", "WEAK", 151), FABRICS=("SCARCE", "WEAK"))
+    rig.see(dear)
+    assert not watch.answered_by(rig.book.latest("X1-T-E"))
+    assert out.state is TaskState.WAITING
+    fabrics = [t for t in rig.f.tasks.values() if t.good == "FABRICS" and not t.finished]
+    assert fabrics, "still fed"
+    with capture_logs() as logs:
+        rig.clock.advance(rig.c.settings.warn_after + 1)
+        rig.c.tick()
+    [slow] = [e for e in logs if e["event"] == "production.slow"
+              and e["station"] == "CLOTHING@X1-T-E"]
+    assert (slow["export_supply"], slow["price"], slow["ceiling"]) == ("MODERATE", 151, 150)
+    rig.see(replace(dear, quotes={**dear.quotes, "CLOTHING": replace(
+        dear.quotes["CLOTHING"], purchase_price=150)}))
+    assert watch.answered_by(rig.book.latest("X1-T-E"))
+    rig.c.tick()
+    assert out.state is TaskState.RUNNING
+
+
 def test_a_feed_that_lands_is_logged_and_unanswered_the_next_round_goes_out(rig):
     rig.c.start()
     [(_, job)] = rig.jobs()

@@ -250,3 +250,14 @@ def test_a_feed_of_two_lots_landed_before_an_answer_still_counts_for_the_next_lo
         "one answer uses one lot's worth: the other lot's inputs are still there"
     assert feeds(f, exporter(), hold=2, landed_by=T0 - timedelta(seconds=1))[0] == [], \
         "its round has landed: the exporter is given its time before more go"
+
+
+def test_an_export_at_the_threshold_but_dearer_than_the_ceiling_is_fed():
+    f = factory()
+    dear = market("X1-T-E", exports=["FAB_MATS"], imports=["IRON", "QUARTZ_SAND"],
+                  FAB_MATS=("MODERATE", "WEAK", 200), IRON=("SCARCE", "WEAK"),
+                  QUARTZ_SAND=("SCARCE", "WEAK"))
+    orders, [view] = feeds(f, dear, ceiling={"FAB_MATS": 150}.get)
+    assert not view.answered and [o.good for o in orders] == ["IRON", "QUARTZ_SAND"]
+    orders, [view] = feeds(f, dear, ceiling={"FAB_MATS": 200}.get)
+    assert view.answered and orders == []

@@ -1,4 +1,5 @@
-from domain.ranking import price_ceiling, rank_sellers
+from domain.enums import SupplyLevel
+from domain.ranking import buyable, price_ceiling, rank_sellers
 from tests.builders import market
 
 
@@ -23,3 +24,10 @@ def test_rank_skips_markets_without_quotes_and_importers():
         market("X1-T-D", imports=["IRON"], IRON=("ABUNDANT", "WEAK", 100)),
     ]
     assert [m.waypoint for m, _ in rank_sellers("IRON", markets)] == ["X1-T-B", "X1-T-C"]
+
+
+def test_a_lot_is_buyable_at_the_threshold_and_at_most_the_ceiling():
+    q = market("X1-T-A", exports=["IRON"], IRON=("MODERATE", "WEAK", 150)).quote("IRON")
+    assert buyable(q, SupplyLevel.MODERATE, 150) and buyable(q, SupplyLevel.MODERATE, None)
+    assert not buyable(q, SupplyLevel.MODERATE, 149), "dearer than the ceiling"
+    assert not buyable(q, SupplyLevel.HIGH, None) and not buyable(None, SupplyLevel.SCARCE, None)
