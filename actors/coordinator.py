@@ -884,7 +884,9 @@ class Coordinator:
         flying = {v.symbol for v in out}
         for symbol, (due, waypoint) in self.free_at.items():
             s = self.fleet.get(symbol)
-            if s is None or s.lost or not s.busy or symbol in flying:
+            # a ship that ended the trip on its side counts until we hear of it
+            if s is None or s.lost or not (s.busy or self._ending(symbol)) \
+                    or symbol in flying:
                 continue
             if s.waypoint == waypoint:  # on its last leg, or there: its landing is known
                 free_in = s.lands_in(now)
@@ -913,7 +915,7 @@ class Coordinator:
         parked = set(self.parked.values())
         ships = [s for s in self.fleet.all() if s.is_hauler and not s.busy and not s.lost
                  and s.symbol not in parked and s.symbol not in self.benched
-                 and self.allowed(s)]
+                 and self.allowed(s) and not self._ending(s.symbol)]
         if not ships:
             return []  # most passes while the fleet is at work: no need to ask the database
         held = {a.ship for a in self.storage.assignments.all() if a.owner != self.owner}

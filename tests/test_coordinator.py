@@ -707,6 +707,27 @@ def test_a_task_waits_for_a_busy_ship_that_would_finish_it_first(rig):
     assert fabrics.state is TaskState.RUNNING and fabrics.ship == carrier
 
 
+def test_a_ship_whose_trip_ended_on_its_side_is_waited_for_until_we_hear_of_it(rig):
+    """The ship's actor frees it in the fleet before its report reaches us; a pass in
+    between (a market read) must neither hand it work nor forget it: seen, a light
+    hauler took the trip the frigate, just freed where it began, would have made
+    500 s sooner."""
+    rig.c.start()
+    [(carrier, fertilizers)] = rig.jobs()  # S-2 flies FERTILIZERS to B
+    rig.fleet.moved(carrier, Nav("X1-T", "X1-T-B", "DOCKED", "CRUISE", "X1-T-F",
+                                 rig.clock(), rig.clock()))
+    rig.fleet.free(carrier)  # sold at B: its side is done, its report on the way
+    with capture_logs() as logs:
+        rig.answer("FABRICS@X1-T-B")
+    fabrics = next(t for t in rig.f.tasks.values() if t.good == "FABRICS")
+    assert fabrics.state is TaskState.READY, "S-1, idle at A, is further from it than S-2"
+    [note] = [e for e in logs if e["event"] == "task.no_ship"]
+    assert note["idle"] == 1 and "a busy one soon free would finish first" in note["reason"], \
+        "S-2 is not idle to us yet (planned for, it would refuse), but it is waited for"
+    rig.done(carrier, fertilizers, bought=40, delivered=40)
+    assert fabrics.state is TaskState.RUNNING and fabrics.ship == carrier
+
+
 @pytest.mark.parametrize("last_leg", [False, True])
 def test_a_busy_ship_past_its_estimate_is_waited_for_only_on_its_last_leg(rig, last_leg):
     rig.c.start()
