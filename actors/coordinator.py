@@ -772,8 +772,9 @@ class Coordinator:
                                  speculative=self._not_before_due(ready, imminent),
                                  # with more lots to come, a ship idle now is a ship
                                  # wasted: wait for a busy one only for the last lots
-                                 arriving=() if f.more_lots_to_come()
-                                 else self._arriving(times, now), ranks=self._ranks())
+                                 arriving=self._ended(now) + ([] if f.more_lots_to_come()
+                                                              else self._arriving(times, now)),
+                                 ranks=self._ranks())
         refused = False
         for choice in plan:
             if limit is not None and running >= limit:
@@ -884,9 +885,7 @@ class Coordinator:
         flying = {v.symbol for v in out}
         for symbol, (due, waypoint) in self.free_at.items():
             s = self.fleet.get(symbol)
-            # a ship that ended the trip on its side counts until we hear of it
-            if s is None or s.lost or not (s.busy or self._ending(symbol)) \
-                    or symbol in flying:
+            if s is None or s.lost or not s.busy or symbol in flying:
                 continue
             if s.waypoint == waypoint:  # on its last leg, or there: its landing is known
                 free_in = s.lands_in(now)
@@ -910,6 +909,18 @@ class Coordinator:
             return task.destination
         return self.factory.destination.waypoint if not self.factory.destination.keeps \
             else None
+
+    def _ended(self, now: datetime) -> list[scheduling.ShipView]:
+        """Haulers whose job for us ended on their side (the fleet shows them idle) before
+        we heard of it: free where they are, but not to be sent until the report is handled
+        (`_ending`), so a task they would finish first waits for them rather than go to a
+        slower ship (seen: a light hauler sent 400 s away to buy where the frigate had just
+        landed to read)."""
+        return [scheduling.ShipView(s.symbol, s.waypoint, s.speed, s.fuel, s.fuel_capacity,
+                                    s.cargo_capacity, s.cargo_free, 0.0)
+                for s in self.fleet.all() if s.is_hauler and not s.busy and not s.lost
+                and s.symbol not in self.benched and self.allowed(s)
+                and self._ending(s.symbol)]
 
     def _idle_haulers(self) -> list[scheduling.ShipView]:
         parked = set(self.parked.values())

@@ -559,6 +559,35 @@ def test_an_exporter_nobody_watches_gets_an_idle_ship_to_look_less_and_less_ofte
     assert fabrics.state is TaskState.WAITING
 
 
+def test_a_ship_that_landed_to_look_is_waited_for_until_we_hear_of_it(rig):
+    """Its reading (what its look was for) reaches us before its report, and the ship's
+    side already freed it: the lot it read is ready where it stands. Seen: a light
+    hauler sent 400 s away to buy where the frigate had just landed to read."""
+    rig.c.settings = Settings(blind_check_after=60, answer_wait=30)
+    rig.fleet.mark_lost("P-1")
+    rig.c.start()
+    rig.clock.advance(61)
+    rig.c.tick()
+    [(_, feed)] = rig.jobs()
+    rig.see(B_SATURATED)
+    rig.fleet.take("S-1")
+    rig.done("S-2", feed, bought=40, delivered=40, free=False)
+    rig.clock.advance(61)
+    rig.fleet.free("S-1")
+    rig.c.tick()
+    [(looker, look)] = rig.jobs(JobKind.VISIT)
+    rig.fleet.update(ship("S-3"))  # idle at A, further from B
+    rig.fleet.moved(looker, Nav("X1-T", "X1-T-B", "DOCKED", "CRUISE", "X1-T-A",
+                                rig.clock(), rig.clock()))
+    rig.fleet.free(looker)  # landed and read: its report is on the way
+    rig.see(*markets(fabrics="MODERATE"))
+    fabrics = next(t for t in rig.f.tasks.values() if t.good == "FABRICS")
+    assert fabrics.state is TaskState.READY and not any(
+        s == "S-3" for s, _ in rig.jobs()), "S-1 stands at B: the lot waits for it"
+    rig.c.handle(JobDone(looker, look))
+    assert fabrics.state is TaskState.RUNNING and fabrics.ship == looker
+
+
 def test_a_look_never_takes_a_ship_from_work(rig):
     rig.c.settings = Settings(blind_check_after=60)
     rig.fleet.mark_lost("P-1")
@@ -707,23 +736,28 @@ def test_a_task_waits_for_a_busy_ship_that_would_finish_it_first(rig):
     assert fabrics.state is TaskState.RUNNING and fabrics.ship == carrier
 
 
-def test_a_ship_whose_trip_ended_on_its_side_is_waited_for_until_we_hear_of_it(rig):
+@pytest.mark.parametrize("units", [None, 120])
+def test_a_ship_whose_trip_ended_on_its_side_is_waited_for_until_we_hear_of_it(
+        tmp_path, units):
     """The ship's actor frees it in the fleet before its report reaches us; a pass in
-    between (a market read) must neither hand it work nor forget it: seen, a light
-    hauler took the trip the frigate, just freed where it began, would have made
-    500 s sooner."""
+    between (a market read) must neither hand it work nor forget it, even while more
+    lots are to come (when busy ships are not waited for): seen, a light hauler took
+    the trip the frigate, just freed where it began, would have made 500 s sooner."""
+    rig = Rig(tmp_path, units=units)
     rig.c.start()
-    [(carrier, fertilizers)] = rig.jobs()  # S-2 flies FERTILIZERS to B
+    carrier, fertilizers = rig.jobs()[0]  # S-2 flies FERTILIZERS to B
+    rig.fleet.update(ship("S-3"))  # idle at A, further from B than S-2
     rig.fleet.moved(carrier, Nav("X1-T", "X1-T-B", "DOCKED", "CRUISE", "X1-T-F",
                                  rig.clock(), rig.clock()))
     rig.fleet.free(carrier)  # sold at B: its side is done, its report on the way
     with capture_logs() as logs:
         rig.answer("FABRICS@X1-T-B")
     fabrics = next(t for t in rig.f.tasks.values() if t.good == "FABRICS")
-    assert fabrics.state is TaskState.READY, "S-1, idle at A, is further from it than S-2"
+    assert fabrics.state is TaskState.READY, "nobody idle is nearer B than S-2"
     [note] = [e for e in logs if e["event"] == "task.no_ship"]
-    assert note["idle"] == 1 and "a busy one soon free would finish first" in note["reason"], \
-        "S-2 is not idle to us yet (planned for, it would refuse), but it is waited for"
+    idle = sum(1 for s in rig.fleet.all() if s.is_hauler and not s.busy) - 1
+    assert note["idle"] == idle and "a busy one soon free would finish first" in \
+        note["reason"], "S-2 is not idle to us yet (planned for, it would refuse), but waited for"
     rig.done(carrier, fertilizers, bought=40, delivered=40)
     assert fabrics.state is TaskState.RUNNING and fabrics.ship == carrier
 
