@@ -443,11 +443,12 @@ class ShipWorker:
 
     def _quote(self, job: Job, waypoint: str, first: bool = False) -> Quote:
         """The good's quote there, read now; for a trade's `first` slice a reading taken
-        in the last `fresh_for` seconds (the watcher's, as the ship landed) serves: nothing
-        of ours traded there since, and reading again would only repeat it."""
+        in the last `fresh_for` seconds (the watcher's, as the ship landed) serves, unless
+        one of our ships traded there since: reading again would only repeat it."""
         now = self.clock()
         latest = self.book.read_between(waypoint, now - timedelta(seconds=self.fresh_for),
-                                        now) if first and self.fresh_for > 0 else None
+                                        now, untraded=True) \
+            if first and self.fresh_for > 0 else None
         if latest is not None and (quote := latest.quote(job.good or "")) is not None:
             return quote
         quote = self._read(waypoint).snapshot.quote(job.good or "")

@@ -106,13 +106,13 @@ class MarketBook:
         with self._lock:
             self._traded[waypoint] = max(at, self._traded.get(waypoint, at))
 
-    def read_between(self, waypoint: str, since: datetime,
-                     until: datetime | None = None) -> MarketSnapshot | None:
-        """The latest reading with quotes, if it was taken from `since` to `until` and no
-        ship of ours traded there after it: one a ship or a poll took moments ago need
-        not be taken again, but after a trade its stock and prices are not the market's."""
+    def read_between(self, waypoint: str, since: datetime, until: datetime | None = None,
+                     untraded: bool = False) -> MarketSnapshot | None:
+        """The latest reading with quotes, if it was taken from `since` to `until`: one a
+        ship or a poll took moments ago need not be taken again. To trade on (`untraded`),
+        no ship of ours may have traded there after it: stock and prices moved since."""
         with self._lock:
-            traded = self._traded.get(waypoint)
+            traded = self._traded.get(waypoint) if untraded else None
         latest = self.latest(waypoint)
         if latest is None or not latest.has_quotes or latest.observed_at is None or \
                 latest.observed_at < since or (until is not None and latest.observed_at > until) \
