@@ -265,6 +265,11 @@ def test_a_hungry_economy_is_fed_lot_after_lot_until_it_answers(tmp_path):
         assert fed >= 3 * f.lot, f"several lots were needed, {fed} fed"
         assert world.books("SELL", "FERTILIZERS") == world.books("PURCHASE", "FERTILIZERS")
         assert f.units_acquired == 40 and world.ledger_matches_server()
+        # two shuttles buying lot after lot at one seller: by the server's books, no
+        # purchase above the ceiling, whatever reading a ship traded on
+        over = [e for e in world.game.books if e.agent == world.agent and e.kind == "PURCHASE"
+                and e.credits > e.units * 1.5 * f.reference[e.good]]
+        assert over == []
     finally:
         world.server.stop()
         world.storage.close()
