@@ -770,10 +770,11 @@ class Coordinator:
                                  per_source_cap=self.settings.per_source_cap,
                                  standing_by=standby,
                                  speculative=self._not_before_due(ready, imminent),
-                                 # with more lots to come, a ship idle now is a ship
-                                 # wasted: wait for a busy one only for the last lots
-                                 arriving=self._ended(now) + ([] if f.more_lots_to_come()
-                                                              else self._arriving(times, now)),
+                                 # a ship whose report is on its way is free where it
+                                 # stands; with more lots to come, a ship idle now is a
+                                 # ship wasted: wait for a busy one only for the last lots
+                                 arriving=self._ended() + ([] if f.more_lots_to_come()
+                                                           else self._arriving(times, now)),
                                  ranks=self._ranks())
         refused = False
         for choice in plan:
@@ -910,7 +911,7 @@ class Coordinator:
         return self.factory.destination.waypoint if not self.factory.destination.keeps \
             else None
 
-    def _ended(self, now: datetime) -> list[scheduling.ShipView]:
+    def _ended(self) -> list[scheduling.ShipView]:
         """Haulers whose job for us ended on their side (the fleet shows them idle) before
         we heard of it: free where they are, but not to be sent until the report is handled
         (`_ending`), so a task they would finish first waits for them rather than go to a
