@@ -1041,15 +1041,20 @@ class Coordinator:
         usable = [s for s in self.fleet.all() if not (
             s.lost or not self.allowed(s) or s.symbol in parked or s.symbol in self.benched
             or s.symbol in keep)]
+        # a ship whose report is on its way takes part where it stands, but is not sent
+        ended = {s.symbol for s in usable if not s.busy and self._ending(s.symbol)}
         idle = [scheduling.ShipView(s.symbol, s.waypoint, s.speed, s.fuel, s.fuel_capacity,
                                     s.cargo_capacity, s.cargo_free)
-                for s in usable if not s.busy]
+                for s in usable if not s.busy and s.symbol not in ended]
         todo = reads - set(self.visits)
         if not idle or not (todo or self.wanted_reads.intersection(self.visits)):
             return  # most passes: nobody to send, or nothing to read
         times = self._travel_times()
         arriving = {v.symbol: v for v in self._visiting(times, self.clock())}
-        flying = [arriving[s.symbol] for s in usable if s.symbol in arriving]
+        flying = [arriving[s.symbol] for s in usable if s.symbol in arriving] + [
+            scheduling.ShipView(s.symbol, s.waypoint, s.speed, s.fuel, s.fuel_capacity,
+                                s.cargo_capacity, s.cargo_free, 0.0)
+            for s in usable if s.symbol in ended]
         en_route = {v.waypoint: v.free_in for v in flying if v.waypoint in self.wanted_reads}
         # a sole source being read gets a carrier: our fastest kind of hauler (busy or
         # standing by too: a slower one sent there is not the one to carry), faster than

@@ -226,6 +226,25 @@ def test_unread_markets_are_surveyed_in_one_pass_before_planning(tmp_path):
     rig.storage.close()
 
 
+def test_a_ship_whose_read_ended_on_its_side_keeps_its_next_read_until_we_hear_of_it(
+        tmp_path):
+    """Its reading reaches us before its report: the survey pass counts it free where it
+    stands (B is still its to read next, not the slow probe's), but sends it nowhere
+    until the report is handled."""
+    rig = Rig(tmp_path, quotes=False)
+    rig.c.start()
+    look = next(j for s, j in rig.jobs(JobKind.VISIT) if s == "S-2")
+    rig.fleet.moved("S-2", Nav("X1-T", "X1-T-F", "DOCKED", "CRUISE", "X1-T-A",
+                               rig.clock(), rig.clock()))
+    rig.fleet.free("S-2")
+    sent = len(rig.ships.jobs)
+    rig.see(markets()[2])  # S-2 read F; its report is on the way
+    assert rig.ships.jobs[sent:] == [], "nobody sent: B waits for S-2"
+    rig.c.handle(JobDone("S-2", look))
+    assert ("S-2", "X1-T-B") in {(s, j.source) for s, j in rig.jobs(JobKind.VISIT)}
+    rig.storage.close()
+
+
 def test_a_hauler_goes_to_the_one_seller_of_a_needed_good_a_probe_is_reading(tmp_path):
     """Whatever the probe reads at B, FABRICS comes from there (its one seller): the idle
     hauler goes too, though the probe lands first, to be there to carry it."""
