@@ -1245,7 +1245,9 @@ class Coordinator:
         for key in self.watched:
             self.watcher.tell(Unwatch(key))
         self.watcher.tell(Follow(self.id, frozenset()))
-        self.storage.assignments.release_factory(self.id)
+        # a ship still out for us (a read: every task has ended) keeps its claim until its
+        # report comes, or another process could send it while our job on it goes on
+        self.storage.assignments.release_factory(self.id, keep=self.out)
         self.storage.factories.release(self.id, self.owner)
         self.log.info("factory.finished", status=f.status.value, units=f.units_acquired,
                       credits=f.credits_spent, error=f.error)

@@ -335,9 +335,13 @@ class AssignmentRepository:
         with transaction(self.db):
             ShipAssignment.delete().where(ShipAssignment.owner == owner).execute()
 
-    def release_factory(self, factory: str) -> None:
+    def release_factory(self, factory: str, keep: Iterable[str] = ()) -> None:
+        """Free the factory's ships, but those in `keep` (still on a job for it)."""
+        query = ShipAssignment.delete().where(ShipAssignment.factory == factory)
+        if keep := list(keep):
+            query = query.where(ShipAssignment.ship.not_in(keep))
         with transaction(self.db):
-            ShipAssignment.delete().where(ShipAssignment.factory == factory).execute()
+            query.execute()
 
     def release_dead(self, alive: Callable[[str], bool | None]) -> list[str]:
         """Free ships whose owner is known dead and whose factory nobody resumed."""

@@ -379,6 +379,26 @@ def test_a_supply_signal_sends_one_waiting_lot_and_a_trip_finishes_it(rig):
     assert any(isinstance(m, Unwatch) for m in rig.watcher.messages)
 
 
+def test_a_ship_still_reading_for_a_finished_factory_keeps_its_claim_until_it_reports(rig):
+    """Another process must not send it while our job on it goes on (seen in the drill
+    of two processes on one database: a parked probe freed at the finish was sent by the
+    other process before its visit ended)."""
+    rig.c.start()
+    rig.c._park("X1-T-B")  # P-1 flies to watch B
+    [(probe, look)] = rig.jobs(JobKind.VISIT)
+    out = rig.f.outputs()[0]
+    rig.answer("CLOTHING@X1-T-E")
+    _, job = next((s, j) for s, j in rig.jobs() if j.task == out.id)
+    rig.done("S-1", job, bought=40)
+    feed = next(t for t in rig.f.tasks.values() if t.state is TaskState.RUNNING)
+    rig.done("S-2", next(j for s, j in rig.jobs() if j.task == feed.id))
+    assert rig.f.status is FactoryStatus.COMPLETED
+    assert [a.ship for a in rig.storage.assignments.all()] == [probe]
+    rig.fleet.free(probe)
+    rig.c.handle(JobDone(probe, look))
+    assert rig.storage.assignments.all() == []
+
+
 def test_an_export_at_the_threshold_but_above_the_ceiling_has_not_answered(rig):
     """A lot no ship may buy (dearer than the ceiling) is no answer: sending a ship
     would only bring a refusal, again at each poll; the watch waits for the price, and
