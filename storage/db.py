@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -72,14 +73,34 @@ def open_database(url: str) -> peewee.Database:
         if scheme in ("postgres", "postgresql"):
             db = Postgres(max_connections=64, stale_timeout=300, timeout=15,
                           **parse(url))
+            db.connect(reuse_if_open=True)
         else:
             path = Path(url[len("sqlite:///"):] if scheme == "sqlite" else url).expanduser()
             path.parent.mkdir(parents=True, exist_ok=True)
             db = peewee.SqliteDatabase(str(path), pragmas=SQLITE_PRAGMAS)
-        db.connect(reuse_if_open=True)
+            _connect_sqlite(db)
     except (peewee.PeeweeException, OSError, ImportError) as exc:
         raise DatabaseError(f"cannot open database {describe(url)}: {exc}") from None
     return db
+
+
+def _connect_sqlite(db: peewee.SqliteDatabase) -> None:
+    """Connect, trying again while the file is locked, up to the busy timeout: the switch
+    to WAL needs the file to itself and SQLite refuses it at once, without waiting, when
+    another process opens the same new file at that moment (two `produce` started
+    together under a supervisor, about one start in ten here)."""
+    deadline = time.monotonic() + SQLITE_PRAGMAS["busy_timeout"] / 1000
+    pause = 0.01
+    while True:
+        try:
+            db.connect(reuse_if_open=True)
+            return
+        except peewee.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+            db.close()
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
 
 
 def is_sqlite(db: peewee.Database) -> bool:

@@ -76,6 +76,35 @@ def test_sqlite_runs_in_wal_with_foreign_keys(tmp_path):
     db.close()
 
 
+def _open_together(paths, barrier, results):
+    """One of several processes opening each new file at the same moment as the others."""
+    errors = []
+    for path in paths:
+        barrier.wait(30)
+        try:
+            Storage(open_database(path)).close()
+        except DatabaseError as exc:
+            errors.append(str(exc))
+    results.put(errors)
+
+
+def test_processes_opening_one_new_file_at_once_all_get_it(tmp_path):
+    """The switch to WAL needs the file to itself; SQLite refused it at once, without
+    waiting, to a process that opened the new file as another did (about one round in
+    five here): the two-produce drill's first process exited with "database is locked"."""
+    paths = [str(tmp_path / f"{i}.db") for i in range(25)]
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(6), ctx.Queue()
+    procs = [ctx.Process(target=_open_together, args=(paths, barrier, results))
+             for _ in range(6)]
+    for p in procs:
+        p.start()
+    errors = [e for _ in procs for e in results.get(timeout=120)]
+    for p in procs:
+        p.join(30)
+    assert errors == []
+
+
 def test_where_the_database_lives(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
     monkeypatch.delenv("GOODS_FACTORY_DB", raising=False)
