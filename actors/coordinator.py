@@ -912,14 +912,14 @@ class Coordinator:
             else None
 
     def _ended(self) -> list[scheduling.ShipView]:
-        """Haulers whose job for us ended on their side (the fleet shows them idle) before
+        """Ships whose job for us ended on their side (the fleet shows them idle) before
         we heard of it: free where they are, but not to be sent until the report is handled
-        (`_ending`), so a task they would finish first waits for them rather than go to a
-        slower ship (seen: a light hauler sent 400 s away to buy where the frigate had just
-        landed to read)."""
+        (`_ending`), so a task or a read they would see to first waits for them rather than
+        go to a slower ship (seen: a light hauler sent 400 s away to buy where the frigate
+        had just landed to read)."""
         return [scheduling.ShipView(s.symbol, s.waypoint, s.speed, s.fuel, s.fuel_capacity,
                                     s.cargo_capacity, s.cargo_free, 0.0)
-                for s in self.fleet.all() if s.is_hauler and not s.busy and not s.lost
+                for s in self.fleet.all() if not s.busy and not s.lost
                 and s.symbol not in self.benched and self.allowed(s)
                 and self._ending(s.symbol)]
 
@@ -1042,19 +1042,18 @@ class Coordinator:
             s.lost or not self.allowed(s) or s.symbol in parked or s.symbol in self.benched
             or s.symbol in keep)]
         # a ship whose report is on its way takes part where it stands, but is not sent
-        ended = {s.symbol for s in usable if not s.busy and self._ending(s.symbol)}
+        names = {s.symbol for s in usable}
+        ended = [v for v in self._ended() if v.symbol in names]
+        gone = {v.symbol for v in ended}
         idle = [scheduling.ShipView(s.symbol, s.waypoint, s.speed, s.fuel, s.fuel_capacity,
                                     s.cargo_capacity, s.cargo_free)
-                for s in usable if not s.busy and s.symbol not in ended]
+                for s in usable if not s.busy and s.symbol not in gone]
         todo = reads - set(self.visits)
         if not idle or not (todo or self.wanted_reads.intersection(self.visits)):
             return  # most passes: nobody to send, or nothing to read
         times = self._travel_times()
         arriving = {v.symbol: v for v in self._visiting(times, self.clock())}
-        flying = [arriving[s.symbol] for s in usable if s.symbol in arriving] + [
-            scheduling.ShipView(s.symbol, s.waypoint, s.speed, s.fuel, s.fuel_capacity,
-                                s.cargo_capacity, s.cargo_free, 0.0)
-            for s in usable if s.symbol in ended]
+        flying = [arriving[s.symbol] for s in usable if s.symbol in arriving] + ended
         en_route = {v.waypoint: v.free_in for v in flying if v.waypoint in self.wanted_reads}
         # a sole source being read gets a carrier: our fastest kind of hauler (busy or
         # standing by too: a slower one sent there is not the one to carry), faster than
