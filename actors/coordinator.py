@@ -402,7 +402,7 @@ class Coordinator:
                       depth=plan.depth(), pending=plan.pending, reads=len(self.wanted_reads))
 
     def _want_reads(self, planner: Planner, target: str) -> None:
-        self.read_levels, self.sole_sources = planner.survey(target)
+        self.read_levels, self.sole_sources = planner.survey(target, reading=self.visits)
         self.wanted_reads = set(self.read_levels)
 
     def _note_references(self, nodes: Iterable) -> None:

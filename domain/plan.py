@@ -11,7 +11,7 @@ Factories call `decide` again for every lot, so the tree follows the markets.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from domain.enums import Acquisition, ActivityLevel, SupplyLevel
@@ -213,7 +213,8 @@ class Planner:
                                              partial))
         return node
 
-    def survey(self, target: str) -> tuple[dict[str, int], set[str]]:
+    def survey(self, target: str, reading: Collection[str] = ()
+               ) -> tuple[dict[str, int], set[str]]:
         """Every market whose quotes a plan for `target` may need and nobody has read,
         each with how speculative its reading is, and of those the sole sources.
 
@@ -223,7 +224,11 @@ class Planner:
         made); one at 1 is needed unless an unread seller of the good above it turns out
         to hold it at the threshold; and so on. The other sellers of a good already for
         sale count one more (their quotes may find a better seller, but decide nothing);
-        its inputs are left out. The sole sources are the unread ones at 0 that are the
+        its inputs are left out, and so do the other unread sellers of a good one of whose
+        sellers a ship is on its way to read (`reading`): they are needed only if that
+        reading fails (seen: the frigate sent to a second seller of a raw good whose first
+        was being read, while the exporter of a made input waited 600 s for a hauler the
+        first seller then gave a trip). The sole sources are the unread ones at 0 that are the
         only place a needed good can come from (its one seller, so its one exporter if
         any): whatever their reading says, a hauler will carry from there."""
         needed: dict[str, int] = {}
@@ -238,8 +243,10 @@ class Planner:
             sellers = [m for m in self.markets if m.sells(good)]
             unread = [m for m in sellers if m.quote(good) is None]
             buyable = any(q.supply >= self.min_supply for m in sellers if (q := m.quote(good)))
+            being_read = any(m.waypoint in reading for m in unread)
             for m in unread:  # of a good already for sale, a reading may only find better
-                here = depth + 1 if buyable else depth
+                here = depth + 1 if buyable or (
+                    being_read and m.waypoint not in reading) else depth
                 needed[m.waypoint] = min(needed.get(m.waypoint, here), here)
             if depth == 0 and len(unread) == len(sellers) == 1:  # exporters sell too
                 sole.add(sellers[0].waypoint)

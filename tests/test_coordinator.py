@@ -117,10 +117,10 @@ def ship(symbol, at="X1-T-A", cargo=40, speed=15):
 
 class Rig:
     def __init__(self, tmp_path, quotes=True, units=None, settings=None, chain=CHAIN,
-                 stock=markets, target="CLOTHING", destination="hold"):
+                 stock=markets, target="CLOTHING", destination="hold", places=PLACES):
         self.clock = Clock()
         self.storage = Storage(open_database(str(tmp_path / "c.db")))
-        self.storage.waypoints.save("X1-T", [W(s, x, y) for s, (x, y) in PLACES.items()])
+        self.storage.waypoints.save("X1-T", [W(s, x, y) for s, (x, y) in places.items()])
         self.storage.markets.record(*[snapshot(m, T0) if quotes else m
                                       for m in stock(quotes=quotes)])
         self.book = MarketBook(client=None, storage=self.storage)
@@ -1085,4 +1085,25 @@ def test_a_sites_need_read_with_nothing_else_on_the_way_caps_the_order(tmp_path)
     [(ship_, lot1)] = rig.jobs()
     rig.done(ship_, lot1, bought=40, delivered=40, need=20)
     assert rig.f.units_wanted == 60
+    rig.storage.close()
+
+
+def test_a_second_seller_of_a_good_whose_first_is_being_read_waits_behind_sure_reads(
+        tmp_path):
+    """FERTILIZERS is sold at F and at G; a ship is on its way to F, so G is needed only
+    if F does not hold it (seen: the frigate sent to a second seller of a raw good while
+    the exporter of a made input waited 600 s for a hauler)."""
+    def stock(quotes=True):
+        return [*markets(quotes=quotes),
+                market("X1-T-G", exports=["FERTILIZERS"], supply="HIGH", quotes=quotes)]
+
+    rig = Rig(tmp_path, quotes=False, stock=stock, places={**PLACES, "X1-T-G": (400, 0)})
+    rig.fleet.mark_lost("P-1")
+    rig.c.start()
+    reading = set(rig.c.visits)
+    assert "X1-T-F" in reading and "X1-T-G" not in reading
+    e, b, *_ = (snapshot(m, T0) for m in stock())
+    rig.see(e, b)  # CLOTHING is made, and so is FABRICS: FERTILIZERS is needed for sure
+    assert rig.c.read_levels["X1-T-F"] == 0
+    assert rig.c.read_levels["X1-T-G"] == 1, "read only if F's reading does not do"
     rig.storage.close()

@@ -185,6 +185,12 @@ def test_survey_reads_every_level_that_may_be_needed_but_not_below_what_can_be_b
     two = [*deeper, market("X1-T1-B4", exchange=["SILICON_CRYSTALS"], quotes=False)]
     assert Planner(AC_CHAIN, two).survey("ADVANCED_CIRCUITRY")[1] == {"X1-T1-A3"}, \
         "SILICON_CRYSTALS may come from either seller"
+    assert Planner(AC_CHAIN, two).survey("ADVANCED_CIRCUITRY")[0] == {
+        "X1-T1-A3": 0, "X1-T1-B1": 0, "X1-T1-B4": 0, "X1-T1-B2": 1}
+    assert Planner(AC_CHAIN, two).survey("ADVANCED_CIRCUITRY", reading={"X1-T1-B4"})[0] == {
+        "X1-T1-A3": 0, "X1-T1-B1": 1, "X1-T1-B4": 0, "X1-T1-B2": 1}, (
+        "a ship is on its way to one SILICON_CRYSTALS seller: the other is needed only if "
+        "that one does not hold it, and COPPER's exporter comes first")
     second = [*markets, market("X1-T1-B3", exports=["COPPER_ORE"], quotes=False)]
     assert Planner(AC_CHAIN, second).survey("ADVANCED_CIRCUITRY")[0] == {"X1-T1-B3": 1}, \
         "COPPER_ORE is for sale at B2: a second seller's quote decides nothing"
