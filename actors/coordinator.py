@@ -837,7 +837,7 @@ class Coordinator:
         chosen = scheduling.stand_by(due, ships, self._travel_times(),
                                      self._stand_by_within())
         standing = set()
-        for ship, (waypoint, seconds) in chosen.items():
+        for ship, (waypoint, seconds, _done, _end) in chosen.items():
             if self.fleet.get(ship).waypoint == waypoint:
                 standing.add(ship)
                 continue

@@ -13,6 +13,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from domain.errors import NoRouteError
 from domain.factory import Factory, Task, TaskKind
@@ -186,7 +187,7 @@ def remaining_paths(tasks: Iterable[Task], places: Mapping[str, Place],
 
 def assign(tasks: Iterable[Task], ships: Iterable[ShipView], times: TravelTimes,
            destination_of: Mapping[str, str | None], *, busy_sources: Counter | None = None,
-           per_source_cap: int | None = None, standing_by: Iterable[str] = (),
+           per_source_cap: int | None = None, standing_by: Mapping[str, StandBy] | None = None,
            speculative: Iterable[str] = (), arriving: Iterable[ShipView] = (),
            ranks: Mapping[str, tuple] | None = None) -> list[Assignment]:
     """Give each ready task (by priority) the idle ship that finishes it first.
@@ -197,7 +198,8 @@ def assign(tasks: Iterable[Task], ships: Iterable[ShipView], times: TravelTimes,
     `per_source_cap`.
     Ships `standing_by` at an exporter about to have output are not given `speculative`
     tasks (more lots for that exporter, which may not be needed, and what comes after
-    the lot due there: the caller says which). A task that one of the
+    the lot due there: the caller says which), but such a task waits for one of them as
+    for a busy ship, free once its lot is delivered. A task that one of the
     busy ships `arriving` (flying to look or to stand by, or on another trip: each free
     at its `waypoint` in `free_in`) would finish in `WAIT_GAIN` of any idle ship's time
     (or sooner at all, if it has landed there) waits for it, and that ship is kept for
@@ -205,9 +207,14 @@ def assign(tasks: Iterable[Task], ships: Iterable[ShipView], times: TravelTimes,
     have been wasted meanwhile). `ranks`: each task's `priority`, if not by its own lot
     with no path.
     """
-    standing_by, speculative = set(standing_by), set(speculative)
+    standing_by, speculative = dict(standing_by or {}), set(speculative)
     coming = {s.symbol: s for s in arriving if s.is_hauler}
     free = {s.symbol: s for s in ships if s.is_hauler}
+    # seen: a light hauler given a 1,900-s trip for an input the frigate, standing by for
+    # a lot due 60 s later, would have delivered 540 s sooner after it
+    later = {s.symbol: ShipView(s.symbol, sb.end, s.speed, s.fuel_capacity, s.fuel_capacity,
+                                s.cargo_capacity, s.cargo_capacity, sb.done)
+             for s in free.values() if (sb := standing_by.get(s.symbol)) is not None}
     busy = Counter(busy_sources or {})
     out: list[Assignment] = []
     ranks = ranks or {}
@@ -232,23 +239,28 @@ def assign(tasks: Iterable[Task], ships: Iterable[ShipView], times: TravelTimes,
             if best is None or (finish, ship.symbol) < (best[0], best[1].symbol):
                 best = (finish, ship)
         if not holders:
-            sooner = min(((finish_in(task, s, times, destination_of.get(task.id)), s.symbol)
-                          for s in coming.values() if _room_for(s, task) and not (
-                              task.id in speculative and s.symbol in standing_by)),
-                         default=None)
+            spec = task.id in speculative
+            waited = [s for s in coming.values() if not (spec and s.symbol in standing_by)]
+            if spec:
+                waited += [later[s] for s in later if s in free]
+            sooner = min(((finish_in(task, s, times, destination_of.get(task.id)), s.symbol, s)
+                          for s in waited if _room_for(s, task)),
+                         key=lambda c: c[:2], default=None)
             if sooner is not None and sooner[0] < UNREACHABLE:
                 # a ship already where it will be free (its last trade under way) is
                 # waited for like an idle one: no landing to be late (seen: a light hauler
                 # took the trip the frigate would have made 150 s sooner, the frigate
                 # selling there)
-                gain = 1.0 if coming[sooner[1]].free_in <= 0 else WAIT_GAIN
+                gain = 1.0 if sooner[2].free_in <= 0 else WAIT_GAIN
                 if best is None or sooner[0] < best[0] * gain:
-                    del coming[sooner[1]]  # wait for it to land
+                    coming.pop(sooner[1], None)  # wait for it to land
+                    later.pop(sooner[1], None)
                     continue
         if best is None:
             continue
         out.append(Assignment(task, best[1].symbol, best[0]))
         del free[best[1].symbol]
+        later.pop(best[1].symbol, None)
         if task.to_buy:
             busy[task.source, task.good] += 1
     return out
@@ -393,16 +405,26 @@ def on_the_way(sent: list[tuple[str, str, float]], spare: Iterable[str],
     return out
 
 
+class StandBy(NamedTuple):
+    """A ship sent to stand by: where, how soon it is there, and once the lot it waits
+    for is out and delivered, how soon and where it is free again."""
+
+    waypoint: str
+    seconds: float
+    done: float
+    end: str
+
+
 def stand_by(due: Iterable[tuple[str, str | None]], ships: Iterable[ShipView],
-             times: TravelTimes, within: float | None = None) -> dict[str, tuple[str, float]]:
+             times: TravelTimes, within: float | None = None) -> dict[str, StandBy]:
     """For each lot about to be output (the exporter's waypoint, where the lot goes, None:
     kept; most urgent first; an exporter with two lots due is named twice), the idle
     hauler that would have it there soonest, however far it is (idle, it has nothing
-    better to do) or, given `within`, only if it gets there within that many seconds:
-    ship -> (waypoint, seconds). One ship flies to an exporter to stand by; for its
-    next lots, only ships already there stay."""
+    better to do) or, given `within`, only if it gets there within that many seconds.
+    One ship flies to an exporter to stand by; for its next lots, only ships already
+    there stay."""
     free = [s for s in ships if s.is_hauler]
-    out: dict[str, tuple[str, float]] = {}
+    out: dict[str, StandBy] = {}
     flying: set[str] = set()
     for waypoint, destination in due:
         best = None
@@ -418,7 +440,7 @@ def stand_by(due: Iterable[tuple[str, str | None]], ships: Iterable[ShipView],
                     best is None or (done, s.symbol) < best[:2]):
                 best = (done, s.symbol, there)
         if best is not None:
-            out[best[1]] = (waypoint, best[2])
+            out[best[1]] = StandBy(waypoint, best[2], best[0], destination or waypoint)
             if best[2]:
                 flying.add(waypoint)
     return out

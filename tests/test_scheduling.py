@@ -177,16 +177,39 @@ def test_a_task_waits_for_a_ship_landing_nearby_that_would_finish_it_sooner():
 def test_stand_by_picks_who_has_the_output_at_its_destination_first_however_far():
     near_slow = ship("SLOW", at="D", speed=5)
     far_fast = ship("FAST", at="A", speed=36)
+    there = TIMES.seconds("A", "D", 36, 600, 600)
     chosen = stand_by([("D", "E")], [near_slow, far_fast], TIMES)
-    assert chosen == {"FAST": ("D", TIMES.seconds("A", "D", 36, 600, 600))}
-    assert chosen["FAST"][1] > 180, "further than the answer wait"
-    assert stand_by([("D", None)], [near_slow, far_fast], TIMES) == {"SLOW": ("D", 0.0)}
+    assert chosen == {"FAST": ("D", there, there + TIMES.seconds("D", "E", 36, 600, 600), "E")}
+    assert chosen["FAST"].seconds > 180, "further than the answer wait"
+    assert stand_by([("D", None)], [near_slow, far_fast], TIMES) == {
+        "SLOW": ("D", 0.0, 0.0, "D")}, "a kept lot: free where it stands"
     assert stand_by([("D", "E")], [far_fast], TIMES, within=180) == {}, "too far to wait"
-    assert stand_by([("D", "E"), ("D", "B")], [near_slow, far_fast], TIMES) == {
-        "FAST": ("D", TIMES.seconds("A", "D", 36, 600, 600)), "SLOW": ("D", 0.0)}, (
-        "two lots due there: one ship for each")
+    assert {s: sb[:2] for s, sb in stand_by([("D", "E"), ("D", "B")], [near_slow, far_fast],
+                                             TIMES).items()} == {
+        "FAST": ("D", there), "SLOW": ("D", 0.0)}, "two lots due there: one ship for each"
     assert list(stand_by([("D", "E"), ("D", "B")], [far_fast, ship("FAR", at="A")],
                          TIMES)) == ["FAST"], "one ship flies there, the next lots' stay"
+
+
+def test_a_task_a_ship_standing_by_may_not_take_waits_for_it_if_it_would_finish_far_sooner():
+    """Seen on another system: a light hauler was given a 1,900-s trip for an input
+    while the frigate stood by for a lot due at once; after delivering it the frigate
+    would have made the trip 540 s sooner."""
+    f = factory()
+    task = lot(f, source="E")
+    slow = ship("SLOW", at="A", speed=5)
+    fast = ship("FAST", at="B", speed=36)
+    standby = stand_by([("B", "C")], [fast], TIMES)
+    assert standby["FAST"].end == "C"
+    plan = assign([task], [slow, fast], TIMES, {task.id: "A"}, standing_by=standby,
+                  speculative={task.id})
+    assert plan == [], "the task waits for the frigate"
+    assert [c.ship for c in assign([task], [slow, fast], TIMES, {task.id: "A"},
+                                   standing_by=standby)] == ["FAST"], "not held back: it goes"
+    near = ship("NEAR", at="E", speed=30)
+    assert [c.ship for c in assign([task], [near, fast], TIMES, {task.id: "A"},
+                                   standing_by=standby, speculative={task.id})] == ["NEAR"], \
+        "a ship about as quick takes it now"
 
 
 def test_goods_in_a_hold_stay_with_that_ship():
