@@ -199,7 +199,10 @@ def assign(tasks: Iterable[Task], ships: Iterable[ShipView], times: TravelTimes,
     Ships `standing_by` at an exporter about to have output are not given `speculative`
     tasks (more lots for that exporter, which may not be needed, and what comes after
     the lot due there: the caller says which), but such a task waits for one of them as
-    for a busy ship, free once its lot is delivered. A task that one of the
+    for a busy ship, free once its lot is delivered, unless it goes to an exporter a ship
+    stands by at (more lots there are dropped if it answers: seen in a hungry economy, a
+    light hauler's lot of FERTILIZERS held back for the frigate, then dropped, and the
+    exporter short of it for the next round). A task that one of the
     busy ships `arriving` (flying to look or to stand by, or on another trip: each free
     at its `waypoint` in `free_in`) would finish in `WAIT_GAIN` of any idle ship's time
     (or sooner at all, if it has landed there) waits for it, and that ship is kept for
@@ -215,6 +218,7 @@ def assign(tasks: Iterable[Task], ships: Iterable[ShipView], times: TravelTimes,
     later = {s.symbol: ShipView(s.symbol, sb.end, s.speed, s.fuel_capacity, s.fuel_capacity,
                                 s.cargo_capacity, s.cargo_capacity, sb.done)
              for s in free.values() if (sb := standing_by.get(s.symbol)) is not None}
+    awaited = {sb.waypoint for sb in standing_by.values()}  # more lots there may be dropped
     busy = Counter(busy_sources or {})
     out: list[Assignment] = []
     ranks = ranks or {}
@@ -241,7 +245,7 @@ def assign(tasks: Iterable[Task], ships: Iterable[ShipView], times: TravelTimes,
         if not holders:
             spec = task.id in speculative
             waited = [s for s in coming.values() if not (spec and s.symbol in standing_by)]
-            if spec:
+            if spec and destination_of.get(task.id) not in awaited:
                 waited += [later[s] for s in later if s in free]
             sooner = min(((finish_in(task, s, times, destination_of.get(task.id)), s.symbol, s)
                           for s in waited if _room_for(s, task)),

@@ -210,6 +210,9 @@ def test_a_task_a_ship_standing_by_may_not_take_waits_for_it_if_it_would_finish_
     assert [c.ship for c in assign([task], [near, fast], TIMES, {task.id: "A"},
                                    standing_by=standby, speculative={task.id})] == ["NEAR"], \
         "a ship about as quick takes it now"
+    assert [c.ship for c in assign([task], [slow, fast], TIMES, {task.id: "B"},
+                                   standing_by=standby, speculative={task.id})] == ["SLOW"], \
+        "one more lot for the exporter it stands by at is not waited for: it may be dropped"
 
 
 def test_goods_in_a_hold_stay_with_that_ship():
