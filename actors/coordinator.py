@@ -10,7 +10,7 @@ as soon as something changes: a trip ending, a supply signal, a market read.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -56,7 +56,7 @@ from domain.factory import (
     TaskState,
     backoff,
 )
-from domain.feeding import plan_feeds, round_landed, rounds_landed
+from domain.feeding import answer_wait, plan_feeds, round_landed, rounds_landed
 from domain.plan import Decision, Planner
 from domain.ranking import buyable, ceiling, reference_price
 from domain.supply_chain import SupplyChain
@@ -142,6 +142,8 @@ class Coordinator:
         self.followed: frozenset[str] = frozenset()
         self.benched: set[str] = set()
         self.warned: dict[str, datetime] = {}
+        # how long after a round landed each recent answer came (`_answer_wait`)
+        self.answer_delays: deque[float] = deque(maxlen=64)
         self.errors: list[datetime] = []
         self.last_heartbeat: datetime | None = None
         self.lease_renewed_at: datetime | None = None  # the runtime checks it is recent
@@ -245,7 +247,7 @@ class Coordinator:
         """When a pass is due though no message comes: a back-off ends, a fed exporter's
         time to answer runs out, a look falls due, or `recheck` has gone by."""
         f = self.factory
-        answer = timedelta(seconds=self.settings.answer_wait)
+        answer = timedelta(seconds=self._answer_wait())
         due = [now + timedelta(seconds=self.settings.recheck)]
         due += [t.not_before for t in f.tasks.values()
                 if t.state is TaskState.READY and t.not_before and t.not_before > now]
@@ -462,7 +464,7 @@ class Coordinator:
         f = self.factory
         orders, views = plan_feeds(
             f, self.book.latest, self.settings.feeds_per_input, most=self._max_open_lots(),
-            landed_by=now - timedelta(seconds=self.settings.answer_wait),
+            landed_by=now - timedelta(seconds=self._answer_wait()),
             hold=self._hold_lots(), ceiling=self._ceiling)
         self._warn_slow(views, now)
         if not orders:
@@ -655,7 +657,9 @@ class Coordinator:
         answered = self.rewatch.get(message.key)
         if answered is not None and message.observed_at <= answered:
             return
-        self.watched.pop(message.key, None)
+        held = self.watched.pop(message.key, None)
+        if held is not None and held.landed is not None:
+            self.answer_delays.append((message.observed_at - held.landed).total_seconds())
         self.rewatch[message.key] = now
         self.blind.pop(message.key, None)
         waiting = self._waiting_stations().get(message.key)
@@ -820,7 +824,7 @@ class Coordinator:
             if st is None or key in answered:
                 continue
             landed = st.last_landed
-            if landed is None or (now - landed).total_seconds() > self.settings.answer_wait:
+            if landed is None or (now - landed).total_seconds() > self._answer_wait():
                 continue
             rounds = rounds_landed(st, self.book.latest(st.waypoint))
             if rounds >= 1:
@@ -849,11 +853,15 @@ class Coordinator:
             self.log.info("ship.standby", ship=ship, waypoint=waypoint, eta=round(seconds))
         return standing
 
+    def _answer_wait(self) -> float:
+        """Seconds a fed exporter is given to answer (`feeding.answer_wait`)."""
+        return answer_wait(self.settings.answer_wait, self.answer_delays)
+
     def _stand_by_within(self) -> float | None:
         """How far a ship may fly to stand by: any distance for the last lots (an idle
         ship has nothing better to do), but while more lots are to open only as far as
         the answer wait, since a ship in flight cannot take the next lot's work."""
-        return self.settings.answer_wait if self.factory.more_lots_to_come() else None
+        return self._answer_wait() if self.factory.more_lots_to_come() else None
 
     def _outputs_due(self, imminent: dict[str, Imminent]) -> list[tuple[str, str | None]]:
         """The lots the imminent stations are about to output, as (waypoint, where the lot

@@ -154,3 +154,21 @@ def plan_feeds(factory: Factory, latest: Callable[[str], MarketSnapshot | None],
                 orders.append(FeedOrder(station, good, together))
         views.append(StationView(station, level, saturated, False, rounds, allowed))
     return orders, views
+
+
+ANSWER_MARGIN = 1.5  # an exporter is given this times the longest answer seen so far
+ANSWER_CAP = 4.0  # but never more than this times the setting: a later answer is no
+# answer to our round (the exporter recovered on its own)
+
+
+def answer_wait(setting: float, seen: Iterable[float]) -> float:
+    """Seconds an exporter is given to answer a round of feeds that landed, before the
+    round counts as unanswered (more lots go, a ship standing by leaves): the setting, or
+    longer where answers were seen to take longer. The game does not publish how long
+    production takes; in a slow economy answers came 180-310 s after a landing, against
+    a setting of 180, and a ship standing by for the output left for another lot just
+    before the answer (seen: 400 s lost). Never shorter than the setting: an answer seen
+    quickly says nothing of a round that has not answered yet."""
+    cap = ANSWER_CAP * setting
+    longest = max((s for s in seen if 0 < s <= cap), default=0.0)
+    return max(setting, min(ANSWER_MARGIN * longest, cap))

@@ -1107,3 +1107,33 @@ def test_a_second_seller_of_a_good_whose_first_is_being_read_waits_behind_sure_r
     assert rig.c.read_levels["X1-T-F"] == 0
     assert rig.c.read_levels["X1-T-G"] == 1, "read only if F's reading does not do"
     rig.storage.close()
+
+
+@pytest.mark.parametrize(("answered_after", "stays"), [(300, True), (100, False)])
+def test_a_ship_stands_by_longer_where_answers_were_seen_to_take_longer(
+        tmp_path, answered_after, stays):
+    """FABRICS answered 300 s after its round landed at B: at E, 250 s after a round
+    landed, the output may still come, and the lone hauler standing by there does not
+    leave for the second lot (seen in a slow economy: it left just before the answer,
+    400 s lost). Where answers came in 100 s, 250 s means the round went unanswered."""
+    rig = Rig(tmp_path, units=80, settings=Settings(blind_check_after=60, answer_wait=180))
+    rig.fleet.mark_lost("P-1")
+    rig.fleet.mark_lost("S-2")
+    rig.c.start()
+    [(carrier, fertilizers)] = rig.jobs()
+    rig.done(carrier, fertilizers, bought=40, delivered=40)  # the round lands at B
+    [(_, at_b)] = rig.jobs(JobKind.VISIT)
+    rig.clock.advance(answered_after)
+    rig.answer("FABRICS@X1-T-B")
+    rig.fleet.free(carrier)
+    rig.c.handle(JobDone(carrier, at_b))
+    [(_, fabrics)] = [(s, j) for s, j in rig.jobs() if j.good == "FABRICS"]
+    rig.done(carrier, fabrics, bought=40, delivered=40)  # the round lands at E
+    [(who, standby)] = rig.jobs(JobKind.VISIT)[1:]
+    assert (who, standby.source) == (carrier, "X1-T-E")
+    rig.clock.advance(250)
+    rig.fleet.free(carrier)
+    rig.c.handle(JobDone(carrier, standby))
+    later = [t for t in rig.f.tasks.values() if t.good == "FERTILIZERS" and t.lot == 2]
+    assert (later[0].ship != carrier) is stays
+    rig.storage.close()

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 from domain.enums import Acquisition
 from domain.factory import Destination, Factory
-from domain.feeding import FeedOrder, plan_feeds, round_landed, unanswered_rounds
+from domain.feeding import FeedOrder, answer_wait, plan_feeds, round_landed, unanswered_rounds
 from domain.plan import Decision
 from tests.builders import market
 
@@ -261,3 +261,13 @@ def test_an_export_at_the_threshold_but_dearer_than_the_ceiling_is_fed():
     assert not view.answered and [o.good for o in orders] == ["IRON", "QUARTZ_SAND"]
     orders, [view] = feeds(f, dear, ceiling={"FAB_MATS": 200}.get)
     assert view.answered and orders == []
+
+
+def test_an_exporter_is_given_longer_to_answer_where_answers_were_seen_to_take_longer():
+    assert answer_wait(180, []) == 180, "nothing seen yet: the setting"
+    assert answer_wait(180, [60, 90]) == 180, "quick answers never shorten it"
+    assert answer_wait(180, [60, 200, 150]) == 300, "the longest seen, with a margin"
+    assert answer_wait(180, [200, 400]) == 600
+    assert answer_wait(180, [200, 700]) == 720, "at most four times the setting"
+    assert answer_wait(180, [200, 5000]) == 300, "an answer hours later was no answer"
+    assert answer_wait(180, [-5, 0]) == 180, "a reading from before the landing"
