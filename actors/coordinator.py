@@ -734,10 +734,12 @@ class Coordinator:
         return out
 
     def _release_probes(self, needed: set[str]) -> None:
-        """Let parked ships go where nothing waits any more."""
+        """Let parked ships go where nothing waits any more, once the report of their
+        flight there is handled (`_ending`)."""
         for waypoint, ship in list(self.parked.items()):
             info = self.fleet.get(ship)
-            if waypoint not in needed and info is not None and not info.busy:
+            if waypoint not in needed and info is not None and not info.busy \
+                    and ship not in self.out:
                 del self.parked[waypoint]
                 self.storage.assignments.release(ship, self.owner)
 

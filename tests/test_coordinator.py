@@ -637,6 +637,21 @@ def test_a_look_never_takes_a_ship_from_work(rig):
     assert rig.jobs(JobKind.VISIT) == [], "nobody idle: nobody looks"
 
 
+def test_a_parked_probe_whose_visit_ended_on_its_side_keeps_its_claim_until_it_reports(rig):
+    """The exporter it was to watch needs nobody any more, but the probe's report is on
+    its way: let go now, another process could send it before the report is handled
+    (seen once in the drill of two processes on one database)."""
+    rig.c.start()
+    rig.c._park("X1-T-B")
+    [(probe, look)] = rig.jobs(JobKind.VISIT)
+    rig.fleet.free(probe)  # landed: its actor is done with the job
+    rig.c._release_probes(needed=set())
+    assert rig.storage.assignments.get(probe).owner == "me:1:x"
+    rig.c.handle(JobDone(probe, look))
+    rig.c._release_probes(needed=set())
+    assert rig.storage.assignments.get(probe) is None
+
+
 def test_a_probe_is_parked_at_a_waiting_exporter(rig):
     rig.c.start()
     parked = {j.source: s for s, j in rig.jobs(JobKind.VISIT)}
