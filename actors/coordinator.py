@@ -659,7 +659,10 @@ class Coordinator:
             return
         held = self.watched.pop(message.key, None)
         if held is not None and held.landed is not None:
-            self.answer_delays.append((message.observed_at - held.landed).total_seconds())
+            # an answer to a round of ours (not to an exporter full of inputs it had)
+            st = self.factory.stations().get(message.key)
+            if st is not None and st.last_landed == held.landed:
+                self.answer_delays.append((message.observed_at - held.landed).total_seconds())
         self.rewatch[message.key] = now
         self.blind.pop(message.key, None)
         waiting = self._waiting_stations().get(message.key)
