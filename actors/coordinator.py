@@ -742,7 +742,7 @@ class Coordinator:
         for waypoint, ship in list(self.parked.items()):
             info = self.fleet.get(ship)
             if waypoint not in needed and info is not None and not info.busy \
-                    and ship not in self.out:
+                    and not self._ending(ship):
                 del self.parked[waypoint]
                 self.storage.assignments.release(ship, self.owner)
 
@@ -823,13 +823,14 @@ class Coordinator:
         output is due: the ships are needed to bring it."""
         stations = self.factory.stations()
         answered = self._answered()
+        wait = self._answer_wait()
         out = {}
         for key, waiting in self._waiting_stations().items():
             st = stations.get(key)
             if st is None or key in answered:
                 continue
             landed = st.last_landed
-            if landed is None or (now - landed).total_seconds() > self._answer_wait():
+            if landed is None or (now - landed).total_seconds() > wait:
                 continue
             rounds = rounds_landed(st, self.book.latest(st.waypoint))
             if rounds >= 1:
