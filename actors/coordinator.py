@@ -10,7 +10,7 @@ as soon as something changes: a trip ending, a supply signal, a market read.
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -142,8 +142,6 @@ class Coordinator:
         self.followed: frozenset[str] = frozenset()
         self.benched: set[str] = set()
         self.warned: dict[str, datetime] = {}
-        # how long after a round landed each recent answer came (`_answer_wait`)
-        self.answer_delays: deque[float] = deque(maxlen=64)
         self.errors: list[datetime] = []
         self.last_heartbeat: datetime | None = None
         self.lease_renewed_at: datetime | None = None  # the runtime checks it is recent
@@ -662,7 +660,8 @@ class Coordinator:
             # an answer to a round of ours (not to an exporter full of inputs it had)
             st = self.factory.stations().get(message.key)
             if st is not None and st.last_landed == held.landed:
-                self.answer_delays.append((message.observed_at - held.landed).total_seconds())
+                self.book.answered(st.waypoint, st.good, held.landed,
+                                   (message.observed_at - held.landed).total_seconds())
         self.rewatch[message.key] = now
         self.blind.pop(message.key, None)
         waiting = self._waiting_stations().get(message.key)
@@ -861,7 +860,7 @@ class Coordinator:
 
     def _answer_wait(self) -> float:
         """Seconds a fed exporter is given to answer (`feeding.answer_wait`)."""
-        return answer_wait(self.settings.answer_wait, self.answer_delays)
+        return answer_wait(self.settings.answer_wait, self.book.answer_delays(self.factory.system))
 
     def _stand_by_within(self) -> float | None:
         """How far a ship may fly to stand by: any distance for the last lots (an idle

@@ -16,6 +16,7 @@ an exporter still awaiting a whole round of its inputs, ever less often.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -38,12 +39,14 @@ from api.client import Client
 from api.errors import ApiError, Cancelled
 from api.models import MarketReading
 from api.ratelimit import Priority
-from domain.markets import MarketSnapshot
+from domain.markets import MarketSnapshot, system_of
 from domain.navigation import Place
 from domain.scheduling import TravelTimes
 from storage.repositories import Storage
 
 log = structlog.get_logger("watcher")
+
+ANSWERS_KEPT = 64  # answer delays remembered per system: the latest say most of today
 
 
 class MarketBook:
@@ -59,6 +62,7 @@ class MarketBook:
         self._times: dict[str, TravelTimes] = {}
         self._listeners: list[Callable[[MarketSnapshot], None]] = []
         self._traded: dict[str, datetime] = {}  # our last trade at each market
+        self._answers: dict[str, deque[float]] = {}  # system -> answer delays, see `answered`
         self.reads = 0
 
     def listen(self, listener: Callable[[MarketSnapshot], None]) -> None:
@@ -75,12 +79,14 @@ class MarketBook:
                  for w in storage.waypoints.markets(system) if w not in known]
         if fresh:
             storage.markets.record(*fresh)
+        answers = storage.markets.answer_delays(system, ANSWERS_KEPT)
         with self._lock:
             if again:
                 self._bare.clear()
             for snapshot in storage.markets.snapshots(system):
                 self._latest[snapshot.waypoint] = snapshot
             self._places[system] = storage.waypoints.places(system)
+            self._answers[system] = deque(answers, maxlen=ANSWERS_KEPT)
 
     def read(self, waypoint: str, priority: Priority = Priority.REFRESH) -> MarketReading:
         """Ask the API for the market, record it and tell the listeners."""
@@ -105,6 +111,24 @@ class MarketBook:
         """One of our ships traded there at `at`: what was read before is out of date."""
         with self._lock:
             self._traded[waypoint] = max(at, self._traded.get(waypoint, at))
+
+    def answered(self, waypoint: str, good: str, landed_at: datetime, seconds: float) -> None:
+        """The export of `good` at `waypoint` rose `seconds` after a round of ours landed.
+        Every factory in the system and every later run learns from it (the game does not
+        publish how fast markets make goods); losing one to a database error costs only a
+        little of that."""
+        with self._lock:
+            self._answers.setdefault(system_of(waypoint), deque(maxlen=ANSWERS_KEPT)) \
+                .append(seconds)
+        try:
+            self.storage.markets.record_answer(waypoint, good, landed_at, seconds)
+        except Exception as exc:
+            log.warning("answer.not_recorded", waypoint=waypoint, good=good, error=str(exc))
+
+    def answer_delays(self, system: str) -> tuple[float, ...]:
+        """The latest answer delays seen in `system`, by any factory or earlier run."""
+        with self._lock:
+            return tuple(self._answers.get(system, ()))
 
     def read_between(self, waypoint: str, since: datetime, until: datetime | None = None,
                      untraded: bool = False) -> MarketSnapshot | None:

@@ -239,10 +239,29 @@ def _v3_ship_positions(db: peewee.Database) -> None:
     db.create_tables([ShipPosition])
 
 
+def _v4_answer_delays(db: peewee.Database) -> None:
+    """How long exporters took to answer our rounds, kept across runs."""
+
+    class AnswerDelay(peewee.Model):
+        system = peewee.CharField(max_length=32)
+        waypoint = peewee.CharField(max_length=64)
+        good = peewee.CharField(max_length=64)
+        landed_at = peewee.DateTimeField()
+        seconds = peewee.FloatField()
+
+        class Meta:
+            database = db
+            legacy_table_names = False
+            indexes = ((("system", "landed_at"), False),)
+
+    db.create_tables([AnswerDelay])
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (1, "initial tables", _v1_initial),
     (2, "lots, feeds and stations; destinations; cargo evidence", _v2_lots_and_stations),
     (3, "ship positions", _v3_ship_positions),
+    (4, "answer delays", _v4_answer_delays),
 ]
 
 

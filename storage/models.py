@@ -138,6 +138,21 @@ class MarketHistory(BaseModel):
         indexes = ((("waypoint", "good", "observed_at"), False),)
 
 
+class AnswerDelay(BaseModel):
+    """How long after one of our rounds of inputs landed an exporter's supply rose: the
+    game does not publish how fast markets make goods, so the bot learns it, and a new
+    run in the system starts from what earlier ones saw."""
+
+    system = peewee.CharField(max_length=32)
+    waypoint = peewee.CharField(max_length=64)
+    good = peewee.CharField(max_length=64)
+    landed_at = peewee.DateTimeField()
+    seconds = peewee.FloatField()
+
+    class Meta:
+        indexes = ((("system", "landed_at"), False),)
+
+
 class LedgerEntry(BaseModel):
     """Every credit that moves: written INTENDED before the request, CONFIRMED after."""
 

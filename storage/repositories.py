@@ -25,6 +25,7 @@ from domain.plan import PlanNode
 from storage.db import Table, Upsert, is_sqlite, transaction
 from storage.migrations import migrate
 from storage.models import (
+    AnswerDelay,
     FactoryRow,
     LedgerEntry,
     MarketGood,
@@ -446,6 +447,10 @@ class MarketRepository:
         order = f"{t.col('waypoint')}, {t.col('good')}"
         self._of_system = t.select(t.equal("system"), order=order)
         self._of_market = t.select(t.equal("system", "waypoint"), order=order)
+        self._answer = Upsert(db, AnswerDelay)
+        a = Table(db, AnswerDelay)
+        self._answers = (f"SELECT {a.col('seconds')} FROM {a.name} WHERE {a.equal('system')} "
+                         f"ORDER BY {a.col('landed_at')} DESC, {a.col('id')} DESC LIMIT {a.param}")
 
     def record(self, *snapshots: MarketSnapshot) -> None:
         """Store readings in one transaction: their lists always, their quotes (and the
@@ -473,6 +478,19 @@ class MarketRepository:
             self._listed.run(listed)
             self._quoted.run(quoted)
             self._history.run(history)
+
+    def record_answer(self, waypoint: str, good: str, landed_at: datetime,
+                      seconds: float) -> None:
+        """An exporter's supply rose `seconds` after our round landed there."""
+        with transaction(self.db):
+            self._answer.run([{"system": system_of(waypoint), "waypoint": waypoint,
+                               "good": good, "landed_at": to_db(landed_at),
+                               "seconds": seconds}])
+
+    def answer_delays(self, system: str, most: int) -> list[float]:
+        """The `most` latest answer delays seen in `system`, oldest first."""
+        rows = self.db.execute_sql(self._answers, (system, most)).fetchall()
+        return [row[0] for row in reversed(rows)]
 
     def known_waypoints(self, system: str) -> set[str]:
         """Markets whose lists are stored (they never change within a reset)."""

@@ -1124,14 +1124,20 @@ def test_a_second_seller_of_a_good_whose_first_is_being_read_waits_behind_sure_r
     rig.storage.close()
 
 
-@pytest.mark.parametrize(("answered_after", "stays"), [(300, True), (100, False)])
+@pytest.mark.parametrize(("answered_after", "earlier", "stays"),
+                         [(300, None, True), (100, None, False), (100, 300.0, True)])
 def test_a_ship_stands_by_longer_where_answers_were_seen_to_take_longer(
-        tmp_path, answered_after, stays):
+        tmp_path, answered_after, earlier, stays):
     """FABRICS answered 300 s after its round landed at B: at E, 250 s after a round
     landed, the output may still come, and the lone hauler standing by there does not
     leave for the second lot (seen in a slow economy: it left just before the answer,
-    400 s lost). Where answers came in 100 s, 250 s means the round went unanswered."""
+    400 s lost). Where answers came in 100 s, 250 s means the round went unanswered —
+    unless an earlier run in the system saw one take 300 s."""
     rig = Rig(tmp_path, units=80, settings=Settings(blind_check_after=60, answer_wait=180))
+    if earlier:
+        rig.storage.markets.record_answer("X1-T-F", "FERTILIZERS", T0 - timedelta(days=1),
+                                          earlier)
+        rig.book.know_system("X1-T")
     rig.fleet.mark_lost("P-1")
     rig.fleet.mark_lost("S-2")
     rig.c.start()

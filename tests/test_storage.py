@@ -222,7 +222,7 @@ def test_a_v1_database_with_an_interrupted_factory_migrates_and_carries_on(tmp_p
             (tid, path, kind, good, src, dest, state, lost, T0))
     database.initialize(db)
     store = Storage(db)
-    assert store.version == latest_version() == 3
+    assert store.version == latest_version() == 4
     f = store.factories.load("f-old")
     root, copper = f.tasks["f-old/r1/0"], f.tasks["f-old/r1/0.0.1.0"]
     assert (root.purpose, root.state, root.inputs) == (
@@ -232,6 +232,18 @@ def test_a_v1_database_with_an_interrupted_factory_migrates_and_carries_on(tmp_p
         ("ADVANCED_CIRCUITRY", "ELECTRONICS", "COPPER"), TaskState.RUNNING, {"S-1": 7})
     assert f.destination.keeps and f.stations()["ADVANCED_CIRCUITRY@X1-T1-A1"].waiting == [root]
     store.close()
+
+
+def test_answer_delays_are_kept_per_system_latest_last(store):
+    """What later runs learn from: the newest delays of the system, oldest first."""
+    markets = store.markets
+    for i, (waypoint, seconds) in enumerate([("X1-T1-A1", 200.0), ("X1-T1-B2", 310.5),
+                                             ("X1-U9-C3", 999.0), ("X1-T1-A1", 150.0)]):
+        markets.record_answer(waypoint, "FABRICS", T0 + timedelta(minutes=i), seconds)
+    assert markets.answer_delays("X1-T1", most=10) == [200.0, 310.5, 150.0]
+    assert markets.answer_delays("X1-T1", most=2) == [310.5, 150.0], "the latest two"
+    assert markets.answer_delays("X1-U9", most=10) == [999.0]
+    assert markets.answer_delays("X1-ZZ", most=10) == []
 
 
 def test_ledger_accounts_for_the_agents_credits(store):

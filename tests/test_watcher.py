@@ -6,6 +6,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from structlog.testing import capture_logs
 
 from actors.fleet import Fleet
 from actors.messages import Follow, MarketBlind, MarketSeen, Observed, SupplySeen, Tick, Watch
@@ -45,6 +46,9 @@ class Client:
 
     def ships(self):
         return self.fleet
+
+    def waypoints(self, system):
+        return []
 
 
 class Inbox(Directory):
@@ -244,3 +248,30 @@ def test_market_history_is_kept_whole_without_a_limit(world):
     clock.now += timedelta(days=400)
     watcher.handle(Tick())
     assert len(book.storage.markets.history("X1-T-E", "CLOTHING")) == 1
+
+
+def test_answer_delays_are_shared_by_the_system_and_outlive_the_process(world, tmp_path):
+    """One factory learnt that exporters here answer slowly: every factory of the system
+    hears of it at once, and a later process (a restart, the next order) starts from it."""
+    _clock, client, book, *_ = world
+    book.answered("X1-T-E", "CLOTHING", T0, 310.0)
+    book.answered("X1-U-B", "FABRICS", T0, 90.0)
+    assert book.answer_delays("X1-T") == (310.0,)
+    assert book.answer_delays("X1-U") == (90.0,)
+    later = MarketBook(client, book.storage)
+    assert later.answer_delays("X1-T") == (), "not known before the system is"
+    later.know_system("X1-T")
+    assert later.answer_delays("X1-T") == (310.0,)
+
+
+def test_an_answer_delay_the_database_refused_is_still_used(world, monkeypatch):
+    _clock, _client, book, *_ = world
+
+    def refuse(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(book.storage.markets, "record_answer", refuse)
+    with capture_logs() as logs:
+        book.answered("X1-T-E", "CLOTHING", T0, 310.0)
+    assert book.answer_delays("X1-T") == (310.0,)
+    assert [e["event"] for e in logs] == ["answer.not_recorded"]
