@@ -531,11 +531,12 @@ class MarketRepository:
         return found[0] if found else None
 
     def forget_history(self, before: datetime) -> int:
-        """Drop the readings taken before `before`; how many went. The latest quote of
-        each good stays in `MarketGood` whatever its age."""
+        """Drop the readings taken and the answer delays seen before `before`; how many
+        went. The latest quote of each good stays in `MarketGood` whatever its age."""
         with transaction(self.db):
             return MarketHistory.delete().where(
-                MarketHistory.observed_at < to_db(before)).execute()
+                MarketHistory.observed_at < to_db(before)).execute() + \
+                AnswerDelay.delete().where(AnswerDelay.landed_at < to_db(before)).execute()
 
     def history(self, waypoint: str, good: str) -> list[tuple[datetime, SupplyLevel, int]]:
         return [(from_db(h.observed_at), SupplyLevel.parse(h.supply), h.purchase_price)

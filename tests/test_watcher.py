@@ -222,8 +222,9 @@ def test_market_history_older_than_the_days_kept_is_forgotten_once_an_hour(world
     watcher = MarketWatcher(book, Fleet(), inbox, clock, history_days=2)
     client.markets["X1-T-E"] = scarce()
     markets = book.storage.markets
-    for _ in range(3):  # readings at 0, 1 and 2 days
+    for _ in range(3):  # readings and answers at 0, 1 and 2 days
         book.read("X1-T-E")
+        book.answered("X1-T-E", "CLOTHING", clock.now, 100.0)
         clock.now += timedelta(days=1)
     clock.now -= timedelta(minutes=10)  # the first reading is more than 2 days old
     watcher.handle(Tick())
@@ -235,9 +236,11 @@ def test_market_history_older_than_the_days_kept_is_forgotten_once_an_hour(world
     clock.now += timedelta(minutes=40)
     watcher.handle(Tick())
     assert [t for t, _, _ in markets.history("X1-T-E", "CLOTHING")] == days[1:]
+    assert markets.answer_delays("X1-T", most=10) == [100.0], "answers age alike"
     clock.now += timedelta(days=5)
     watcher.handle(Tick())
     assert markets.history("X1-T-E", "CLOTHING") == []
+    assert markets.answer_delays("X1-T", most=10) == []
     assert markets.snapshot("X1-T-E").quote("CLOTHING").supply is SupplyLevel.SCARCE
 
 
