@@ -819,7 +819,8 @@ class Coordinator:
         """Stations whose export has not answered yet where a whole round of inputs has
         landed, the last less than `answer_wait` ago: their output may come any moment
         (by station, the most urgent first). With an input of the round still missing, no
-        output is due: the ships are needed to bring it."""
+        output is due: the ships are needed to bring it; nor while a feed is partly on its
+        way (`Station.last_finished`): its ship carries on, and an idle one looks."""
         stations = self.factory.stations()
         answered = self._answered()
         wait = self._answer_wait()
@@ -828,7 +829,7 @@ class Coordinator:
             st = stations.get(key)
             if st is None or key in answered:
                 continue
-            landed = st.last_landed
+            landed = st.last_finished
             if landed is None or (now - landed).total_seconds() > wait:
                 continue
             rounds = rounds_landed(st, self.book.latest(st.waypoint))
@@ -1158,7 +1159,7 @@ class Coordinator:
                 f.cap_wanted(f.units_acquired + message.need)
             if message.bought:
                 self.not_ready_runs.pop((task.source, task.good), None)
-            task = f.trip_done(task_id, now, message.supply_fell)
+            task = f.trip_done(task_id, now, message.supply_fell, message.delivered)
             if task.state is TaskState.READY and not (message.bought or message.delivered):
                 # it moved nothing: wait a little rather than send it straight back
                 task.not_before = backoff(1, now, base=self.settings.not_ready_backoff)

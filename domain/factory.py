@@ -154,6 +154,7 @@ class Task:
     created_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    landed_at: datetime | None = None  # a trip of it last delivered (the lot may go on)
     last_error: str | None = None
     # Progress, from the ledger: units per ship, and the credits they moved.
     bought_by: dict[str, int] = field(default_factory=dict)
@@ -165,6 +166,12 @@ class Task:
     @property
     def units_bought(self) -> int:
         return sum(self.bought_by.values())
+
+    @property
+    def landed(self) -> datetime | None:
+        """When what it delivered last landed: its last delivering trip (a lot carried in
+        several trips starts the exporter off with the first), or its end."""
+        return self.landed_at or (self.finished_at if self.units_delivered else None)
 
     @property
     def units_delivered(self) -> int:
@@ -277,7 +284,16 @@ class Station:
 
     @property
     def last_landed(self) -> datetime | None:
-        """When a feed last delivered to the exporter."""
+        """When a feed last delivered to the exporter (the first trip of a lot carried in
+        several counts: the exporter may answer it while the rest is on its way)."""
+        return max((at for t in self.feeds if t.units_delivered and (at := t.landed)),
+                   default=None)
+
+    @property
+    def last_finished(self) -> datetime | None:
+        """When a feed last finished delivering (a lot still partly on its way not
+        counted): standing by for output waits for it, since the ship carrying the rest
+        is to carry on rather than stand by."""
         return max((t.finished_at for t in self.feeds if t.units_delivered and t.finished_at),
                    default=None)
 
@@ -504,12 +520,15 @@ class Factory:
     def record_fuel(self, price: int) -> None:
         self.credits_spent += price
 
-    def trip_done(self, task_id: str, now: datetime, supply_fell: bool = False) -> Task:
-        """A ship finished a trip. The task is DONE when its lot is complete; otherwise
-        another trip follows, after a new supply signal if its market fell below the
-        threshold."""
+    def trip_done(self, task_id: str, now: datetime, supply_fell: bool = False,
+                  delivered: int = 0) -> Task:
+        """A ship finished a trip (that `delivered` units). The task is DONE when its lot
+        is complete; otherwise another trip follows, after a new supply signal if its
+        market fell below the threshold."""
         task = self._task(task_id, (TaskState.RUNNING,), "finish a trip of")
         task.trips += 1
+        if delivered:
+            task.landed_at = now
         task.last_ship, task.ship = task.ship, None
         if self._complete(task):
             task.state = TaskState.DONE

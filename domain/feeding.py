@@ -68,9 +68,10 @@ def unanswered_rounds(station: Station, landed_by: datetime | None = None,
     # a feed that delivered is landed, its trip's end just being reported if unfinished
     landed: Counter[str] = Counter()
     for t in station.feeds:
+        landed_at = t.landed
         if t.units_delivered and (landed_by is None
-                                  or (t.finished_at and t.finished_at <= landed_by)):
-            since = 0 if t.finished_at is None else sum(1 for a in answers if a >= t.finished_at)
+                                  or (landed_at and landed_at <= landed_by)):
+            since = 0 if landed_at is None else sum(1 for a in answers if a >= landed_at)
             landed[t.good] += max(0, station.lots_landed(t) - since)
     return min((landed[g] for g in (station.inputs if awaited is None else awaited)),
                default=0)

@@ -257,11 +257,19 @@ def _v4_answer_delays(db: peewee.Database) -> None:
     db.create_tables([AnswerDelay])
 
 
+def _v5_task_landings(db: peewee.Database) -> None:
+    """When a trip of a task last delivered: a lot carried in several trips starts its
+    exporter off with the first."""
+    m = pm.SqliteMigrator(db) if is_sqlite(db) else pm.PostgresqlMigrator(db)
+    pm.migrate(m.add_column("task_row", "landed_at", peewee.DateTimeField(null=True)))
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (1, "initial tables", _v1_initial),
     (2, "lots, feeds and stations; destinations; cargo evidence", _v2_lots_and_stations),
     (3, "ship positions", _v3_ship_positions),
     (4, "answer delays", _v4_answer_delays),
+    (5, "task landings", _v5_task_landings),
 ]
 
 

@@ -68,6 +68,7 @@ class TaskRow(BaseModel):
     started_at = peewee.DateTimeField(null=True)
     finished_at = peewee.DateTimeField(null=True)
     last_error = peewee.TextField(null=True)
+    landed_at = peewee.DateTimeField(null=True)  # a trip of it last delivered
 
 
 class ShipAssignment(BaseModel):

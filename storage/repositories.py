@@ -170,8 +170,8 @@ class FactoryRepository:
                 last_ship=t["last_ship"], attempts=t["attempts"], trips=t["trips"],
                 not_before=from_db(t["not_before"]), waiting_since=from_db(t["waiting_since"]),
                 created_at=from_db(t["created_at"]), started_at=from_db(t["started_at"]),
-                finished_at=from_db(t["finished_at"]), last_error=t["last_error"],
-                bought_by=p.bought_by, delivered_by=p.delivered_by,
+                finished_at=from_db(t["finished_at"]), landed_at=from_db(t["landed_at"]),
+                last_error=t["last_error"], bought_by=p.bought_by, delivered_by=p.delivered_by,
                 lost_by=json.loads(t["lost_by"] or "{}"), cost=p.cost, revenue=p.revenue)
         factory.credits_spent = self._ledger.factory_spend(factory_id)
         return factory
@@ -274,7 +274,8 @@ class FactoryRepository:
             "attempts": t.attempts, "trips": t.trips, "lost_by": json.dumps(t.lost_by),
             "not_before": to_db(t.not_before), "waiting_since": to_db(t.waiting_since),
             "created_at": to_db(t.created_at), "started_at": to_db(t.started_at),
-            "finished_at": to_db(t.finished_at), "last_error": t.last_error,
+            "finished_at": to_db(t.finished_at), "landed_at": to_db(t.landed_at),
+            "last_error": t.last_error,
         } for t in once.values()]
         self._tasks.run(rows)
 

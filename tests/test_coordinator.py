@@ -1000,6 +1000,36 @@ def test_two_lots_bound_for_one_exporter_go_in_one_hold(tmp_path):
     rig.storage.close()
 
 
+def test_the_first_trip_of_two_lots_is_looked_at_while_the_carrier_fetches_the_second(
+        tmp_path):
+    """Two lots of FERTILIZERS in one task, carried in two trips by a ship whose hold
+    takes one: B may answer the first lot while the second is on its way. Seen: nobody
+    looked at B until the carrier came back with the second lot, 560 s after the first
+    landed. The carrier carries on; an idle ship goes to look once the first has had
+    its time, and B's watch counts from the first landing."""
+    rig = Rig(tmp_path, units=80, settings=Settings(blind_check_after=60, answer_wait=30))
+    rig.fleet.mark_lost("P-1")  # no probe to park
+    rig.fleet.update(ship("S-3", at="X1-T-A", cargo=80, speed=3))  # slow, but its hold…
+    rig.c.start()
+    [(carrier, first)] = rig.jobs()
+    fert = rig.f.tasks[first.task]
+    assert (carrier, fert.units_target) == ("S-2", 80), "…takes both: the lots go together"
+    rig.clock.advance(100)
+    rig.done(carrier, first, bought=40, delivered=40)
+    [(again, second)] = [(s, j) for s, j in rig.jobs() if j is not first]
+    assert (again, second.task) == (carrier, first.task), "the carrier fetches the rest"
+    [watch] = [m for m in rig.watcher.messages
+               if isinstance(m, Watch) and m.key == "FABRICS@X1-T-B" and m.landed]
+    assert watch.landed == rig.clock(), "B may answer from the first lot on"
+    assert rig.jobs(JobKind.VISIT) == []
+    rig.clock.advance(61)
+    with capture_logs() as logs:
+        rig.c.tick()
+    assert [j.source for _s, j in rig.jobs(JobKind.VISIT)] == ["X1-T-B"]
+    assert [e["station"] for e in logs if e["event"] == "watch.blind"] == ["FABRICS@X1-T-B"]
+    rig.storage.close()
+
+
 def test_a_ship_is_not_sent_again_before_the_end_of_its_last_job_is_handled(tmp_path):
     """The ship's side frees it a moment before its report reaches the coordinator. A pass
     in between must not send it again: handling the report releases the ship's claim, and

@@ -36,7 +36,7 @@ def land(f, order: FeedOrder, when: datetime, ship="S1"):
     f.assign(task.id, ship, when)
     f.record_purchase(task.id, ship, 40, 400)
     f.record_delivery(task.id, ship, 40, 800)
-    f.trip_done(task.id, when)
+    f.trip_done(task.id, when, delivered=40)
     return task
 
 
@@ -250,6 +250,28 @@ def test_a_feed_of_two_lots_landed_before_an_answer_still_counts_for_the_next_lo
         "one answer uses one lot's worth: the other lot's inputs are still there"
     assert feeds(f, exporter(), hold=2, landed_by=T0 - timedelta(seconds=1))[0] == [], \
         "its round has landed: the exporter is given its time before more go"
+
+
+def test_the_first_trip_of_a_feed_of_two_lots_starts_the_exporter_off():
+    """COPPER_ORE for two lots of COPPER, carried by a ship whose hold takes one: the
+    exporter may answer the first trip's lot while the second is on its way, so the
+    station's round landed with it (the time to look there) and its clock starts then;
+    the feed itself is not done (its ship carries on)."""
+    f = factory(lots=2)
+    key = "FAB_MATS@X1-T-E"
+    first = T0 + timedelta(minutes=5)
+    for good in ("IRON", "QUARTZ_SAND"):
+        task = f.open_feed(f.stations()[key], Decision(good, Acquisition.BUY, "X1-T-S"), 80, T0)
+        f.assign(task.id, "S1", T0)
+        f.record_purchase(task.id, "S1", 40, 400)
+        f.record_delivery(task.id, "S1", 40, 800)
+        f.trip_done(task.id, first, delivered=40)
+        f.assign(task.id, "S1", first)  # the second trip
+    station = f.stations()[key]
+    assert (station.last_landed, station.last_finished, station.feeding) == (first, None, True)
+    assert round_landed(station, exporter())
+    assert unanswered_rounds(station, landed_by=first - timedelta(seconds=1)) == 0
+    assert unanswered_rounds(station, landed_by=first + timedelta(minutes=3)) == 1
 
 
 def test_an_export_at_the_threshold_but_dearer_than_the_ceiling_is_fed():

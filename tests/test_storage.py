@@ -157,6 +157,21 @@ def test_each_transition_is_saved_with_its_tasks(store):
         == (TaskState.READY, 1, "S-1", later, "4203 fuel")
 
 
+def test_a_trip_that_landed_part_of_a_feed_is_remembered(store):
+    """Its exporter may answer from the first trip: a restarted process must know when
+    that landed, not only when the whole feed ends."""
+    f = new_factory()
+    store.factories.create(f, agent="AGENT", owner="o", now=T0)
+    out, feed = with_tasks(f)
+    f.assign(feed.id, "S-1", T0)
+    landed = T0 + timedelta(minutes=5)
+    task = f.trip_done(feed.id, landed, delivered=20)  # of the 40: one more trip
+    assert (task.state, task.finished_at) == (TaskState.READY, None)
+    store.factories.save(f, [out, task], owner="o")
+    again = store.factories.load("f-1")
+    assert again.tasks[feed.id].landed_at == landed
+
+
 def test_a_task_touched_twice_in_one_pass_is_saved_once(store):
     """One pass may redecide a task and then move it on: PostgreSQL refuses an upsert that
     names one row twice, and a coordinator that cannot save stalls its factory."""
@@ -222,7 +237,7 @@ def test_a_v1_database_with_an_interrupted_factory_migrates_and_carries_on(tmp_p
             (tid, path, kind, good, src, dest, state, lost, T0))
     database.initialize(db)
     store = Storage(db)
-    assert store.version == latest_version() == 4
+    assert store.version == latest_version() == 5
     f = store.factories.load("f-old")
     root, copper = f.tasks["f-old/r1/0"], f.tasks["f-old/r1/0.0.1.0"]
     assert (root.purpose, root.state, root.inputs) == (
