@@ -10,7 +10,6 @@ as soon as something changes: a trip ending, a supply signal, a market read.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -875,22 +874,6 @@ class Coordinator:
         goes), the most urgent first."""
         return [(i.waypoint, self._destination(t)) for i in imminent.values() for t in i.due]
 
-    def _landing_first(self, todo: set[str], idle: list[scheduling.ShipView],
-                       times: scheduling.TravelTimes) -> set[str]:
-        """The looks in `todo` that a ship of ours on a trip ending there reads before any
-        idle one could (seen: a light hauler sent on a 660 s flight to look at COPPER's
-        exporter, where the frigate landed the second lot of ore 220 s later)."""
-        looks = todo.intersection(self.looks).difference(self.wanted_reads)
-        if not looks:
-            return set()
-        landing: dict[str, float] = {}
-        for v in self._arriving(times, self.clock()):
-            if v.waypoint in looks:
-                landing[v.waypoint] = min(v.free_in, landing.get(v.waypoint, math.inf))
-        return {w for w, lands_in in landing.items() if all(
-            times.seconds(s.waypoint, w, s.speed, s.fuel, s.fuel_capacity) >= lands_in
-            for s in idle)}
-
     def _visiting(self, times: scheduling.TravelTimes, now: datetime
                   ) -> list[scheduling.ShipView]:
         """This factory's ships (probes too) flying to look or to stand by, as they will be
@@ -1083,7 +1066,6 @@ class Coordinator:
         if not idle or not (todo or self.wanted_reads.intersection(self.visits)):
             return  # most passes: nobody to send, or nothing to read
         times = self._travel_times()
-        todo -= self._landing_first(todo, idle, times)
         arriving = {v.symbol: v for v in self._visiting(times, self.clock())}
         flying = [arriving[s.symbol] for s in usable if s.symbol in arriving] + ended
         en_route = {v.waypoint: v.free_in for v in flying if v.waypoint in self.wanted_reads}
