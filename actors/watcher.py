@@ -297,18 +297,18 @@ class MarketWatcher:
                 self._blind(waypoint, now)
         return reads
 
-    def forget_old(self) -> int:
-        """Once an hour (and on the first tick), drop the market history older than the
-        days kept; returns the readings dropped."""
+    def forget_old(self) -> None:
+        """Once an hour (and on the first tick), drop the market history (readings and
+        answer delays) older than the days kept."""
         now = self.clock()
         if self.keep is None or (self.forgot_at is not None
                                  and now - self.forgot_at < self.FORGET_EVERY):
-            return 0
+            return
         self.forgot_at = now
-        gone = self.book.storage.markets.forget_history(now - self.keep)
-        if gone:
-            log.info("history.forgotten", readings=gone, before=(now - self.keep).isoformat())
-        return gone
+        readings, answers = self.book.storage.markets.forget_history(now - self.keep)
+        if readings or answers:
+            log.info("history.forgotten", readings=readings, answers=answers,
+                     before=(now - self.keep).isoformat())
 
     def _read_moments_ago(self, waypoint: str, watches: list[_Watch], now: datetime) -> bool:
         """Did someone read the market moments ago, after every watch there began (a ship

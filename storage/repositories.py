@@ -531,13 +531,13 @@ class MarketRepository:
         found = self.snapshots(system_of(waypoint), waypoint=waypoint)
         return found[0] if found else None
 
-    def forget_history(self, before: datetime) -> int:
-        """Drop the readings taken and the answer delays seen before `before`; how many
-        went. The latest quote of each good stays in `MarketGood` whatever its age."""
+    def forget_history(self, before: datetime) -> tuple[int, int]:
+        """Drop the readings taken and the answer delays seen before `before`; how many of
+        each went. The latest quote of each good stays in `MarketGood` whatever its age."""
         with transaction(self.db):
-            return MarketHistory.delete().where(
-                MarketHistory.observed_at < to_db(before)).execute() + \
-                AnswerDelay.delete().where(AnswerDelay.landed_at < to_db(before)).execute()
+            return (MarketHistory.delete().where(
+                        MarketHistory.observed_at < to_db(before)).execute(),
+                    AnswerDelay.delete().where(AnswerDelay.landed_at < to_db(before)).execute())
 
     def history(self, waypoint: str, good: str) -> list[tuple[datetime, SupplyLevel, int]]:
         return [(from_db(h.observed_at), SupplyLevel.parse(h.supply), h.purchase_price)

@@ -234,7 +234,10 @@ def test_market_history_older_than_the_days_kept_is_forgotten_once_an_hour(world
     watcher.handle(Tick())
     assert [t for t, _, _ in markets.history("X1-T-E", "CLOTHING")] == days
     clock.now += timedelta(minutes=40)
-    watcher.handle(Tick())
+    with capture_logs() as logs:
+        watcher.handle(Tick())
+    assert [(e["readings"], e["answers"]) for e in logs
+            if e["event"] == "history.forgotten"] == [(1, 1)]
     assert [t for t, _, _ in markets.history("X1-T-E", "CLOTHING")] == days[1:]
     assert markets.answer_delays("X1-T", most=10) == [100.0], "answers age alike"
     clock.now += timedelta(days=5)
