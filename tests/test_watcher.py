@@ -256,7 +256,7 @@ def test_market_history_is_kept_whole_without_a_limit(world):
     assert len(book.storage.markets.history("X1-T-E", "CLOTHING")) == 1
 
 
-def test_answer_delays_are_shared_by_the_system_and_outlive_the_process(world, tmp_path):
+def test_answer_delays_are_shared_by_the_system_and_outlive_the_process(world):
     """One factory learnt that exporters here answer slowly: every factory of the system
     hears of it at once, and a later process (a restart, the next order) starts from it."""
     _clock, client, book, *_ = world
