@@ -50,13 +50,21 @@ from domain.factory import (
     DeliverKind,
     Factory,
     FactoryStatus,
+    Station,
     Task,
     TaskKind,
     TaskPurpose,
     TaskState,
     backoff,
 )
-from domain.feeding import answer_wait, plan_feeds, round_landed, rounds_landed
+from domain.feeding import (
+    answer_rounds,
+    answer_wait,
+    plan_feeds,
+    round_landed,
+    rounds_landed,
+    rounds_needed,
+)
 from domain.plan import Decision, Planner
 from domain.ranking import buyable, ceiling, reference_price
 from domain.supply_chain import SupplyChain
@@ -463,7 +471,7 @@ class Coordinator:
         orders, views = plan_feeds(
             f, self.book.latest, self.settings.feeds_per_input, most=self._max_open_lots(),
             landed_by=now - timedelta(seconds=self._answer_wait()),
-            hold=self._hold_lots(), ceiling=self._ceiling)
+            hold=self._hold_lots(), ceiling=self._ceiling, needs=self._rounds_needed)
         self._warn_slow(views, now)
         if not orders:
             return []
@@ -661,7 +669,8 @@ class Coordinator:
             st = self.factory.stations().get(message.key)
             if st is not None and st.last_landed == held.landed:
                 self.book.answered(st.waypoint, st.good, held.landed,
-                                   (message.observed_at - held.landed).total_seconds())
+                                   (message.observed_at - held.landed).total_seconds(),
+                                   answer_rounds(st, message.observed_at, self._answer_wait()))
         self.rewatch[message.key] = now
         self.blind.pop(message.key, None)
         waiting = self._waiting_stations().get(message.key)
@@ -858,6 +867,10 @@ class Coordinator:
             self.visits[waypoint] = ship
             self.log.info("ship.standby", ship=ship, waypoint=waypoint, eta=round(seconds))
         return standing
+
+    def _rounds_needed(self, station: Station) -> int:
+        """Rounds of inputs the station's exporter was seen to need for one answer."""
+        return rounds_needed(self.book.answer_rounds(station.waypoint, station.good))
 
     def _answer_wait(self) -> float:
         """Seconds a fed exporter is given to answer (`feeding.answer_wait`)."""

@@ -47,6 +47,7 @@ from storage.repositories import Storage
 log = structlog.get_logger("watcher")
 
 ANSWERS_KEPT = 64  # answer delays remembered per system: the latest say most of today
+ROUNDS_KEPT = 256  # answers' rounds remembered per system, for all its stations
 
 
 class MarketBook:
@@ -63,6 +64,7 @@ class MarketBook:
         self._listeners: list[Callable[[MarketSnapshot], None]] = []
         self._traded: dict[str, datetime] = {}  # our last trade at each market
         self._answers: dict[str, deque[float]] = {}  # system -> answer delays, see `answered`
+        self._rounds: dict[tuple[str, str], list[tuple[int, int]]] = {}  # see `answered`
         self.reads = 0
 
     def listen(self, listener: Callable[[MarketSnapshot], None]) -> None:
@@ -80,6 +82,7 @@ class MarketBook:
         if fresh:
             storage.markets.record(*fresh)
         answers = storage.markets.answer_delays(system, ANSWERS_KEPT)
+        rounds = storage.markets.answer_rounds(system, ROUNDS_KEPT)
         with self._lock:
             if again:
                 self._bare.clear()
@@ -87,6 +90,7 @@ class MarketBook:
                 self._latest[snapshot.waypoint] = snapshot
             self._places[system] = storage.waypoints.places(system)
             self._answers[system] = deque(answers, maxlen=ANSWERS_KEPT)
+            self._rounds.update(rounds)
 
     def read(self, waypoint: str, priority: Priority = Priority.REFRESH) -> MarketReading:
         """Ask the API for the market, record it and tell the listeners."""
@@ -112,16 +116,20 @@ class MarketBook:
         with self._lock:
             self._traded[waypoint] = max(at, self._traded.get(waypoint, at))
 
-    def answered(self, waypoint: str, good: str, landed_at: datetime, seconds: float) -> None:
-        """The export of `good` at `waypoint` rose `seconds` after a round of ours landed.
-        Every factory in the system and every later run learns from it (the game does not
-        publish how fast markets make goods); losing one to a database error costs only a
-        little of that."""
+    def answered(self, waypoint: str, good: str, landed_at: datetime, seconds: float,
+                 rounds: tuple[int, int] | None = None) -> None:
+        """The export of `good` at `waypoint` rose `seconds` after a round of ours landed,
+        having needed `rounds` of ours (`feeding.answer_rounds`). Every factory in the
+        system and every later run learns from it (the game does not publish how fast
+        markets make goods, nor from how much); losing one to a database error costs only
+        a little of that."""
         with self._lock:
             self._answers.setdefault(system_of(waypoint), deque(maxlen=ANSWERS_KEPT)) \
                 .append(seconds)
+            if rounds is not None:
+                self._rounds.setdefault((waypoint, good), []).append(rounds)
         try:
-            self.storage.markets.record_answer(waypoint, good, landed_at, seconds)
+            self.storage.markets.record_answer(waypoint, good, landed_at, seconds, rounds)
         except Exception as exc:
             log.warning("answer.not_recorded", waypoint=waypoint, good=good, error=str(exc))
 
@@ -129,6 +137,12 @@ class MarketBook:
         """The latest answer delays seen in `system`, by any factory or earlier run."""
         with self._lock:
             return tuple(self._answers.get(system, ()))
+
+    def answer_rounds(self, waypoint: str, good: str) -> tuple[tuple[int, int], ...]:
+        """What the answers of the export of `good` at `waypoint` said of the rounds it
+        needs, oldest first (`feeding.rounds_needed` reads them)."""
+        with self._lock:
+            return tuple(self._rounds.get((waypoint, good), ()))
 
     def read_between(self, waypoint: str, since: datetime, until: datetime | None = None,
                      untraded: bool = False) -> MarketSnapshot | None:

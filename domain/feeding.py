@@ -14,6 +14,11 @@ are better kept for the collect; each round that landed that long ago without th
 export answering puts one more lot on the way, up to what the fleet can carry, and an
 answer brings it back. It stops when the export reaches the threshold. Each lot's
 outcome (the supply seen after it) is logged by the caller.
+
+How many rounds an exporter needs is not published either, so each answer to our rounds
+is read for it (`answer_rounds`) and kept; a station whose exporter was seen to need
+several starts with that many on the way (`rounds_needed`) rather than ramping from one
+again, round trip after round trip.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from domain.enums import SupplyLevel
 from domain.factory import Factory, Station
@@ -77,6 +82,31 @@ def unanswered_rounds(station: Station, landed_by: datetime | None = None,
                default=0)
 
 
+def answer_rounds(station: Station, answered_at: datetime, wait: float
+                  ) -> tuple[int, int] | None:
+    """What an answer at `answered_at` says of the rounds the exporter needs, as (at
+    least, at most): more than those landed `wait` before it (they had their time and
+    were not answered), no more than all those landed by then. None: no whole round of
+    ours landed (the exporter recovered on its own, or had what we never fed it)."""
+    fed = [g for g in station.inputs if any(t.units_delivered for t in station.feeds_of(g))]
+    most = unanswered_rounds(station, answered_at, fed)
+    if most < 1:
+        return None
+    had_time = unanswered_rounds(station, answered_at - timedelta(seconds=wait), fed)
+    return min(most, had_time + 1), most
+
+
+def rounds_needed(seen: Iterable[tuple[int, int]]) -> int:
+    """The rounds an exporter needs to answer once, from what its answers said (oldest
+    first): each narrows the guess to its bounds, starting from one. Lots sent together
+    all land before the answer, so an answer to them cannot raise the guess past what
+    was sent (no ratchet); one that comes before all the lots sent landed lowers it."""
+    need = 1
+    for least, most in seen:
+        need = min(max(need, least), most)
+    return need
+
+
 def saturated_inputs(station: Station, snapshot: MarketSnapshot | None) -> tuple[str, ...]:
     """The station's inputs the exporter is full of, as last seen: more gains nothing,
     and no round waits for them."""
@@ -110,7 +140,8 @@ def _hungry(station: Station, saturated: tuple[str, ...]) -> list[str]:
 
 def plan_feeds(factory: Factory, latest: Callable[[str], MarketSnapshot | None],
                per_input: int = 1, most: int = 1, landed_by: datetime | None = None,
-               hold: int = 1, ceiling: Callable[[str], int | None] = lambda good: None
+               hold: int = 1, ceiling: Callable[[str], int | None] = lambda good: None,
+               needs: Callable[[Station], int] = lambda station: 1
                ) -> tuple[list[FeedOrder], list[StationView]]:
     """The feeds to start now, and how each station with waiting lots stands. `most`
     caps the lots of one input on the way (the haulers there are to carry them); a round
@@ -120,7 +151,9 @@ def plan_feeds(factory: Factory, latest: Callable[[str], MarketSnapshot | None],
     per lot (COPPER made at one exporter for two consumers needs two lots of COPPER_ORE).
     Lots sent on speculation (the export has not answered) go one by one, so that the
     fleet can carry them side by side. An export at the threshold but dearer than the
-    good's `ceiling` has not answered: more made is what brings its price down."""
+    good's `ceiling` has not answered: more made is what brings its price down. A
+    station `needs` the rounds its exporter was seen to need for each answer: that many
+    go for each lot waiting there from the start, as far as the fleet carries them."""
     orders: list[FeedOrder] = []
     views: list[StationView] = []
     for station in factory.stations().values():
@@ -137,12 +170,13 @@ def plan_feeds(factory: Factory, latest: Callable[[str], MarketSnapshot | None],
         landed = {g: sum(station.lots_landed(t) for t in station.feeds_of(g)) for g in hungry}
         rounds = unanswered_rounds(station, landed_by, hungry)  # saturated: not awaited
         landed_rounds = unanswered_rounds(station, None, hungry)
-        if landed_rounds > rounds and landed_rounds >= len(station.waiting):
-            # a round just landed and one was sent for each lot waiting: give the
+        need = min(most, needs(station) * len(station.waiting))
+        if landed_rounds > rounds and landed_rounds >= max(need, len(station.waiting)):
+            # a round just landed and all each lot waiting needs were sent: give the
             # exporter its time to answer before sending more on speculation
             views.append(StationView(station, level, saturated, False, rounds, 0))
             continue
-        base = per_input * len(station.waiting)  # each lot waiting there is fed for
+        base = max(need, per_input * len(station.waiting))  # each lot waiting is fed for
         allowed = max(base, min(most, base + rounds))
         for good in hungry:
             in_flight = sum(station.lots(t) for t in station.feeds_of(good) if not t.finished)

@@ -264,12 +264,20 @@ def _v5_task_landings(db: peewee.Database) -> None:
     pm.migrate(m.add_column("task_row", "landed_at", peewee.DateTimeField(null=True)))
 
 
+def _v6_answer_rounds(db: peewee.Database) -> None:
+    """How many rounds each answer says its exporter needs."""
+    m = pm.SqliteMigrator(db) if is_sqlite(db) else pm.PostgresqlMigrator(db)
+    pm.migrate(m.add_column("answer_delay", "rounds_least", peewee.IntegerField(null=True)),
+               m.add_column("answer_delay", "rounds_most", peewee.IntegerField(null=True)))
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (1, "initial tables", _v1_initial),
     (2, "lots, feeds and stations; destinations; cargo evidence", _v2_lots_and_stations),
     (3, "ship positions", _v3_ship_positions),
     (4, "answer delays", _v4_answer_delays),
     (5, "task landings", _v5_task_landings),
+    (6, "rounds per answer", _v6_answer_rounds),
 ]
 
 

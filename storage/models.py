@@ -149,6 +149,10 @@ class AnswerDelay(BaseModel):
     good = peewee.CharField(max_length=64)
     landed_at = peewee.DateTimeField()
     seconds = peewee.FloatField()
+    # the rounds of ours the answer says the exporter needs, at least and at most
+    # (`feeding.answer_rounds`); NULL where it says nothing of them
+    rounds_least = peewee.IntegerField(null=True)
+    rounds_most = peewee.IntegerField(null=True)
 
     class Meta:
         indexes = ((("system", "landed_at"), False),)

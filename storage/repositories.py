@@ -452,6 +452,10 @@ class MarketRepository:
         a = Table(db, AnswerDelay)
         self._answers = (f"SELECT {a.col('seconds')} FROM {a.name} WHERE {a.equal('system')} "
                          f"ORDER BY {a.col('landed_at')} DESC, {a.col('id')} DESC LIMIT {a.param}")
+        self._rounds = (f"SELECT {a.col('waypoint')}, {a.col('good')}, {a.col('rounds_least')}, "
+                        f"{a.col('rounds_most')} FROM {a.name} WHERE {a.equal('system')} AND "
+                        f"{a.col('rounds_least')} IS NOT NULL ORDER BY {a.col('landed_at')} DESC, "
+                        f"{a.col('id')} DESC LIMIT {a.param}")
 
     def record(self, *snapshots: MarketSnapshot) -> None:
         """Store readings in one transaction: their lists always, their quotes (and the
@@ -481,17 +485,30 @@ class MarketRepository:
             self._history.run(history)
 
     def record_answer(self, waypoint: str, good: str, landed_at: datetime,
-                      seconds: float) -> None:
-        """An exporter's supply rose `seconds` after our round landed there."""
+                      seconds: float, rounds: tuple[int, int] | None = None) -> None:
+        """An exporter's supply rose `seconds` after our round landed there, having
+        needed `rounds` of ours (at least, at most)."""
+        least, most = rounds or (None, None)
         with transaction(self.db):
             self._answer.run([{"system": system_of(waypoint), "waypoint": waypoint,
                                "good": good, "landed_at": to_db(landed_at),
-                               "seconds": seconds}])
+                               "seconds": seconds, "rounds_least": least,
+                               "rounds_most": most}])
 
     def answer_delays(self, system: str, most: int) -> list[float]:
         """The `most` latest answer delays seen in `system`, oldest first."""
         rows = self.db.execute_sql(self._answers, (system, most)).fetchall()
         return [row[0] for row in reversed(rows)]
+
+    def answer_rounds(self, system: str, most: int
+                      ) -> dict[tuple[str, str], list[tuple[int, int]]]:
+        """What the `most` latest answers in `system` said of the rounds each exporter
+        needs, by (waypoint, good), oldest first."""
+        rows = self.db.execute_sql(self._rounds, (system, most)).fetchall()
+        out: dict[tuple[str, str], list[tuple[int, int]]] = {}
+        for waypoint, good, least, at_most in reversed(rows):
+            out.setdefault((waypoint, good), []).append((least, at_most))
+        return out
 
     def known_waypoints(self, system: str) -> set[str]:
         """Markets whose lists are stored (they never change within a reset)."""

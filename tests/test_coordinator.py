@@ -1188,3 +1188,32 @@ def test_a_ship_stands_by_longer_where_answers_were_seen_to_take_longer(
     later = [t for t in rig.f.tasks.values() if t.good == "FERTILIZERS" and t.lot == 2]
     assert (later[0].ship != carrier) is stays
     rig.storage.close()
+
+
+def test_an_answer_tells_how_many_rounds_its_exporter_needed(rig):
+    """FABRICS at B answered the second round of FERTILIZERS, the first having had its
+    time: B needs two, and the book (so every later station there) knows it."""
+    rig.c.start()
+    [(carrier, first)] = rig.jobs()
+    rig.done(carrier, first, bought=40, delivered=40)
+    rig.clock.advance(rig.c.settings.answer_wait + 1)
+    rig.see(*markets())  # FABRICS still SCARCE: the next round goes
+    [(carrier, second)] = [(s, j) for s, j in rig.jobs() if j.task != first.task]
+    rig.done(carrier, second, bought=40, delivered=40)
+    rig.clock.advance(60)
+    rig.answer("FABRICS@X1-T-B")
+    assert rig.book.answer_rounds("X1-T-B", "FABRICS") == ((2, 2),)
+    assert rig.storage.markets.answer_rounds("X1-T", most=10) == {
+        ("X1-T-B", "FABRICS"): [(2, 2)]}
+
+
+def test_an_exporter_seen_to_need_two_rounds_gets_both_at_once(tmp_path):
+    rig = Rig(tmp_path)
+    rig.storage.markets.record_answer("X1-T-B", "FABRICS", T0 - timedelta(days=1), 90.0, (2, 2))
+    rig.book.know_system("X1-T")
+    rig.c.start()
+    fertilizers = [t for t in rig.f.tasks.values() if t.good == "FERTILIZERS"]
+    assert sum(t.units_target for t in fertilizers) == 80, "two lots, not one and a ramp"
+    assert len({s for s, j in rig.jobs() if j.good == "FERTILIZERS"}) == 2, \
+        "each hauler takes one"
+    rig.storage.close()

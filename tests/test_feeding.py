@@ -4,7 +4,15 @@ from datetime import UTC, datetime, timedelta
 
 from domain.enums import Acquisition
 from domain.factory import Destination, Factory
-from domain.feeding import FeedOrder, answer_wait, plan_feeds, round_landed, unanswered_rounds
+from domain.feeding import (
+    FeedOrder,
+    answer_rounds,
+    answer_wait,
+    plan_feeds,
+    round_landed,
+    rounds_needed,
+    unanswered_rounds,
+)
 from domain.plan import Decision
 from tests.builders import market
 
@@ -293,3 +301,55 @@ def test_an_exporter_is_given_longer_to_answer_where_answers_were_seen_to_take_l
     assert answer_wait(180, [200, 700]) == 720, "at most four times the setting"
     assert answer_wait(180, [200, 5000]) == 300, "an answer hours later was no answer"
     assert answer_wait(180, [-5, 0]) == 180, "a reading from before the landing"
+
+
+def rounds_at(f, minutes):
+    """Land a round (a lot of each input) at each of `minutes` after T0."""
+    key = "FAB_MATS@X1-T-E"
+    for n in minutes:
+        for good in ("IRON", "QUARTZ_SAND"):
+            land(f, FeedOrder(f.stations()[key], good), T0 + timedelta(minutes=n))
+    return f.stations()[key]
+
+
+def test_an_answer_says_how_many_rounds_its_exporter_needs():
+    ramp = rounds_at(factory(), [0, 10, 20])  # one by one, each given its time
+    assert answer_rounds(ramp, T0 + timedelta(minutes=21), wait=180) == (3, 3)
+    together = rounds_at(factory(), [0, 0, 0])  # sent in one go
+    assert answer_rounds(together, T0 + timedelta(minutes=2), wait=180) == (1, 3), \
+        "any of the three may have been enough"
+    assert answer_rounds(rounds_at(factory(), []), T0, wait=180) is None, \
+        "it recovered on its own: nothing to learn"
+    f = factory()
+    land(f, FeedOrder(f.stations()["FAB_MATS@X1-T-E"], "IRON"), T0)
+    assert answer_rounds(f.stations()["FAB_MATS@X1-T-E"], T0 + timedelta(minutes=5),
+                         wait=180) == (1, 1), "full of sand, it lacked only iron"
+
+
+def test_the_rounds_needed_follow_the_answers_without_a_ratchet():
+    assert rounds_needed([]) == 1, "nothing seen: one round, then the ramp"
+    assert rounds_needed([(4, 4)]) == 4
+    assert rounds_needed([(4, 4), (1, 4)]) == 4, \
+        "four sent together and answered: no fewer were shown to be enough"
+    assert rounds_needed([(4, 4), (1, 2)]) == 2, "answered before the other two landed"
+    assert rounds_needed([(4, 4), (5, 6)]) == 5, "a ramp past what was sent raises it"
+    assert rounds_needed([(1, 3)]) == 1, "lots landed together never raise it"
+
+
+def test_a_station_starts_with_the_rounds_its_exporter_was_seen_to_need():
+    f = factory()
+    orders, [view] = feeds(f, exporter(), most=8, hold=4, needs=lambda st: 3)
+    assert [(o.good, o.lots) for o in orders] == [("IRON", 3), ("QUARTZ_SAND", 3)]
+    assert view.in_flight == 3
+    _, [view] = feeds(f, exporter(), most=2, hold=4, needs=lambda st: 3)
+    assert view.in_flight == 2, "as far as the fleet carries them"
+    _, [view] = feeds(factory(lots=2), exporter(), most=8, needs=lambda st: 3)
+    assert view.in_flight == 6, "that many for each lot waiting"
+    two = factory()
+    rounds_at(two, [0, 0])
+    just = T0 - timedelta(seconds=1)
+    more, _ = feeds(two, exporter(), most=8, landed_by=just, needs=lambda st: 3)
+    assert [o.good for o in more] == ["IRON", "QUARTZ_SAND"], "the third is still to go"
+    rounds_at(two, [0])
+    assert feeds(two, exporter(), most=8, landed_by=just, needs=lambda st: 3)[0] == [], \
+        "all three landed: the exporter is given its time to answer"

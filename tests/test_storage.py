@@ -237,7 +237,7 @@ def test_a_v1_database_with_an_interrupted_factory_migrates_and_carries_on(tmp_p
             (tid, path, kind, good, src, dest, state, lost, T0))
     database.initialize(db)
     store = Storage(db)
-    assert store.version == latest_version() == 5
+    assert store.version == latest_version() == 6
     f = store.factories.load("f-old")
     root, copper = f.tasks["f-old/r1/0"], f.tasks["f-old/r1/0.0.1.0"]
     assert (root.purpose, root.state, root.inputs) == (
@@ -259,6 +259,19 @@ def test_answer_delays_are_kept_per_system_latest_last(store):
     assert markets.answer_delays("X1-T1", most=2) == [310.5, 150.0], "the latest two"
     assert markets.answer_delays("X1-U9", most=10) == [999.0]
     assert markets.answer_delays("X1-ZZ", most=10) == []
+
+
+def test_the_rounds_each_answer_needed_are_kept_per_station_oldest_first(store):
+    markets = store.markets
+    for i, (waypoint, good, rounds) in enumerate([
+            ("X1-T1-B7", "FABRICS", (4, 4)), ("X1-T1-A4", "CLOTHING", (2, 2)),
+            ("X1-T1-B7", "FABRICS", (3, 4)), ("X1-T1-B7", "FABRICS", None),
+            ("X1-U9-C3", "FABRICS", (1, 1))]):
+        markets.record_answer(waypoint, good, T0 + timedelta(minutes=i), 120.0, rounds)
+    assert markets.answer_rounds("X1-T1", most=10) == {
+        ("X1-T1-B7", "FABRICS"): [(4, 4), (3, 4)], ("X1-T1-A4", "CLOTHING"): [(2, 2)]}
+    assert markets.answer_rounds("X1-T1", most=1) == {("X1-T1-B7", "FABRICS"): [(3, 4)]}
+    assert markets.answer_delays("X1-T1", most=10) == [120.0] * 4, "every delay is kept"
 
 
 def test_ledger_accounts_for_the_agents_credits(store):

@@ -270,6 +270,20 @@ def test_answer_delays_are_shared_by_the_system_and_outlive_the_process(world):
     assert later.answer_delays("X1-T") == (310.0,)
 
 
+def test_the_rounds_an_exporter_needs_outlive_the_process(world):
+    """An exporter that needed four rounds of ours for an answer gets four at once in the
+    next run, rather than a ramp from one."""
+    _clock, client, book, *_ = world
+    book.answered("X1-T-B", "FABRICS", T0, 120.0, (4, 4))
+    book.answered("X1-T-B", "FABRICS", T0 + timedelta(hours=1), 90.0, (1, 4))
+    book.answered("X1-T-E", "CLOTHING", T0, 60.0)
+    assert book.answer_rounds("X1-T-B", "FABRICS") == ((4, 4), (1, 4))
+    assert book.answer_rounds("X1-T-E", "CLOTHING") == (), "nothing said of its rounds"
+    later = MarketBook(client, book.storage)
+    later.know_system("X1-T")
+    assert later.answer_rounds("X1-T-B", "FABRICS") == ((4, 4), (1, 4))
+
+
 def test_an_answer_delay_the_database_refused_is_still_used(world, monkeypatch):
     _clock, _client, book, *_ = world
 
