@@ -3,7 +3,7 @@ and cost per unit.
 
     python bench/production.py [--targets IRON_ORE,CLOTHING,ADVANCED_CIRCUITRY]
                                [--fleets 1,2,4,8] [--seed 1[,2,...]] [--time-scale 100]
-                               [--economy gentle] [--real-limits]
+                               [--economy gentle] [--real-limits] [--again]
 
 Each run is a fresh local server (fixed seed, time scale and economy profile) and a fresh
 database: the bot knows nothing of the system, as on a player's first run there. The fleet
@@ -21,6 +21,11 @@ exporter for this fleet, from where its ships start; it is given with the survey
 seller of a good read before the good is decided, as the bot must on a first run) and
 without (quotes known up front). The minimum requests are those the game cannot do without
 for the bound's plan.
+
+With `--again` each case runs a second time from the same start (a fresh server with
+the same seed and economy), on a fresh database holding only what the first run learnt of
+the economy (the answer delays and the rounds each answer needed), as the next order in
+a system would know it: what the learning is worth, apart from what the markets kept.
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ from domain.scheduling import ShipView
 from sim.server import SimServer, build_game
 from storage.db import open_database
 from storage.files import default_supply_chain
-from storage.repositories import Storage
+from storage.repositories import Storage, from_db
 
 ACTIONS = ("navigate", "dock", "orbit", "purchase", "sell", "refuel")
 MARKET = "/systems/{systemSymbol}/waypoints/{waypointSymbol}/market"
@@ -83,8 +88,8 @@ def pages(n: int) -> int:
     return max(1, -(-n // PAGE_LIMIT))
 
 
-def run(target: str, haulers: int, seed: int, opts) -> dict:
-    record: list = []
+def start(haulers: int, seed: int, opts, record: list):
+    """A fresh server for the seed and economy, and an agent with `haulers` haulers."""
     game = build_game(seed=seed, time_scale=opts.time_scale, economy=opts.economy,
                       starting_credits=5_000_000)
     server = SimServer(game, rate_limit=opts.real_limits, on_exchange=record.append)
@@ -95,6 +100,12 @@ def run(target: str, haulers: int, seed: int, opts) -> dict:
     client = anon.with_token(reg.token)
     for _ in range(haulers - 1):
         client.purchase_ship("SHIP_LIGHT_HAULER", game.universe.start_probe_at)
+    return game, server, client
+
+
+def run(target: str, haulers: int, seed: int, opts) -> dict:
+    record: list = []
+    game, server, client = start(haulers, seed, opts, record)
     fleet = views(client)
     lot = min(s.cargo_capacity for s in fleet if s.cargo_capacity)
     chain = default_supply_chain()
@@ -105,22 +116,29 @@ def run(target: str, haulers: int, seed: int, opts) -> dict:
     cheapest = outright(game, target)
 
     storage = Storage(open_database(str(Path(tempfile.mkdtemp()) / "bench.db")))
-    service = Service(client, storage, chain, scaled(opts.time_scale))
-    before, started, wall = len(record), game.clock.game_now(), datetime.now(UTC)
-    runtime = service.runtime()
-    factory = service.create(runtime, Order(target, lot=lot), runtime.owner)
-    outcome = service.run(runtime, [factory.id])
-    makespan = game.clock.game_now() - started
+    before = len(record)
+    factory, outcome, product, makespan = order(client, storage, chain, game, target, lot,
+                                                opts)
     server.stop()
-    factory = storage.factories.load(factory.id)
-    outputs = [t.finished_at for t in factory.tasks.values()
-               if t.purpose is TaskPurpose.OUTPUT and t.finished_at]
-    product = (max(outputs) - wall).total_seconds() * opts.time_scale if outputs else makespan
     calls = Counter(x.spec_path.rsplit("/", 1)[-1] if "{shipSymbol}/" in x.spec_path
                     else x.spec_path for x in record[before:])
     entries = storage.ledger.entries(factory=factory.id, state="CONFIRMED")
+    learnt = storage.db.execute_sql(
+        "SELECT waypoint, good, landed_at, seconds, rounds_least, rounds_most "
+        "FROM answer_delay ORDER BY id").fetchall()
     storage.close()
-    return {"target": target, "haulers": haulers, "seed": seed,
+    again = None
+    if opts.again:
+        game, server, client = start(haulers, seed, opts, [])
+        storage = Storage(open_database(str(Path(tempfile.mkdtemp()) / "again.db")))
+        for waypoint, good, landed_at, seconds, least, most in learnt:
+            storage.markets.record_answer(waypoint, good, from_db(landed_at), seconds,
+                                          None if least is None else (least, most))
+        second, done, again, _ = order(client, storage, chain, game, target, lot, opts)
+        again = (again, second.status is FactoryStatus.COMPLETED and done.finished)
+        server.stop()
+        storage.close()
+    return {"target": target, "haulers": haulers, "seed": seed, "again": again,
             "outcome": "ok" if outcome.finished else (outcome.error or "stopped"),
             "ok": factory.status is FactoryStatus.COMPLETED, "makespan": product, "ended": makespan,
             "bound": surveyed.seconds, "known": known.seconds, "requests": sum(calls.values()),
@@ -130,6 +148,22 @@ def run(target: str, haulers: int, seed: int, opts) -> dict:
             "revenue": sum(e.total for e in entries if e.kind == "SELL"),
             "net": factory.credits_spent, "outright": cheapest,
             "depth": depth(surveyed.plan), "plan": surveyed.plan}
+
+
+def order(client: Client, storage: Storage, chain, game, target: str, lot: int, opts):
+    """Run an order of a load of `target`: the factory, its outcome, game seconds until
+    the product was in the hold and until the factory ended."""
+    started, wall = game.clock.game_now(), datetime.now(UTC)
+    service = Service(client, storage, chain, scaled(opts.time_scale))
+    runtime = service.runtime()
+    factory = service.create(runtime, Order(target, lot=lot), runtime.owner)
+    outcome = service.run(runtime, [factory.id])
+    ended = game.clock.game_now() - started
+    factory = storage.factories.load(factory.id)
+    outputs = [t.finished_at for t in factory.tasks.values()
+               if t.purpose is TaskPurpose.OUTPUT and t.finished_at]
+    product = (max(outputs) - wall).total_seconds() * opts.time_scale if outputs else ended
+    return factory, outcome, product, ended
 
 
 def depth(step) -> int:
@@ -174,6 +208,13 @@ def report(results: list[dict], opts) -> str:
                 f"{r['gross'] / r['units']:,.0f}" if r["units"] else "-", f"{r['fuel']:,}",
                 f"{r['revenue']:,}", f"{r['net'] / r['units']:,.0f}" if r["units"] else "-",
                 f"{r['outright']:,}" if r["outright"] else "not sold"] for r in results])]
+    if opts.again:
+        out += ["\nThe same start again, knowing what the first run learnt of the economy "
+                "(answer delays, rounds per answer)",
+                table([*head, "haulers", "makespan", "again", "change"],
+                      [[*who(r), r["haulers"], f"{r['makespan']:.0f}",
+                        f"{r['again'][0]:.0f}" + ("" if r["again"][1] else " FAILED"),
+                        f"{r['again'][0] / r['makespan'] - 1:+.0%}"] for r in results])]
     return "\n".join(out)
 
 
@@ -190,6 +231,9 @@ def main() -> None:
                       help="rate-limit the server and pace the client as the real game does "
                       "(the limits are in real seconds: game time is then compressed)")
     args.add_argument("--log", help="write the bot's JSON log here")
+    args.add_argument("--again", action="store_true",
+                      help="run each case once more from the same start, knowing what the "
+                      "first run learnt")
     opts = args.parse_args()
     configure("json", "INFO" if opts.log else "ERROR",
               stream=open(opts.log or "/dev/null", "a"))  # noqa: SIM115
