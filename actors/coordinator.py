@@ -668,9 +668,11 @@ class Coordinator:
             # an answer to a round of ours (not to an exporter full of inputs it had)
             st = self.factory.stations().get(message.key)
             if st is not None and st.last_landed == held.landed:
-                self.book.answered(st.waypoint, st.good, held.landed,
-                                   (message.observed_at - held.landed).total_seconds(),
-                                   answer_rounds(st, message.observed_at, self._answer_wait()))
+                seconds = (message.observed_at - held.landed).total_seconds()
+                rounds = answer_rounds(st, message.observed_at, self._answer_wait())
+                self.book.answered(st.waypoint, st.good, held.landed, seconds, rounds)
+                self.log.info("production.answered", station=st.key, seconds=round(seconds),
+                              rounds=rounds, rounds_needed=self._rounds_needed(st))
         self.rewatch[message.key] = now
         self.blind.pop(message.key, None)
         waiting = self._waiting_stations().get(message.key)

@@ -47,7 +47,7 @@ from storage.repositories import Storage
 log = structlog.get_logger("watcher")
 
 ANSWERS_KEPT = 64  # answer delays remembered per system: the latest say most of today
-ROUNDS_KEPT = 256  # answers' rounds remembered per system, for all its stations
+ROUNDS_KEPT = 16  # answers' rounds remembered per station: the latest say most of today
 
 
 class MarketBook:
@@ -64,7 +64,7 @@ class MarketBook:
         self._listeners: list[Callable[[MarketSnapshot], None]] = []
         self._traded: dict[str, datetime] = {}  # our last trade at each market
         self._answers: dict[str, deque[float]] = {}  # system -> answer delays, see `answered`
-        self._rounds: dict[tuple[str, str], list[tuple[int, int]]] = {}  # see `answered`
+        self._rounds: dict[tuple[str, str], deque[tuple[int, int]]] = {}  # see `answered`
         self.reads = 0
 
     def listen(self, listener: Callable[[MarketSnapshot], None]) -> None:
@@ -90,7 +90,8 @@ class MarketBook:
                 self._latest[snapshot.waypoint] = snapshot
             self._places[system] = storage.waypoints.places(system)
             self._answers[system] = deque(answers, maxlen=ANSWERS_KEPT)
-            self._rounds.update(rounds)
+            self._rounds.update({station: deque(seen, maxlen=ROUNDS_KEPT)
+                                 for station, seen in rounds.items()})
 
     def read(self, waypoint: str, priority: Priority = Priority.REFRESH) -> MarketReading:
         """Ask the API for the market, record it and tell the listeners."""
@@ -127,7 +128,8 @@ class MarketBook:
             self._answers.setdefault(system_of(waypoint), deque(maxlen=ANSWERS_KEPT)) \
                 .append(seconds)
             if rounds is not None:
-                self._rounds.setdefault((waypoint, good), []).append(rounds)
+                self._rounds.setdefault((waypoint, good), deque(maxlen=ROUNDS_KEPT)) \
+                    .append(rounds)
         try:
             self.storage.markets.record_answer(waypoint, good, landed_at, seconds, rounds)
         except Exception as exc:

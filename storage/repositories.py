@@ -454,8 +454,8 @@ class MarketRepository:
                          f"ORDER BY {a.col('landed_at')} DESC, {a.col('id')} DESC LIMIT {a.param}")
         self._rounds = (f"SELECT {a.col('waypoint')}, {a.col('good')}, {a.col('rounds_least')}, "
                         f"{a.col('rounds_most')} FROM {a.name} WHERE {a.equal('system')} AND "
-                        f"{a.col('rounds_least')} IS NOT NULL ORDER BY {a.col('landed_at')} DESC, "
-                        f"{a.col('id')} DESC LIMIT {a.param}")
+                        f"{a.col('rounds_least')} IS NOT NULL ORDER BY {a.col('landed_at')}, "
+                        f"{a.col('id')}")
 
     def record(self, *snapshots: MarketSnapshot) -> None:
         """Store readings in one transaction: their lists always, their quotes (and the
@@ -502,13 +502,12 @@ class MarketRepository:
 
     def answer_rounds(self, system: str, most: int
                       ) -> dict[tuple[str, str], list[tuple[int, int]]]:
-        """What the `most` latest answers in `system` said of the rounds each exporter
-        needs, by (waypoint, good), oldest first."""
-        rows = self.db.execute_sql(self._rounds, (system, most)).fetchall()
+        """What the `most` latest answers of each exporter of `system` said of the rounds
+        it needs, by (waypoint, good), oldest first (the rows age with the history)."""
         out: dict[tuple[str, str], list[tuple[int, int]]] = {}
-        for waypoint, good, least, at_most in reversed(rows):
+        for waypoint, good, least, at_most in self.db.execute_sql(self._rounds, (system,)):
             out.setdefault((waypoint, good), []).append((least, at_most))
-        return out
+        return {station: seen[-most:] for station, seen in out.items()}
 
     def known_waypoints(self, system: str) -> set[str]:
         """Markets whose lists are stored (they never change within a reset)."""

@@ -270,7 +270,9 @@ def test_the_rounds_each_answer_needed_are_kept_per_station_oldest_first(store):
         markets.record_answer(waypoint, good, T0 + timedelta(minutes=i), 120.0, rounds)
     assert markets.answer_rounds("X1-T1", most=10) == {
         ("X1-T1-B7", "FABRICS"): [(4, 4), (3, 4)], ("X1-T1-A4", "CLOTHING"): [(2, 2)]}
-    assert markets.answer_rounds("X1-T1", most=1) == {("X1-T1-B7", "FABRICS"): [(3, 4)]}
+    assert markets.answer_rounds("X1-T1", most=1) == {
+        ("X1-T1-B7", "FABRICS"): [(3, 4)], ("X1-T1-A4", "CLOTHING"): [(2, 2)]}, \
+        "the latest of each exporter"
     assert markets.answer_delays("X1-T1", most=10) == [120.0] * 4, "every delay is kept"
 
 
