@@ -1201,8 +1201,12 @@ def test_an_answer_tells_how_many_rounds_its_exporter_needed(rig):
     [(carrier, second)] = [(s, j) for s, j in rig.jobs() if j.task != first.task]
     rig.done(carrier, second, bought=40, delivered=40)
     rig.clock.advance(60)
-    rig.answer("FABRICS@X1-T-B")
+    with capture_logs() as logs:
+        rig.answer("FABRICS@X1-T-B")
     assert rig.book.answer_rounds("X1-T-B", "FABRICS") == ((2, 2),)
+    [said] = [e for e in logs if e["event"] == "production.answered"]
+    assert (said["station"], said["seconds"], said["rounds"], said["rounds_needed"]) == (
+        "FABRICS@X1-T-B", 60, (2, 2), 2)
     assert rig.storage.markets.answer_rounds("X1-T", most=10) == {
         ("X1-T-B", "FABRICS"): [(2, 2)]}
 
