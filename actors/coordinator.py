@@ -783,10 +783,11 @@ class Coordinator:
         ships = self._idle_haulers()
         times = self._travel_times()
         destinations = {t.id: self._destination(t) for t in ready}
-        busy = Counter((t.source, t.good) for t in f.running() if t.to_buy)
         standby = scheduling.stand_by(due, ships, times, self._stand_by_within())
-        plan = scheduling.assign(ready, ships, times, destinations, busy_sources=busy,
+        plan = scheduling.assign(ready, ships, times, destinations,
+                                 busy_sources=self._buying(now),
                                  per_source_cap=self.settings.per_source_cap,
+                                 at_once=self._answer_wait(),
                                  standing_by=standby,
                                  speculative=self._not_before_due(ready, imminent),
                                  # a ship whose report is on its way is free where it
@@ -903,6 +904,17 @@ class Coordinator:
             out.append(scheduling.ShipView(s.symbol, waypoint, s.speed, s.fuel_capacity,
                                            s.fuel_capacity, s.cargo_capacity, s.cargo_free,
                                            eta))
+        return out
+
+    def _buying(self, now: datetime) -> dict[tuple[str, str], list[float | None]]:
+        """For each good at each market, when each of our ships on its way to buy it
+        there gets there (seconds from now; None for one not flying straight there yet)."""
+        out: dict[tuple[str, str], list[float | None]] = {}
+        for t in self.factory.running():
+            if t.to_buy:
+                s = self.fleet.get(t.ship) if t.ship else None
+                there = s.lands_in(now) if s is not None and s.waypoint == t.source else None
+                out.setdefault((t.source, t.good), []).append(there)
         return out
 
     def _arriving(self, times: scheduling.TravelTimes, now: datetime

@@ -10,7 +10,6 @@ them first. Everything here is pure: callers pass the ships, the places and `now
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -186,16 +185,20 @@ def remaining_paths(tasks: Iterable[Task], places: Mapping[str, Place],
 
 
 def assign(tasks: Iterable[Task], ships: Iterable[ShipView], times: TravelTimes,
-           destination_of: Mapping[str, str | None], *, busy_sources: Counter | None = None,
-           per_source_cap: int | None = None, standing_by: Mapping[str, StandBy] | None = None,
+           destination_of: Mapping[str, str | None], *,
+           busy_sources: Mapping[tuple[str, str], list[float | None]] | None = None,
+           per_source_cap: int | None = None, at_once: float = math.inf,
+           standing_by: Mapping[str, StandBy] | None = None,
            speculative: Iterable[str] = (), arriving: Iterable[ShipView] = (),
            ranks: Mapping[str, tuple] | None = None) -> list[Assignment]:
     """Give each ready task (by priority) the idle ship that finishes it first.
 
     `destination_of[task.id]` is where its goods go (None: they stay in the hold);
-    `busy_sources` counts ships already buying each good at each market (by (market,
-    good): each purchase raises that good's price there, not the others'), against
-    `per_source_cap`.
+    `busy_sources` holds, for each good at each market, when each ship already on its
+    way to buy it there gets there (seconds from now; None: not known). No more than
+    `per_source_cap` ships buy one good at one market at once — within `at_once`
+    seconds of each other: each purchase raises that good's price there (not the
+    others'), until the market has had time to move on its own.
     Ships `standing_by` at an exporter about to have output are not given `speculative`
     tasks (more lots for that exporter, which may not be needed, and what comes after
     the lot due there: the caller says which), but such a task waits for one of them as
@@ -219,7 +222,17 @@ def assign(tasks: Iterable[Task], ships: Iterable[ShipView], times: TravelTimes,
                                 s.cargo_capacity, s.cargo_capacity, sb.done)
              for s in free.values() if (sb := standing_by.get(s.symbol)) is not None}
     awaited = {sb.waypoint for sb in standing_by.values()}  # more lots there may be dropped
-    busy = Counter(busy_sources or {})
+    busy = {key: list(etas) for key, etas in (busy_sources or {}).items()}
+
+    def capped(task: Task, ship: ShipView) -> bool:
+        """Whether `ship` would buy `task`'s good at once with `per_source_cap` others."""
+        if per_source_cap is None or not task.to_buy:
+            return False
+        there = ship.free_in + times.seconds(ship.waypoint, task.source, ship.speed, ship.fuel,
+                                             ship.fuel_capacity)
+        return sum(1 for eta in busy.get((task.source, task.good), ())
+                   if eta is None or abs(eta - there) < at_once) >= per_source_cap
+
     out: list[Assignment] = []
     ranks = ranks or {}
     ordered = sorted(tasks, key=lambda t: (not _held_by(t, free),
@@ -229,12 +242,9 @@ def assign(tasks: Iterable[Task], ships: Iterable[ShipView], times: TravelTimes,
         if task.carriers and not holders:
             continue  # its goods are on a ship that is busy elsewhere: wait for it
         candidates = holders or [s for s in free.values() if _room_for(s, task) and not (
-            task.id in speculative and s.symbol in standing_by)]
+            task.id in speculative and s.symbol in standing_by) and not capped(task, s)]
         if task.attempts and not holders:  # it failed there: another ship, if any
             candidates = [s for s in candidates if s.symbol != task.last_ship] or candidates
-        if not holders and per_source_cap is not None and task.to_buy and \
-                busy[task.source, task.good] >= per_source_cap:
-            continue
         best = None
         for ship in candidates:
             finish = finish_in(task, ship, times, destination_of.get(task.id))
@@ -248,7 +258,7 @@ def assign(tasks: Iterable[Task], ships: Iterable[ShipView], times: TravelTimes,
             if spec and destination_of.get(task.id) not in awaited:
                 waited += [later[s] for s in later if s in free]
             sooner = min(((finish_in(task, s, times, destination_of.get(task.id)), s.symbol, s)
-                          for s in waited if _room_for(s, task)),
+                          for s in waited if _room_for(s, task) and not capped(task, s)),
                          key=lambda c: c[:2], default=None)
             if sooner is not None and sooner[0] < UNREACHABLE:
                 # a ship already where it will be free (its last trade under way) is
@@ -266,7 +276,10 @@ def assign(tasks: Iterable[Task], ships: Iterable[ShipView], times: TravelTimes,
         del free[best[1].symbol]
         later.pop(best[1].symbol, None)
         if task.to_buy:
-            busy[task.source, task.good] += 1
+            ship = best[1]
+            busy.setdefault((task.source, task.good), []).append(
+                ship.free_in + times.seconds(ship.waypoint, task.source, ship.speed, ship.fuel,
+                                             ship.fuel_capacity))
     return out
 
 

@@ -1,6 +1,5 @@
 """The scheduler's choices, on domain objects: speed, position, critical path, held goods."""
 
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -235,11 +234,28 @@ def test_full_ships_and_goods_busy_at_their_source_are_skipped():
     assert assign([a], [full], TIMES, {a.id: "E"}) == []
     two = [ship("S1"), ship("S2")]
     plan = assign([a, b], two, TIMES, {a.id: "E", b.id: "E"},
-                  busy_sources=Counter({("B", "X"): 1}), per_source_cap=2)
+                  busy_sources={("B", "X"): [None]}, per_source_cap=2)
     assert [c.task for c in plan] == [a], "one more buying X at B, then the cap"
     plan = assign([a, b], two, TIMES, {a.id: "E", b.id: "E"},
-                  busy_sources=Counter({("B", "Y"): 2}), per_source_cap=2)
+                  busy_sources={("B", "Y"): [None, None]}, per_source_cap=2)
     assert len(plan) == 2, "ships buying another good there raise its price, not X's"
+
+
+def test_ships_buying_far_apart_in_time_do_not_buy_at_once():
+    """Seen in a hungry economy: two light haulers 650 and 920 s from FERTILIZERS'
+    seller kept the idle frigate, 540 s from it, waiting for 650 s."""
+    f = factory()
+    a = lot(f)
+    here = ship("S1", at="B")  # buys at once
+    near = {("B", "X"): [5.0, 3000.0]}
+    assert assign([a], [here], TIMES, {a.id: "E"}, busy_sources=near, per_source_cap=2,
+                  at_once=100) != [], "only one of the two buys within 100 s of it"
+    assert assign([a], [here], TIMES, {a.id: "E"}, busy_sources={("B", "X"): [5.0, 50.0]},
+                  per_source_cap=2, at_once=100) == [], "both do"
+    assert assign([a], [here], TIMES, {a.id: "E"}, busy_sources={("B", "X"): [None, 3000.0]},
+                  per_source_cap=2, at_once=100) != []
+    assert assign([a], [here], TIMES, {a.id: "E"}, busy_sources=near,
+                  per_source_cap=2) == [], "without a window, every buyer on its way counts"
 
 
 def test_trips_for_a_lot_bigger_than_the_hold_count():
