@@ -140,6 +140,7 @@ class Coordinator:
         self.fed_lately = False  # a feed delivered since _watch_waiting last looked
         self.rewatch: dict[str, datetime] = {}  # station -> only readings after this count
         self.blind: dict[str, int] = {}  # station -> looks since its last signal or feed
+        self.learnt: dict[str, datetime] = {}  # station -> the landing its answer was learnt from
         self.looks: dict[str, str] = {}  # waypoint -> station an idle ship should read now
         self.next_look: datetime | None = None  # when the next look falls due
         # the first lot could not be decided: try again on news, or when a quote it used
@@ -667,7 +668,10 @@ class Coordinator:
         if held is not None and held.landed is not None:
             # an answer to a round of ours (not to an exporter full of inputs it had)
             st = self.factory.stations().get(message.key)
-            if st is not None and st.last_landed == held.landed:
+            if st is not None and st.last_landed == held.landed \
+                    and self.learnt.get(message.key) != held.landed:
+                # once per landing: an answer nobody collected yet is seen again and again
+                self.learnt[message.key] = held.landed
                 seconds = (message.observed_at - held.landed).total_seconds()
                 rounds = answer_rounds(st, message.observed_at, self._answer_wait())
                 self.book.answered(st.waypoint, st.good, held.landed, seconds, rounds)

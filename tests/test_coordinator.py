@@ -1221,3 +1221,21 @@ def test_an_exporter_seen_to_need_two_rounds_gets_both_at_once(tmp_path):
     assert len({s for s, j in rig.jobs() if j.good == "FERTILIZERS"}) == 2, \
         "each hauler takes one"
     rig.storage.close()
+
+
+def test_an_answer_nobody_collected_yet_is_learnt_from_once(tmp_path):
+    """Seen in a strict economy: FERTILIZERS' exporter, made for two lots and answered
+    while every ship was busy, was seen answering on every poll for 360 s, each recorded
+    as a new answer of 0-2 s (pushing the real delays out of those kept)."""
+    rig = Rig(tmp_path, units=80)
+    rig.c.start()
+    for carrier, job in rig.jobs():
+        rig.done(carrier, job, bought=40, delivered=40, free=False)
+    for seconds in (60, 30, 30):
+        rig.clock.advance(seconds)
+        rig.answer("FABRICS@X1-T-B")
+        rig.c.tick()
+    assert rig.book.answer_delays("X1-T") == (60.0,)
+    assert rig.book.answer_rounds("X1-T-B", "FABRICS") == ((1, 2),), \
+        "two lots landed together: either may have been enough"
+    rig.storage.close()
