@@ -226,11 +226,12 @@ def assign(tasks: Iterable[Task], ships: Iterable[ShipView], times: TravelTimes,
 
     def capped(task: Task, ship: ShipView) -> bool:
         """Whether `ship` would buy `task`'s good at once with `per_source_cap` others."""
-        if per_source_cap is None or not task.to_buy:
-            return False
+        buyers = busy.get((task.source, task.good), ())
+        if per_source_cap is None or not task.to_buy or len(buyers) < per_source_cap:
+            return False  # no flight time to work out
         there = ship.free_in + times.seconds(ship.waypoint, task.source, ship.speed, ship.fuel,
                                              ship.fuel_capacity)
-        return sum(1 for eta in busy.get((task.source, task.good), ())
+        return sum(1 for eta in buyers
                    if eta is None or abs(eta - there) < at_once) >= per_source_cap
 
     out: list[Assignment] = []
