@@ -134,8 +134,8 @@ def run(target: str, haulers: int, seed: int, opts) -> dict:
         for waypoint, good, landed_at, seconds, least, most in learnt:
             storage.markets.record_answer(waypoint, good, from_db(landed_at), seconds,
                                           None if least is None else (least, most))
-        second, done, again, _ = order(client, storage, chain, game, target, lot, opts)
-        again = (again, second.status is FactoryStatus.COMPLETED and done.finished)
+        second, done, seconds, _ = order(client, storage, chain, game, target, lot, opts)
+        again = (seconds, second.status is FactoryStatus.COMPLETED and done.finished)
         server.stop()
         storage.close()
     return {"target": target, "haulers": haulers, "seed": seed, "again": again,
