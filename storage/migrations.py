@@ -138,10 +138,15 @@ def _v1_initial(db: peewee.Database) -> None:
                       MarketHistory, LedgerEntry])
 
 
+def _migrator(db: peewee.Database) -> pm.SchemaMigrator:
+    """The schema migrator for the database's engine."""
+    return pm.SqliteMigrator(db) if is_sqlite(db) else pm.PostgresqlMigrator(db)
+
+
 def _v2_lots_and_stations(db: peewee.Database) -> None:
     """Rounds of a task tree become lots, feeds and stations; destinations, reference
     prices and cargo evidence for the ledger. Open factories carry on where they were."""
-    m = pm.SqliteMigrator(db) if is_sqlite(db) else pm.PostgresqlMigrator(db)
+    m = _migrator(db)
     # New columns are nullable with a default: on SQLite, a NOT NULL one is added by
     # rebuilding the table, and dropping the old factory table would cascade to its tasks.
     pm.migrate(
@@ -260,13 +265,13 @@ def _v4_answer_delays(db: peewee.Database) -> None:
 def _v5_task_landings(db: peewee.Database) -> None:
     """When a trip of a task last delivered: a lot carried in several trips starts its
     exporter off with the first."""
-    m = pm.SqliteMigrator(db) if is_sqlite(db) else pm.PostgresqlMigrator(db)
+    m = _migrator(db)
     pm.migrate(m.add_column("task_row", "landed_at", peewee.DateTimeField(null=True)))
 
 
 def _v6_answer_rounds(db: peewee.Database) -> None:
     """How many rounds each answer says its exporter needs."""
-    m = pm.SqliteMigrator(db) if is_sqlite(db) else pm.PostgresqlMigrator(db)
+    m = _migrator(db)
     pm.migrate(m.add_column("answer_delay", "rounds_least", peewee.IntegerField(null=True)),
                m.add_column("answer_delay", "rounds_most", peewee.IntegerField(null=True)))
 
