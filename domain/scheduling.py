@@ -229,8 +229,7 @@ def assign(tasks: Iterable[Task], ships: Iterable[ShipView], times: TravelTimes,
         buyers = busy.get((task.source, task.good), ())
         if per_source_cap is None or not task.to_buy or len(buyers) < per_source_cap:
             return False  # no flight time to work out
-        there = ship.free_in + times.seconds(ship.waypoint, task.source, ship.speed, ship.fuel,
-                                             ship.fuel_capacity)
+        there = _at_source(task, ship, times)
         return sum(1 for eta in buyers
                    if eta is None or abs(eta - there) < at_once) >= per_source_cap
 
@@ -277,11 +276,15 @@ def assign(tasks: Iterable[Task], ships: Iterable[ShipView], times: TravelTimes,
         del free[best[1].symbol]
         later.pop(best[1].symbol, None)
         if task.to_buy:
-            ship = best[1]
             busy.setdefault((task.source, task.good), []).append(
-                ship.free_in + times.seconds(ship.waypoint, task.source, ship.speed, ship.fuel,
-                                             ship.fuel_capacity))
+                _at_source(task, best[1], times))
     return out
+
+
+def _at_source(task: Task, ship: ShipView, times: TravelTimes) -> float:
+    """Seconds until `ship`, once free, lands where `task` buys."""
+    return ship.free_in + times.seconds(ship.waypoint, task.source, ship.speed, ship.fuel,
+                                        ship.fuel_capacity)
 
 
 def finish_in(task: Task, ship: ShipView, times: TravelTimes, destination: str | None
@@ -290,13 +293,10 @@ def finish_in(task: Task, ship: ShipView, times: TravelTimes, destination: str |
     held = ship.carrying.get(task.id, 0)
     room = ship.cargo_free + held
     trips = max(1, math.ceil(task.to_buy / room)) if task.to_buy and room > 0 else 1
-    start = ship.free_in
     if task.to_buy:
-        go = times.seconds(ship.waypoint, task.source, ship.speed, ship.fuel,
-                           ship.fuel_capacity)
-        here = task.source
+        there, here = _at_source(task, ship, times), task.source
     else:  # only delivering what it holds
-        go, here = 0.0, ship.waypoint
+        there, here = ship.free_in, ship.waypoint
     loaded = 0.0
     if destination is not None:
         loaded = times.seconds(here, destination, ship.speed, ship.fuel_capacity,
@@ -305,7 +305,7 @@ def finish_in(task: Task, ship: ShipView, times: TravelTimes, destination: str |
     if trips > 1 and destination is not None:
         back = times.seconds(destination, task.source, ship.speed, ship.fuel_capacity,
                              ship.fuel_capacity)
-    return start + go + loaded + (trips - 1) * (back + loaded)
+    return there + loaded + (trips - 1) * (back + loaded)
 
 
 DUPLICATE_GAIN = 0.5  # a market already being read gets a second ship that halves the wait
